@@ -1,0 +1,52 @@
+# The README's two commands: `make run` (set up and serve the site) and `make test` (set up and run every test).
+PORT ?= 8000
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Development defaults; a real environment variable or .env still wins for everything but debug.
+export DJANGO_DEBUG ?= 1
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_CACHE_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test lint bench browser-deps clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py devidp setup --base-url http://127.0.0.1:$(PORT)
+	@echo "Open http://127.0.0.1:$(PORT)/ and sign in with the Local dev IdP."
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# Browser tests drive Debian's Chromium; install it when missing and possible (they skip otherwise).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "Chromium could not be installed: browser tests will be skipped."; }
+
+# First pass: the embedded defaults (SQLite, local-memory cache), every test.
+# Second pass: the tests that need a real PostgreSQL and a shared Redis cache.
+test: $(VENV)/.dev browser-deps
+	$(PY) -m ruff check .
+	DJANGO_DEBUG=0 $(PY) -m pytest
+	DJANGO_DEBUG=0 DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) $(PY) -m pytest -m postgres
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: $(VENV)/.dev
+	DJANGO_DEBUG=0 DJANGO_SECRET_KEY=bench $(PY) bench/login_bench.py
+
+clean:
+	rm -rf $(VENV) db.sqlite3 artifacts

@@ -1,0 +1,81 @@
+"""Admin for providers and identities. The client secret is write-only: never rendered back."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .models import Identity, Provider
+
+
+class ProviderForm(forms.ModelForm):
+    issuer = forms.URLField(
+        max_length=500,
+        assume_scheme="https",
+        help_text=Provider._meta.get_field("issuer").help_text,
+    )
+    client_secret = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only: leave blank to keep the stored secret. It is never shown again.",
+    )
+
+    class Meta:
+        model = Provider
+        fields = "__all__"  # noqa: DJ007 -- every field; the fieldsets below decide the layout
+
+    def clean_client_secret(self) -> str:
+        secret = self.cleaned_data.get("client_secret", "")
+        if not secret and self.instance.pk:
+            return self.instance.client_secret  # blank means "unchanged"
+        return secret
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = ("name", "slug", "kind", "issuer", "enabled", "display_order", "secret_set")
+    list_editable = ("enabled", "display_order")
+    list_filter = ("enabled", "kind")
+    search_fields = ("name", "slug", "issuer", "client_id")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("redirect_uri", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "kind", "enabled", "display_order")}),
+        ("Client registration", {"fields": ("issuer", "client_id", "client_secret", "redirect_uri")}),
+        ("Request and verification", {"fields": ("scopes", "allowed_algorithms", "extra_auth_params")}),
+        ("Account linking", {"fields": ("email_linking",)}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Provider | None:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj._admin_request = request  # lets redirect_uri show an absolute URL for this site
+        return obj
+
+    @admin.display(description="Redirect URI to register with the provider")
+    def redirect_uri(self, obj: Provider) -> str:
+        if not obj.slug:
+            return "Shown once the provider is saved."
+        path = reverse("accounts:callback", args=[obj.slug])
+        request = getattr(obj, "_admin_request", None)
+        return format_html("<code>{}</code>", request.build_absolute_uri(path) if request else path)
+
+    @admin.display(boolean=True, description="Secret set")
+    def secret_set(self, obj: Provider) -> bool:
+        return bool(obj.client_secret)
+
+
+@admin.register(Identity)
+class IdentityAdmin(admin.ModelAdmin):
+    list_display = ("user", "provider", "subject", "email", "email_verified", "last_login_at", "created_at")
+    list_filter = ("provider", "email_verified")
+    search_fields = ("user__username", "user__email", "subject", "email", "issuer")
+    raw_id_fields = ("user",)
+    readonly_fields = ("issuer", "subject", "claims", "created_at", "last_login_at")
+    date_hierarchy = "created_at"

@@ -1,0 +1,42 @@
+"""System checks: configuration that would quietly weaken sign-in is reported at start-up."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.checks import Tags, Warning, register
+
+from .conf import conf
+
+
+@register(Tags.security, deploy=True)
+def check_insecure_http(app_configs, **kwargs):
+    if conf.OIDC_ALLOW_INSECURE_HTTP and not settings.DEBUG:
+        return [
+            Warning(
+                "ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP is on with DEBUG off.",
+                hint="Tokens and client secrets would travel over plain http; turn it off in production.",
+                id="accounts.W001",
+            )
+        ]
+    return []
+
+
+@register(Tags.caches)
+def check_cache(app_configs, **kwargs):
+    backend = settings.CACHES.get(conf.OIDC_CACHE_ALIAS, {}).get("BACKEND", "")
+    errors = []
+    if not backend:
+        return [Warning(f"Cache alias {conf.OIDC_CACHE_ALIAS!r} is not configured.", id="accounts.W002")]
+    if backend.endswith("DummyCache"):
+        errors.append(
+            Warning(
+                "The accounts app's cache is a DummyCache.",
+                hint="Discovery and JWKS documents would be fetched on every sign-in and the refetch lock "
+                "would not work; use local memory, Redis or Memcached.",
+                id="accounts.W003",
+            )
+        )
+    else:
+        caches[conf.OIDC_CACHE_ALIAS]  # raises early if the backend cannot be built
+    return errors

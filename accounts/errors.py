@@ -1,0 +1,107 @@
+"""Why a sign-in failed, in two voices: a ``reason`` for the log and a ``message`` for the person.
+
+Every failure in the flow raises a ``SignInError`` subclass. Views turn them into an error page in
+one place (``accounts.views.render_sign_in_error``); nothing else decides status codes or wording.
+A ``reason`` must never contain a token, a code or a secret: it is written to the log as is.
+"""
+
+from __future__ import annotations
+
+
+class SignInError(Exception):
+    """A sign-in that cannot go on. Subclasses set the status, the title and the default message."""
+
+    status = 400
+    title = "Sign-in failed"
+    message = "We could not sign you in. Please try again."
+    #: Short machine-readable code, stored in the audit trail and sent with the sign-in-failed signal.
+    code = "sign_in_failed"
+
+    def __init__(self, reason: str, *, message: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if message is not None:
+            self.message = message
+
+
+class UnknownProvider(SignInError):
+    status = 404
+    code = "unknown_provider"
+    title = "Unknown sign-in provider"
+    message = "This sign-in option does not exist or has been turned off."
+
+
+class InvalidRequest(SignInError):
+    """The callback does not belong to a sign-in this browser started (tampered, replayed or stale)."""
+
+    code = "invalid_request"
+    title = "This sign-in link is not valid"
+    message = (
+        "The sign-in response did not match a sign-in started from this browser, or it was "
+        "already used or has expired. Please start again from the sign-in page."
+    )
+
+
+class ProviderDenied(SignInError):
+    """The provider answered the authorization request with ``error=``."""
+
+    status = 403
+    code = "provider_denied"
+    title = "Sign-in was cancelled or refused"
+    message = "The provider did not let the sign-in go ahead. You can try again or choose another option."
+
+
+class TokenRejected(SignInError):
+    """The provider's answer could not be verified (signature, issuer, audience, nonce, time ...)."""
+
+    code = "token_rejected"
+    title = "We could not verify your sign-in"
+    message = (
+        "The provider's answer failed our security checks, so we did not sign you in. "
+        "Please try again; if it keeps happening, contact the site administrator."
+    )
+
+
+class ProviderMisconfigured(SignInError):
+    """The provider's metadata or keys are unusable, or it violates the protocol."""
+
+    status = 502
+    code = "provider_misconfigured"
+    title = "The sign-in provider is not working correctly"
+    message = (
+        "The provider sent something we cannot use, so sign-in with it is not possible right now. "
+        "Please try again later or choose another option."
+    )
+
+
+class ProviderUnavailable(SignInError):
+    """The provider could not be reached or answered with an error or garbage."""
+
+    status = 502
+    code = "provider_unavailable"
+    title = "The sign-in provider is unavailable"
+    message = "We could not reach the provider. Please try again in a few minutes."
+
+
+class ProviderTimeout(ProviderUnavailable):
+    status = 504
+    code = "provider_timeout"
+    message = "The provider took too long to answer. Please try again in a few minutes."
+
+
+class SignInRefused(SignInError):
+    """This site's own policy refuses the identity (a domain or tenant restriction, an adapter rule)."""
+
+    status = 403
+    code = "sign_in_refused"
+    title = "This account cannot sign in here"
+    message = "This account is not allowed to sign in to this site."
+
+
+class AccountConflict(SignInError):
+    """The identity cannot be attached where it was asked to go."""
+
+    status = 409
+    code = "account_conflict"
+    title = "This account is already in use"
+    message = "This sign-in is already connected to another account on this site."

@@ -1,0 +1,145 @@
+"""Verified claims -> a local user. The identity key is issuer + subject, never an email.
+
+``sign_in_identity`` is the whole policy in one function, atomic and safe under concurrency:
+
+1. a known (issuer, subject) signs in its user;
+2. otherwise, only if the provider is configured to link by *verified* email and exactly one user
+   has that email, the identity is attached to that user;
+3. otherwise a new user is created with a unique username.
+
+Two first sign-ins of the same identity racing each other create one user: the loser's
+transaction rolls back on the (issuer, subject) unique constraint and it then finds the winner's
+identity. A unique-constraint error never leads to "some existing user" -- only to the identity
+with exactly this issuer and subject.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import signals
+from .adapter import get_adapter
+from .errors import SignInError, SignInRefused
+from .models import Identity, Provider
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.http import HttpRequest
+
+logger = logging.getLogger(__name__)
+
+_ATTEMPTS = 5
+
+
+@dataclass
+class SignInResult:
+    user: AbstractBaseUser
+    identity: Identity
+    user_created: bool
+    identity_created: bool
+
+
+def verified_email(claims: dict[str, Any]) -> tuple[str, bool]:
+    """The claimed email and whether the provider vouches for it (``email_verified`` strictly true)."""
+    email = claims.get("email")
+    if not isinstance(email, str) or "@" not in email or len(email) > 254:
+        return "", False
+    return email.strip(), claims.get("email_verified") is True
+
+
+def sign_in_identity(
+    *, request: HttpRequest | None, provider: Provider, issuer: str, subject: str, claims: dict[str, Any]
+) -> SignInResult:
+    """Find or create the user for a verified identity; see the module docstring for the policy."""
+    adapter = get_adapter()
+    if not adapter.is_sign_in_allowed(request, provider, claims):
+        raise SignInRefused(f"adapter refused {provider.slug} subject")
+    for _attempt in range(_ATTEMPTS):
+        try:
+            result = _sign_in_once(provider=provider, issuer=issuer, subject=subject, claims=claims)
+        except IntegrityError:
+            continue  # a concurrent sign-in won a unique constraint: look again
+        _send_signals(request, result, claims)
+        return result
+    raise SignInError(f"could not store identity for {provider.slug} after {_ATTEMPTS} attempts")
+
+
+@transaction.atomic
+def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict[str, Any]) -> SignInResult:
+    email, email_verified = verified_email(claims)
+    now = timezone.now()
+    identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
+    if identity is not None:
+        identity.email, identity.email_verified = email, email_verified
+        identity.claims, identity.last_login_at = claims, now
+        identity.save(update_fields=["email", "email_verified", "claims", "last_login_at"])
+        return SignInResult(identity.user, identity, user_created=False, identity_created=False)
+
+    user = _user_by_verified_email(provider, email, email_verified)
+    user_created = user is None
+    if user is None:
+        user = _create_user(claims, email_verified=email_verified)
+    identity = Identity.objects.create(
+        user=user,
+        provider=provider,
+        issuer=issuer,
+        subject=subject,
+        email=email,
+        email_verified=email_verified,
+        claims=claims,
+        last_login_at=now,
+    )
+    return SignInResult(user, identity, user_created=user_created, identity_created=True)
+
+
+def _user_by_verified_email(provider: Provider, email: str, email_verified: bool) -> AbstractBaseUser | None:
+    """The one user whose email the provider verified, when the admin opted in to linking; else None."""
+    if provider.email_linking != Provider.EmailLinking.VERIFIED or not email_verified:
+        return None
+    User = get_user_model()
+    matches = list(User._default_manager.filter(**{f"{User.get_email_field_name()}__iexact": email})[:2])
+    return matches[0] if len(matches) == 1 else None
+
+
+def _create_user(claims: dict[str, Any], *, email_verified: bool) -> AbstractBaseUser:
+    adapter = get_adapter()
+    user = adapter.new_user()
+    adapter.populate_user(user, claims, email_verified=email_verified)
+    setattr(user, user.USERNAME_FIELD, _unique_username(adapter.username_candidates(claims)))
+    user.save()
+    return user
+
+
+def _unique_username(candidates: list[str]) -> str:
+    User = get_user_model()
+    field = User.USERNAME_FIELD
+    manager = User._default_manager
+    for name in candidates:
+        if not manager.filter(**{f"{field}__iexact": name}).exists():
+            return name
+    base = candidates[0][:140]
+    taken = {value.lower() for value in manager.filter(**{f"{field}__istartswith": base}).values_list(field, flat=True)}
+    suffix = 2
+    while f"{base}{suffix}".lower() in taken:
+        suffix += 1
+    return f"{base}{suffix}"
+
+
+def _send_signals(request: HttpRequest | None, result: SignInResult, claims: dict[str, Any]) -> None:
+    def send() -> None:
+        if result.user_created:
+            signals.user_created_from_provider.send(
+                sender=Provider, request=request, user=result.user, identity=result.identity, claims=claims
+            )
+        if result.identity_created:
+            signals.identity_connected.send(
+                sender=Provider, request=request, user=result.user, identity=result.identity
+            )
+
+    transaction.on_commit(send)

@@ -1,0 +1,122 @@
+"""``manage.py oidc_provider add|list|check|refresh``: manage providers from a shell or a script."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.errors import SignInError
+from accounts.models import Provider
+from accounts.oidc import discovery
+
+
+class Command(BaseCommand):
+    help = "Add, list, check or refresh sign-in providers."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        add = sub.add_parser("add", help="Add (or update) a provider.")
+        add.add_argument("slug")
+        add.add_argument("--issuer", required=True)
+        add.add_argument("--client-id", required=True)
+        add.add_argument("--client-secret", default="")
+        add.add_argument("--name")
+        add.add_argument("--scopes", default="openid email profile")
+        add.add_argument("--disabled", action="store_true", help="Add it switched off.")
+        add.add_argument("--update", action="store_true", help="Update the provider if the slug exists.")
+        sub.add_parser("list", help="List providers.")
+        check = sub.add_parser("check", help="Fetch discovery and JWKS now and report problems.")
+        check.add_argument("slug")
+        refresh = sub.add_parser("refresh", help="Drop cached discovery and JWKS documents and fetch them again.")
+        refresh.add_argument("slug")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        getattr(self, f"handle_{action}")(**options)
+
+    def handle_add(
+        self,
+        *,
+        slug: str,
+        issuer: str,
+        client_id: str,
+        client_secret: str,
+        name: str | None,
+        scopes: str,
+        disabled: bool,
+        update: bool,
+        **_: Any,
+    ) -> None:
+        existing = Provider.objects.filter(slug=slug).first()
+        if existing and not update:
+            raise CommandError(f"Provider {slug!r} already exists (use --update to change it).")
+        provider = existing or Provider(slug=slug)
+        provider.name = name or (existing.name if existing else slug.replace("-", " ").title())
+        provider.issuer, provider.client_id, provider.scopes = issuer, client_id, scopes
+        if client_secret or not existing:
+            provider.client_secret = client_secret
+        provider.enabled = not disabled
+        self._save(provider)
+        self.stdout.write(f"{'Updated' if existing else 'Added'} provider {slug!r} ({provider.name}).")
+
+    def handle_list(self, **_: Any) -> None:
+        providers = Provider.objects.all()
+        if not providers:
+            self.stdout.write("No providers. Add one with: manage.py oidc_provider add <slug> --issuer URL ...")
+        for p in providers:
+            state = "enabled " if p.enabled else "disabled"
+            self.stdout.write(f"{p.slug:<20} {state} {p.kind:<8} {p.issuer}  client_id={p.client_id}")
+
+    def handle_check(self, *, slug: str, **_: Any) -> None:
+        provider = self._provider(slug)
+        self._report(provider)
+
+    def handle_refresh(self, *, slug: str, **_: Any) -> None:
+        provider = self._provider(slug)
+        url = discovery.discovery_url(provider.issuer)
+        cached = discovery.cached_data(url)
+        discovery.forget(url)
+        if cached and isinstance(cached.get("jwks_uri"), str):
+            discovery.forget(cached["jwks_uri"])
+        self._report(provider)
+        self.stdout.write("Cached documents refreshed.")
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _provider(self, slug: str) -> Provider:
+        provider = Provider.objects.filter(slug=slug).first()
+        if provider is None:
+            raise CommandError(f"No provider {slug!r}. See: manage.py oidc_provider list")
+        return provider
+
+    def _save(self, provider: Provider) -> None:
+        try:
+            provider.full_clean()
+        except ValidationError as exc:
+            problems = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+            raise CommandError(f"Invalid provider: {problems}") from None
+        provider.save()
+
+    def _report(self, provider: Provider) -> None:
+        try:
+            metadata = discovery.get_metadata(provider)
+            keys = discovery.get_keys(metadata["jwks_uri"])
+        except SignInError as exc:
+            raise CommandError(f"{provider.slug}: {exc.reason}") from None
+        self.stdout.write(f"Provider {provider.slug} ({provider.name}) - issuer {metadata['issuer']}")
+        for name in (
+            "authorization_endpoint",
+            "token_endpoint",
+            "userinfo_endpoint",
+            "jwks_uri",
+            "end_session_endpoint",
+        ):
+            self.stdout.write(f"  {name:<24} {metadata.get(name) or '(none)'}")
+        self.stdout.write(f"  keys ({len(keys.keys.keys)}):")
+        for key in keys.keys.keys:
+            self.stdout.write(
+                f"    kid={key.kid!r} kty={key.key_type} alg={key.get('alg') or '-'} use={key.get('use') or '-'}"
+            )
+        for problem in discovery.problems(provider, metadata, keys.keys):
+            self.stdout.write(self.style.WARNING(f"  problem: {problem}"))

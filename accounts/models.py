@@ -1,0 +1,140 @@
+"""What an admin configures (``Provider``) and what a sign-in leaves behind (``Identity``)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .conf import DEFAULT_ALGORITHMS
+
+#: Authorization request parameters the flow sets itself; an admin's extra parameters may not
+#: override them, or a misconfiguration could silently switch off state, nonce or PKCE.
+RESERVED_AUTH_PARAMS = frozenset(
+    {
+        "response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
+        "code_challenge", "code_challenge_method", "response_mode", "request", "request_uri",
+    }
+)  # fmt: skip
+
+SUPPORTED_ALGORITHMS = frozenset(DEFAULT_ALGORITHMS) | {"HS256", "HS384", "HS512"}
+
+
+def _validate_algorithms(value: str) -> None:
+    names = value.split()
+    if not names:
+        raise ValidationError(_("List at least one signing algorithm."))
+    unknown = sorted(set(names) - SUPPORTED_ALGORITHMS)
+    if unknown:
+        raise ValidationError(_("Unsupported algorithm(s): %(names)s."), params={"names": ", ".join(unknown)})
+
+
+def _validate_extra_params(value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValidationError(_('Use a JSON object of strings, e.g. {"prompt": "select_account"}.'))
+    clash = sorted(RESERVED_AUTH_PARAMS & set(value))
+    if clash:
+        raise ValidationError(
+            _("These parameters are set by the sign-in flow itself: %(names)s."), params={"names": ", ".join(clash)}
+        )
+
+
+class Provider(models.Model):
+    """An identity provider people can sign in with."""
+
+    class Kind(models.TextChoices):
+        OIDC = "oidc", _("OpenID Connect")
+
+    class EmailLinking(models.TextChoices):
+        NEVER = "never", _("Never: a new provider identity always gets its own account")
+        VERIFIED = "verified", _("Verified: attach to the one user whose email the provider verified")
+
+    slug = models.SlugField(unique=True, help_text=_("Used in URLs: /accounts/<slug>/login/."))
+    name = models.CharField(_("display name"), max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.OIDC)
+    issuer = models.URLField(
+        max_length=500,
+        help_text=_("Exactly as the provider's discovery document states it, e.g. https://accounts.google.com."),
+    )
+    client_id = models.CharField(max_length=500)
+    client_secret = models.CharField(max_length=500, blank=True)
+    scopes = models.CharField(max_length=500, default="openid email profile")
+    enabled = models.BooleanField(default=True)
+    display_order = models.PositiveIntegerField(default=0)
+    allowed_algorithms = models.CharField(
+        max_length=200,
+        default=" ".join(DEFAULT_ALGORITHMS),
+        validators=[_validate_algorithms],
+        help_text=_(
+            "ID token signing algorithms accepted, separated by spaces. HS256/384/512 (keyed with the "
+            "client secret) are accepted only if listed here; 'none' never is."
+        ),
+    )
+    extra_auth_params = models.JSONField(
+        _("extra authorization parameters"),
+        default=dict,
+        blank=True,
+        validators=[_validate_extra_params],
+        help_text=_('Added to the authorization request, e.g. {"prompt": "select_account"}.'),
+    )
+    email_linking = models.CharField(
+        max_length=20,
+        choices=EmailLinking.choices,
+        default=EmailLinking.NEVER,
+        help_text=_("Only choose 'verified' for a provider you trust to verify email addresses."),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["display_order", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def algorithms(self) -> list[str]:
+        return self.allowed_algorithms.split()
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+    def clean(self) -> None:
+        super().clean()
+        if self.issuer:
+            self.issuer = self.issuer.strip()
+        if self.kind == self.Kind.OIDC and "openid" not in self.scope_list:
+            raise ValidationError({"scopes": _("An OpenID Connect provider needs the 'openid' scope.")})
+        if any(a.startswith("HS") for a in self.algorithms) and not self.client_secret:
+            raise ValidationError({"allowed_algorithms": _("HMAC algorithms need a client secret.")})
+
+
+class Identity(models.Model):
+    """One provider account (issuer + subject) attached to one local user.
+
+    The pair (issuer, subject) is the only identity key: emails and usernames can change hands at
+    the provider, a subject never does. The issuer is stored as well as the provider so that an
+    admin editing a provider's issuer can never make old identities match a different issuer.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="identities")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="identities")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    email = models.EmailField(blank=True)
+    email_verified = models.BooleanField(default=False)
+    claims = models.JSONField(_("last verified claims"), default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="accounts_identity_unique_issuer_subject"),
+        ]
+        indexes = [models.Index(fields=["user", "provider"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider} identity {self.subject} of {self.user}"

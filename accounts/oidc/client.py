@@ -1,0 +1,200 @@
+"""The authorization code flow, protocol side: build the request, check the response, fetch tokens.
+
+Framework-light on purpose: functions take a ``Provider`` and plain values and return plain
+values, so every protocol rule can be tested without a browser session. Keeping the per-login
+secrets (state, nonce, PKCE verifier) between the two halves is ``accounts.flow``'s job.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.auth import ClientAuth
+from authlib.oauth2.rfc6749.parameters import prepare_token_request
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from django.views.decorators.debug import sensitive_variables
+
+from ..errors import InvalidRequest, ProviderDenied, ProviderMisconfigured, TokenRejected
+from . import discovery, tokens
+from .http import ProviderHTTPError, request_json
+
+if TYPE_CHECKING:
+    from ..models import Provider
+
+logger = logging.getLogger(__name__)
+
+#: Claims that describe the token rather than the person; userinfo may not override them.
+_PROTOCOL_CLAIMS = frozenset(
+    {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "c_hash", "auth_time", "jti", "sid"}
+)
+
+#: Friendlier words for the standard ``error`` codes of RFC 6749 4.1.2.1 and OpenID Connect 3.1.2.6.
+_DENIAL_MESSAGES = {
+    "access_denied": "The sign-in was cancelled, or the provider refused it. You can try again.",
+    "login_required": "The provider needs you to sign in there first. Please try again.",
+    "consent_required": "The provider needs your consent to share your details with this site.",
+    "interaction_required": "The provider needs you to complete a step there. Please try again.",
+    "temporarily_unavailable": "The provider is temporarily unavailable. Please try again in a few minutes.",
+    "server_error": "The provider had a problem. Please try again in a few minutes.",
+}
+
+
+@dataclass
+class PendingLogin:
+    """What one started sign-in must remember until its callback; stored server-side only."""
+
+    provider: str
+    state: str
+    nonce: str
+    code_verifier: str
+    redirect_uri: str
+    next_url: str
+    created_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VerifiedLogin:
+    """The outcome of a successful callback: verified claims and the raw tokens the session may need."""
+
+    claims: dict[str, Any]
+    id_token: str | None
+    issuer: str
+    subject: str
+
+
+def authorization_url(provider: Provider, *, redirect_uri: str, next_url: str, now: float) -> tuple[str, PendingLogin]:
+    """The provider URL to send the browser to, and the secrets to keep for the callback.
+
+    State, nonce and PKCE S256 are always sent, whatever the provider advertises: state binds the
+    callback to this browser, nonce binds the ID token to this request, PKCE binds the code.
+    """
+    metadata = discovery.get_metadata(provider)
+    pending = PendingLogin(
+        provider=provider.slug,
+        state=secrets.token_urlsafe(32),
+        nonce=secrets.token_urlsafe(32),
+        code_verifier=secrets.token_urlsafe(64),
+        redirect_uri=redirect_uri,
+        next_url=next_url,
+        created_at=now,
+    )
+    params = {
+        **provider.extra_auth_params,
+        "response_type": "code",
+        "client_id": provider.client_id,
+        "redirect_uri": redirect_uri,
+        "scope": " ".join(provider.scope_list),
+        "state": pending.state,
+        "nonce": pending.nonce,
+        "code_challenge": create_s256_code_challenge(pending.code_verifier),
+        "code_challenge_method": "S256",
+    }
+    return add_params_to_uri(metadata["authorization_endpoint"], list(params.items())), pending
+
+
+def check_authorization_response(provider: Provider, params: dict[str, str], pending: PendingLogin) -> str:
+    """Validate the callback's query parameters (state already matched) and return the code."""
+    metadata = discovery.get_metadata(provider)
+    _check_iss_parameter(params.get("iss"), metadata)
+    error = params.get("error")
+    if error:
+        code = error if error in _DENIAL_MESSAGES else "other"
+        raise ProviderDenied(f"provider answered error={error[:64]!r}", message=_DENIAL_MESSAGES.get(code))
+    code = params.get("code")
+    if not code:
+        raise InvalidRequest("callback has neither code nor error")
+    return code
+
+
+def _check_iss_parameter(iss: str | None, metadata: dict[str, Any]) -> None:
+    """RFC 9207: the authorization response names its issuer, defeating mix-up attacks."""
+    if iss is None:
+        if metadata.get("authorization_response_iss_parameter_supported") is True:
+            raise InvalidRequest("callback lacks the iss parameter the provider promises (RFC 9207)")
+        return
+    if iss != metadata["issuer"]:
+        raise InvalidRequest("callback iss parameter names another issuer (RFC 9207 mix-up defence)")
+
+
+@sensitive_variables("code", "body", "headers", "auth")
+def exchange_code(provider: Provider, *, code: str, pending: PendingLogin) -> dict[str, Any]:
+    """Trade the code for tokens at the token endpoint (RFC 6749 4.1.3, RFC 7636 4.5)."""
+    metadata = discovery.get_metadata(provider)
+    method = token_endpoint_auth_method(metadata)
+    body = prepare_token_request(
+        "authorization_code", code=code, redirect_uri=pending.redirect_uri, code_verifier=pending.code_verifier
+    )
+    if method == "client_secret_basic":
+        # RFC 6749 2.3.1: id and secret are form-encoded before they are joined for Basic auth.
+        auth = ClientAuth(quote_plus(provider.client_id), quote_plus(provider.client_secret), method)
+    else:
+        auth = ClientAuth(provider.client_id, provider.client_secret, method)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    _uri, headers, body = auth.prepare("POST", metadata["token_endpoint"], headers, body)
+    try:
+        resp = request_json("POST", metadata["token_endpoint"], what="token endpoint", data=body, headers=headers)
+    except ProviderHTTPError as exc:
+        if exc.http_status == 400 and isinstance(exc.data.get("error"), str):
+            raise TokenRejected(
+                f"token endpoint refused the code: error={exc.data['error'][:64]!r}",
+                message="The provider did not accept this sign-in (it may have expired). Please try again.",
+            ) from exc
+        raise
+    token = resp.data
+    if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
+        raise ProviderMisconfigured("token response lacks a bearer access_token")
+    return token
+
+
+def token_endpoint_auth_method(metadata: dict[str, Any]) -> str:
+    """client_secret_basic unless the provider supports only client_secret_post (Discovery 1.0 section 3)."""
+    supported = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    for method in ("client_secret_basic", "client_secret_post"):
+        if method in supported:
+            return method
+    raise ProviderMisconfigured(f"token endpoint supports none of our auth methods ({supported!r})")
+
+
+def fetch_userinfo(provider: Provider, *, access_token: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Claims from the userinfo endpoint (section 5.3), plain JSON or a signed JWT."""
+    resp = request_json(
+        "GET",
+        metadata["userinfo_endpoint"],
+        what="userinfo endpoint",
+        headers={"Authorization": f"Bearer {access_token}"},
+        accept_jwt=True,
+    )
+    if resp.data is None:
+        return tokens.verify_userinfo_jwt(provider, resp.text.strip(), jwks_uri=metadata["jwks_uri"])
+    return resp.data
+
+
+def complete_login(provider: Provider, params: dict[str, str], pending: PendingLogin) -> VerifiedLogin:
+    """Everything after the state check: code exchange, ID token, userinfo. Raises ``SignInError``."""
+    code = check_authorization_response(provider, params, pending)
+    token = exchange_code(provider, code=code, pending=pending)
+    metadata = discovery.get_metadata(provider)
+    raw_id_token = token.get("id_token")
+    if not isinstance(raw_id_token, str):
+        raise TokenRejected("token response has no id_token")
+    claims = tokens.verify_id_token(
+        provider,
+        raw_id_token,
+        jwks_uri=metadata["jwks_uri"],
+        nonce=pending.nonce,
+        access_token=token["access_token"],
+    )
+    if metadata.get("userinfo_endpoint"):
+        userinfo = fetch_userinfo(provider, access_token=token["access_token"], metadata=metadata)
+        # Section 5.3.4: the userinfo sub must be the ID token's, or the answer is for someone else.
+        if not isinstance(userinfo.get("sub"), str) or not hmac.compare_digest(userinfo["sub"], claims["sub"]):
+            raise TokenRejected("userinfo sub differs from the ID token sub")
+        claims = {**claims, **{k: v for k, v in userinfo.items() if k not in _PROTOCOL_CLAIMS}}
+    return VerifiedLogin(claims=claims, id_token=raw_id_token, issuer=claims["iss"], subject=claims["sub"])

@@ -1,0 +1,306 @@
+"""Provider metadata and signing keys: fetched rarely, shared by every process, parsed once.
+
+Two levels of caching keep a login free of network calls in steady state:
+
+* the JSON documents (discovery, JWKS) live in Django's cache, so with Redis every process and
+  every server shares one copy, for the provider's Cache-Control max-age bounded by
+  ``ACCOUNTS_OIDC_CACHE_MIN_TTL`` / ``_MAX_TTL``;
+* each process memoises what it read, plus the parsed ``KeySet`` (importing keys costs ~200 µs,
+  verifying a signature ~25 µs), keyed by the document's URL and content hash.
+
+A token whose ``kid`` is not in the key set may mean the provider rotated its keys, or may be an
+attacker's invention. ``keys_after_unknown_kid`` first adopts a newer copy another process already
+fetched, and otherwise refetches at most once per ``ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL`` per key
+set, with a lock in the shared cache so concurrent requests wait for that one fetch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.core.cache import caches
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from ..conf import conf
+from ..errors import ProviderMisconfigured, SignInError
+from .http import request_json, require_secure_url
+
+if TYPE_CHECKING:
+    from ..models import Provider
+
+logger = logging.getLogger(__name__)
+
+_MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+_CACHE_PREFIX = "accounts:oidc:"
+
+
+@dataclass
+class Document:
+    """A fetched JSON document, as shared through the cache."""
+
+    url: str
+    data: dict[str, Any]
+    version: str  # content hash: tells two copies apart without comparing them
+    fetched_at: float
+    expires_at: float
+    #: Parsed key set (JWKS documents) -- parsed once per process and version.
+    keys: KeySet | None = field(default=None, compare=False)
+    #: Whether the metadata was validated (discovery documents) -- once per process and version.
+    validated_for: str | None = field(default=None, compare=False)
+
+    def fresh(self, now: float | None = None) -> bool:
+        return (now or time.time()) < self.expires_at
+
+    def to_cache(self) -> dict[str, Any]:
+        return {
+            "data": self.data,
+            "version": self.version,
+            "fetched_at": self.fetched_at,
+            "expires_at": self.expires_at,
+        }
+
+
+_memo: dict[str, Document] = {}
+_memo_lock = threading.Lock()
+
+
+def _cache():
+    return caches[conf.OIDC_CACHE_ALIAS]
+
+
+def _key(kind: str, url: str) -> str:
+    return _CACHE_PREFIX + kind + ":" + hashlib.sha256(url.encode()).hexdigest()
+
+
+def cache_ttl(cache_control: str | None) -> int:
+    """Seconds to keep a document: the provider's max-age, bounded; no-store/no-cache get the minimum."""
+    low, high = conf.OIDC_CACHE_MIN_TTL, conf.OIDC_CACHE_MAX_TTL
+    if not cache_control:
+        return max(low, min(high, conf.OIDC_CACHE_DEFAULT_TTL))
+    if re.search(r"no-store|no-cache", cache_control, re.IGNORECASE):
+        return low
+    match = _MAX_AGE.search(cache_control)
+    age = int(match.group(1)) if match else conf.OIDC_CACHE_DEFAULT_TTL
+    return max(low, min(high, age))
+
+
+def _shared(url: str) -> Document | None:
+    raw = _cache().get(_key("doc", url))
+    if not isinstance(raw, dict):
+        return None
+    return Document(url=url, **raw)
+
+
+def _remember(doc: Document) -> Document:
+    with _memo_lock:
+        current = _memo.get(doc.url)
+        if current is not None and current.version == doc.version:
+            current.expires_at = max(current.expires_at, doc.expires_at)  # keep its parsed keys
+            return current
+        _memo[doc.url] = doc
+        return doc
+
+
+def _fetch(url: str, *, what: str) -> Document:
+    resp = request_json("GET", url, what=what)
+    now = time.time()
+    ttl = cache_ttl(resp.headers.get("Cache-Control"))
+    canonical = json.dumps(resp.data, sort_keys=True, separators=(",", ":"))
+    doc = Document(
+        url=url,
+        data=resp.data,
+        version=hashlib.sha256(canonical.encode()).hexdigest(),
+        fetched_at=now,
+        expires_at=now + ttl,
+    )
+    _cache().set(_key("doc", url), doc.to_cache(), timeout=ttl)
+    logger.info("fetched %s %s (cached %ss)", what, url, ttl)
+    return _remember(doc)
+
+
+def _fetch_single_flight(url: str, *, what: str, seen_version: str | None, rate_limited: bool) -> Document | None:
+    """Fetch ``url`` once across all processes; others wait for the result.
+
+    Returns a document other than ``seen_version`` when one is (or becomes) available, else
+    ``None``. With ``rate_limited``, at most one fetch per refetch interval happens per URL.
+    """
+    cache = _cache()
+    lock_key, token = _key("lock", url), uuid.uuid4().hex
+    wait = conf.OIDC_FETCH_WAIT
+    if cache.add(lock_key, token, timeout=int(wait) + 5):
+        try:
+            if rate_limited and not cache.add(_key("refetch", url), 1, timeout=conf.OIDC_JWKS_REFETCH_INTERVAL):
+                logger.warning(
+                    "not refetching %s %s: refetched less than %ss ago", what, url, conf.OIDC_JWKS_REFETCH_INTERVAL
+                )
+                return None
+            doc = _fetch(url, what=what)
+            return doc if doc.version != seen_version else None
+        finally:
+            if cache.get(lock_key) == token:
+                cache.delete(lock_key)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        shared = _shared(url)
+        if shared is not None and shared.version != seen_version:
+            return _remember(shared)
+        if cache.get(lock_key) is None:
+            break
+    shared = _shared(url)
+    return _remember(shared) if shared is not None and shared.version != seen_version else None
+
+
+def load_document(url: str, *, what: str) -> Document:
+    """The current document at ``url``: from this process, else the shared cache, else the network.
+
+    If a refresh fails while an expired copy is at hand, the expired copy is used (and logged):
+    a provider's brief outage should not take sign-in down with it.
+    """
+    doc = _memo.get(url)
+    if doc is not None and doc.fresh():
+        return doc
+    shared = _shared(url)
+    if shared is not None and shared.fresh():
+        return _remember(shared)
+    try:
+        fetched = _fetch_single_flight(url, what=what, seen_version=None, rate_limited=False)
+    except SignInError as exc:
+        stale = doc or shared
+        if stale is None:
+            raise
+        logger.warning("using expired %s for %s: refresh failed: %s", what, url, exc.reason)
+        return stale
+    if fetched is None:  # another process fetched it but it could not be read back; fetch ourselves
+        fetched = _fetch(url, what=what)
+    return fetched
+
+
+def cached_data(url: str) -> dict[str, Any] | None:
+    """The document at ``url`` if this process or the shared cache holds it (fresh or not), else None."""
+    doc = _memo.get(url) or _shared(url)
+    return doc.data if doc is not None else None
+
+
+def forget(url: str) -> None:
+    """Drop a document from the shared cache and from this process (``oidc_provider refresh``)."""
+    _cache().delete(_key("doc", url))
+    with _memo_lock:
+        _memo.pop(url, None)
+
+
+# --- discovery --------------------------------------------------------------------------------
+
+REQUIRED_METADATA = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
+
+
+def discovery_url(issuer: str) -> str:
+    return issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+def get_metadata(provider: Provider) -> dict[str, Any]:
+    """The provider's validated discovery document (OpenID Connect Discovery 1.0, section 4)."""
+    require_secure_url(provider.issuer, what="issuer")
+    doc = load_document(discovery_url(provider.issuer), what="discovery document")
+    if doc.validated_for != provider.issuer:
+        validate_metadata(doc.data, expected_issuer=provider.issuer)
+        doc.validated_for = provider.issuer
+    return doc.data
+
+
+def validate_metadata(data: dict[str, Any], *, expected_issuer: str) -> None:
+    missing = [name for name in REQUIRED_METADATA if not isinstance(data.get(name), str)]
+    if missing:
+        raise ProviderMisconfigured(f"discovery document lacks {', '.join(missing)}")
+    if data["issuer"] != expected_issuer:
+        # Section 4.3: the issuer must match exactly, or tokens could be accepted from a look-alike.
+        raise ProviderMisconfigured(
+            f"discovery document says issuer {data['issuer']!r}, configured issuer is {expected_issuer!r}"
+        )
+    for name in ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint", "end_session_endpoint"):
+        if data.get(name) is not None:
+            if not isinstance(data[name], str):
+                raise ProviderMisconfigured(f"discovery document {name} is not a string")
+            require_secure_url(data[name], what=name)
+
+
+# --- signing keys ------------------------------------------------------------------------------
+
+
+def _with_keys(doc: Document) -> Document:
+    if doc.keys is None:
+        try:
+            doc.keys = KeySet.import_key_set(_public_jwks(doc.data))
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise ProviderMisconfigured(f"JWKS at {doc.url} cannot be parsed: {type(exc).__name__}") from exc
+    return doc
+
+
+def _public_jwks(data: dict[str, Any]) -> dict[str, Any]:
+    """The key set minus keys this app cannot or must not use, so one odd key does not break the rest.
+
+    Symmetric ("oct") keys are dropped: a provider has no business publishing a shared secret,
+    and accepting one would let anybody who read the JWKS forge tokens.
+    """
+    keys = data.get("keys")
+    if not isinstance(keys, list):
+        raise ProviderMisconfigured("JWKS has no 'keys' list")
+    usable = []
+    for jwk in keys:
+        if not isinstance(jwk, dict) or jwk.get("kty") not in ("RSA", "EC", "OKP"):
+            continue
+        try:
+            KeySet.import_key_set({"keys": [jwk]})
+        except (JoseError, ValueError, TypeError, KeyError):
+            logger.warning("ignoring an unparsable %s key (kid=%r)", jwk.get("kty"), jwk.get("kid"))
+            continue
+        usable.append(jwk)
+    return {"keys": usable}
+
+
+def get_keys(jwks_uri: str) -> Document:
+    """The provider's current key set, parsed (``doc.keys``) and memoised for this process."""
+    return _with_keys(load_document(jwks_uri, what="JWKS"))
+
+
+def keys_after_unknown_kid(jwks_uri: str, seen: Document) -> Document | None:
+    """A newer key set after a token named a key we do not have, or ``None`` if there is none.
+
+    Adopts a copy another process already fetched; otherwise refetches, single-flight and rate-limited.
+    """
+    shared = _shared(jwks_uri)
+    if shared is not None and shared.version != seen.version:
+        return _with_keys(_remember(shared))
+    newer = _fetch_single_flight(jwks_uri, what="JWKS", seen_version=seen.version, rate_limited=True)
+    return _with_keys(newer) if newer is not None else None
+
+
+def problems(provider: Provider, metadata: dict[str, Any], keys: KeySet) -> list[str]:
+    """What would make sign-ins with this provider fail, in words an admin can act on."""
+    from .tokens import matching_keys  # tokens imports this module
+
+    found = []
+    advertised = metadata.get("id_token_signing_alg_values_supported") or []
+    allowed = provider.algorithms
+    if advertised and not set(advertised) & set(allowed):
+        found.append(f"the provider signs ID tokens with {advertised}, none of which is allowed ({allowed})")
+    usable = [alg for alg in allowed if not alg.startswith("HS") and matching_keys(keys, {}, alg)]
+    if not usable and not any(alg.startswith("HS") for alg in allowed):
+        found.append("no published key can verify any allowed algorithm")
+    if not any(k.kid for k in keys.keys) and len(keys.keys) > 1:
+        found.append("several keys have no kid, so tokens without a kid cannot be verified")
+    methods = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    if not {"client_secret_basic", "client_secret_post"} & set(methods):
+        found.append(f"token endpoint supports neither client_secret_basic nor client_secret_post ({methods})")
+    if "S256" not in (metadata.get("code_challenge_methods_supported") or ["S256"]):
+        found.append("the provider does not advertise PKCE S256 (PKCE is sent anyway)")
+    return found

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("login/", views.login_page, name="login"),
+    path("logout/", views.logout, name="logout"),
+    path("profile/", views.profile, name="profile"),
+    path("session/", views.session_info, name="session"),
+    path("<slug:slug>/login/", views.start, name="start"),
+    path("<slug:slug>/callback/", views.callback, name="callback"),
+]
