@@ -39,7 +39,7 @@ browser-deps:
 test: $(VENV)/.dev browser-deps
 	$(PY) -m ruff check .
 	DJANGO_DEBUG=0 $(PY) -m pytest
-	DJANGO_DEBUG=0 DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) $(PY) -m pytest -m postgres
+	DJANGO_DEBUG=0 DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) $(PY) -m pytest -m services
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

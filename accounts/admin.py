@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
+from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import Identity, Provider
+from .models import Identity, Provider, SignInEvent
 
 
 class ProviderForm(forms.ModelForm):
-    issuer = forms.URLField(
-        max_length=500,
-        assume_scheme="https",
-        help_text=Provider._meta.get_field("issuer").help_text,
-    )
     client_secret = forms.CharField(
         required=False,
         strip=True,
@@ -43,12 +40,25 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "kind")
     search_fields = ("name", "slug", "issuer", "client_id")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("redirect_uri", "created_at", "updated_at")
+    readonly_fields = ("redirect_uri", "backchannel_logout_uri", "post_logout_redirect_uri", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "slug", "kind", "enabled", "display_order")}),
-        ("Client registration", {"fields": ("issuer", "client_id", "client_secret", "redirect_uri")}),
+        (
+            "Client registration",
+            {
+                "fields": (
+                    "issuer",
+                    "client_id",
+                    "client_secret",
+                    "redirect_uri",
+                    "post_logout_redirect_uri",
+                    "backchannel_logout_uri",
+                ),
+                "description": "Register the three URLs below with the provider.",
+            },
+        ),
         ("Request and verification", {"fields": ("scopes", "allowed_algorithms", "extra_auth_params")}),
-        ("Account linking", {"fields": ("email_linking",)}),
+        ("Accounts", {"fields": ("email_linking", "profile_sync")}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
@@ -58,13 +68,25 @@ class ProviderAdmin(admin.ModelAdmin):
             obj._admin_request = request  # lets redirect_uri show an absolute URL for this site
         return obj
 
-    @admin.display(description="Redirect URI to register with the provider")
+    def _absolute(self, obj: Provider, path: str) -> str:
+        request = getattr(obj, "_admin_request", None)
+        return format_html("<code>{}</code>", request.build_absolute_uri(path) if request else path)
+
+    @admin.display(description="Redirect URI")
     def redirect_uri(self, obj: Provider) -> str:
         if not obj.slug:
             return "Shown once the provider is saved."
-        path = reverse("accounts:callback", args=[obj.slug])
-        request = getattr(obj, "_admin_request", None)
-        return format_html("<code>{}</code>", request.build_absolute_uri(path) if request else path)
+        return self._absolute(obj, reverse("accounts:callback", args=[obj.slug]))
+
+    @admin.display(description="Back-channel logout URI")
+    def backchannel_logout_uri(self, obj: Provider) -> str:
+        if not obj.slug:
+            return "Shown once the provider is saved."
+        return self._absolute(obj, reverse("accounts:backchannel_logout", args=[obj.slug]))
+
+    @admin.display(description="Post-logout redirect URI")
+    def post_logout_redirect_uri(self, obj: Provider) -> str:
+        return self._absolute(obj, resolve_url(settings.LOGOUT_REDIRECT_URL or "accounts:login"))
 
     @admin.display(boolean=True, description="Secret set")
     def secret_set(self, obj: Provider) -> bool:
@@ -79,3 +101,20 @@ class IdentityAdmin(admin.ModelAdmin):
     raw_id_fields = ("user",)
     readonly_fields = ("issuer", "subject", "claims", "created_at", "last_login_at")
     date_hierarchy = "created_at"
+
+
+@admin.register(SignInEvent)
+class SignInEventAdmin(admin.ModelAdmin):
+    """Read-only: an audit trail that admins could edit would prove nothing."""
+
+    list_display = ("created_at", "outcome", "action", "provider_slug", "user", "subject", "code", "ip_address")
+    list_filter = ("outcome", "action", "provider_slug", "code", "created_at")
+    search_fields = ("user__username", "subject", "issuer", "ip_address", "reason")
+    date_hierarchy = "created_at"
+    list_select_related = ("user",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SignInEvent | None = None) -> bool:
+        return False

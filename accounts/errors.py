@@ -105,3 +105,15 @@ class AccountConflict(SignInError):
     code = "account_conflict"
     title = "This account is already in use"
     message = "This sign-in is already connected to another account on this site."
+
+
+class LastSignInMethod(SignInError):
+    """Removing this identity would lock the person out of their account."""
+
+    status = 409
+    code = "last_sign_in_method"
+    title = "This is your only way to sign in"
+    message = (
+        "You cannot disconnect your only sign-in method. Connect another provider first, "
+        "or set a password for your account."
+    )

@@ -19,9 +19,11 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from . import audit
 from .conf import conf
 from .errors import InvalidRequest, SignInRefused
-from .identities import sign_in_identity
+from .identities import connect_identity, sign_in_identity
+from .logout import remember_session
 from .oidc import client
 
 if TYPE_CHECKING:
@@ -47,21 +49,32 @@ def safe_next_url(request: HttpRequest, candidate: str | None) -> str:
     return resolve_url(settings.LOGIN_REDIRECT_URL)
 
 
-def begin_login(request: HttpRequest, provider: Provider, *, next_url: str | None) -> str:
-    """Start a sign-in and return the provider URL to redirect the browser to."""
+def begin_login(request: HttpRequest, provider: Provider, *, next_url: str | None, connect: bool = False) -> str:
+    """Start a sign-in (or, with ``connect``, the linking of another provider) and return the URL to go to.
+
+    A connect flow remembers which user asked for it: the callback attaches the identity only if the
+    same user is still signed in, so a forged callback cannot attach someone else's identity.
+    """
     redirect_uri = request.build_absolute_uri(reverse("accounts:callback", args=[provider.slug]))
     url, pending = client.authorization_url(
         provider, redirect_uri=redirect_uri, next_url=safe_next_url(request, next_url), now=time.time()
     )
+    if connect:
+        pending.extra["connect_user"] = request.user.pk
     _store_pending(request, pending)
     return url
 
 
-def finish_login(request: HttpRequest, provider: Provider) -> tuple[AbstractBaseUser, str]:
-    """Complete the sign-in this callback belongs to; returns the user and where to send them."""
+def finish_login(request: HttpRequest, provider: Provider) -> tuple[AbstractBaseUser, str, bool]:
+    """Complete the sign-in this callback belongs to.
+
+    Returns the user, where to send them, and whether this was a connect (not a sign-in).
+    """
     params = _single_valued(request)
     pending = _pop_pending(request, params.get("state"), provider)
     verified = client.complete_login(provider, params, pending)
+    if "connect_user" in pending.extra:
+        return _finish_connect(request, provider, verified, pending), safe_next_url(request, pending.next_url), True
     result = sign_in_identity(
         request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
     )
@@ -71,7 +84,42 @@ def finish_login(request: HttpRequest, provider: Provider) -> tuple[AbstractBase
     request.session[PROVIDER_SESSION_KEY] = provider.slug
     if verified.id_token:
         request.session[ID_TOKEN_SESSION_KEY] = verified.id_token
-    return result.user, safe_next_url(request, pending.next_url)
+    remember_session(request, provider, result.user, verified.claims)
+    audit.record(
+        request,
+        outcome="success",
+        provider=provider,
+        user=result.user,
+        issuer=verified.issuer,
+        subject=verified.subject,
+    )
+    return result.user, safe_next_url(request, pending.next_url), False
+
+
+def _finish_connect(
+    request: HttpRequest, provider: Provider, verified: client.VerifiedLogin, pending: client.PendingLogin
+) -> AbstractBaseUser:
+    user = request.user
+    if not user.is_authenticated or user.pk != pending.extra["connect_user"]:
+        raise InvalidRequest("connect callback arrived in a session of another (or no) user")
+    connect_identity(
+        request=request,
+        provider=provider,
+        user=user,
+        issuer=verified.issuer,
+        subject=verified.subject,
+        claims=verified.claims,
+    )
+    audit.record(
+        request,
+        outcome="success",
+        action="connect",
+        provider=provider,
+        user=user,
+        issuer=verified.issuer,
+        subject=verified.subject,
+    )
+    return user
 
 
 def _single_valued(request: HttpRequest) -> dict[str, str]:

@@ -16,6 +16,7 @@ with exactly this issuer and subject.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from django.utils import timezone
 
 from . import signals
 from .adapter import get_adapter
-from .errors import SignInError, SignInRefused
+from .errors import AccountConflict, LastSignInMethod, SignInError, SignInRefused
 from .models import Identity, Provider
 
 if TYPE_CHECKING:
@@ -76,9 +77,9 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
     now = timezone.now()
     identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
     if identity is not None:
-        identity.email, identity.email_verified = email, email_verified
-        identity.claims, identity.last_login_at = claims, now
-        identity.save(update_fields=["email", "email_verified", "claims", "last_login_at"])
+        _refresh(identity, claims, email, email_verified, now)
+        if provider.profile_sync == "follow":
+            _sync_profile(identity.user, claims, email_verified)
         return SignInResult(identity.user, identity, user_created=False, identity_created=False)
 
     user = _user_by_verified_email(provider, email, email_verified)
@@ -92,10 +93,98 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
         subject=subject,
         email=email,
         email_verified=email_verified,
-        claims=claims,
+        claims=_storable(claims),
         last_login_at=now,
     )
     return SignInResult(user, identity, user_created=user_created, identity_created=True)
+
+
+def _refresh(identity: Identity, claims: dict[str, Any], email: str, email_verified: bool, now) -> None:
+    identity.email, identity.email_verified = email, email_verified
+    identity.claims, identity.last_login_at = _storable(claims), now
+    identity.save(update_fields=["email", "email_verified", "claims", "last_login_at"])
+
+
+def _sync_profile(user: AbstractBaseUser, claims: dict[str, Any], email_verified: bool) -> None:
+    """Refresh name and (verified) email from the provider, saving only when something changed."""
+    fields = ["first_name", "last_name", user.get_email_field_name()]
+    before = [getattr(user, f, None) for f in fields]
+    get_adapter().populate_user(user, claims, email_verified=email_verified)
+    if [getattr(user, f, None) for f in fields] != before:
+        user.save(update_fields=[f for f in fields if hasattr(user, f)])
+
+
+def _storable(value: Any) -> Any:
+    """Claims as a JSON column can hold them: a hostile provider may send NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def connect_identity(
+    *,
+    request: HttpRequest | None,
+    provider: Provider,
+    user: AbstractBaseUser,
+    issuer: str,
+    subject: str,
+    claims: dict[str, Any],
+) -> Identity:
+    """Attach a verified identity to the signed-in ``user`` (the profile page's "connect").
+
+    An identity that already belongs to someone else is refused, never moved: moving it would let
+    whoever controls that provider account take over, or lock out, the other user.
+    """
+    email, email_verified = verified_email(claims)
+    with transaction.atomic():
+        identity = Identity.objects.select_for_update().filter(issuer=issuer, subject=subject).first()
+        if identity is not None and identity.user_id != user.pk:
+            raise AccountConflict(f"{provider.slug} identity already belongs to user {identity.user_id}")
+        if identity is not None:
+            _refresh(identity, claims, email, email_verified, timezone.now())
+            return identity
+        try:
+            with transaction.atomic():
+                identity = Identity.objects.create(
+                    user=user,
+                    provider=provider,
+                    issuer=issuer,
+                    subject=subject,
+                    email=email,
+                    email_verified=email_verified,
+                    claims=_storable(claims),
+                    last_login_at=timezone.now(),
+                )
+        except IntegrityError as exc:  # connected to someone else a moment ago
+            raise AccountConflict(f"{provider.slug} identity was connected concurrently") from exc
+    transaction.on_commit(
+        lambda: signals.identity_connected.send(sender=Provider, request=request, user=user, identity=identity)
+    )
+    return identity
+
+
+def disconnect_identity(*, request: HttpRequest | None, user: AbstractBaseUser, identity_id: int) -> Identity:
+    """Remove one of ``user``'s identities, unless it is their last way to sign in."""
+    with transaction.atomic():
+        # Lock the user's identities so two parallel disconnects cannot remove the last two.
+        identities = list(Identity.objects.select_for_update().filter(user=user).select_related("provider"))
+        identity = next((i for i in identities if i.pk == identity_id), None)
+        if identity is None:
+            raise SignInError(
+                f"user {user.pk} has no identity {identity_id}",
+                message="That sign-in method is not connected to your account.",
+            )
+        if len(identities) == 1 and not user.has_usable_password():
+            raise LastSignInMethod(f"user {user.pk} tried to remove their only sign-in method")
+        identity.delete()
+    transaction.on_commit(
+        lambda: signals.identity_disconnected.send(sender=Provider, request=request, user=user, identity=identity)
+    )
+    return identity
 
 
 def _user_by_verified_email(provider: Provider, email: str, email_verified: bool) -> AbstractBaseUser | None:

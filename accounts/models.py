@@ -40,6 +40,13 @@ def _validate_extra_params(value: object) -> None:
         )
 
 
+class HttpsURLField(models.URLField):
+    """A URL field whose form assumes https for scheme-less input (Django 6's default, today)."""
+
+    def formfield(self, **kwargs):
+        return super().formfield(**{"assume_scheme": "https", **kwargs})
+
+
 class Provider(models.Model):
     """An identity provider people can sign in with."""
 
@@ -53,7 +60,7 @@ class Provider(models.Model):
     slug = models.SlugField(unique=True, help_text=_("Used in URLs: /accounts/<slug>/login/."))
     name = models.CharField(_("display name"), max_length=100)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.OIDC)
-    issuer = models.URLField(
+    issuer = HttpsURLField(
         max_length=500,
         help_text=_("Exactly as the provider's discovery document states it, e.g. https://accounts.google.com."),
     )
@@ -77,6 +84,15 @@ class Provider(models.Model):
         blank=True,
         validators=[_validate_extra_params],
         help_text=_('Added to the authorization request, e.g. {"prompt": "select_account"}.'),
+    )
+    profile_sync = models.CharField(
+        _("profile data"),
+        max_length=20,
+        choices=[
+            ("follow", _("Follow the provider: refresh name and email from verified claims on each sign-in")),
+            ("keep", _("Keep local edits: copy name and email only when the account is created")),
+        ],
+        default="follow",
     )
     email_linking = models.CharField(
         max_length=20,
@@ -138,3 +154,56 @@ class Identity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} identity {self.subject} of {self.user}"
+
+
+class ProviderSession(models.Model):
+    """Which Django session a sign-in created, so the provider can end it (Back-Channel Logout 1.0).
+
+    A logout token names the provider's session (``sid``) and/or the subject; this table turns
+    that into the session keys to delete, whatever session backend the site uses.
+    """
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="sessions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    sid = models.CharField(max_length=255, blank=True)
+    session_key = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["issuer", "sid"]), models.Index(fields=["issuer", "subject"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider} session of {self.user}"
+
+
+class SignInEvent(models.Model):
+    """One sign-in attempt, successful or not: the audit trail. Never holds a token or a secret."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", _("Success")
+        FAILURE = "failure", _("Failure")
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    action = models.CharField(max_length=20, default="login", help_text=_("login, connect or backchannel-logout"))
+    provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    provider_slug = models.CharField(max_length=50, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    issuer = models.CharField(max_length=500, blank=True)
+    subject = models.CharField(max_length=255, blank=True)
+    code = models.CharField(max_length=40, blank=True, help_text=_("Why it failed, as a short code."))
+    reason = models.CharField(max_length=500, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["outcome", "created_at"])]
+
+    def __str__(self) -> str:
+        when = f"{self.created_at:%Y-%m-%d %H:%M}" if self.created_at else "?"
+        return f"{self.get_outcome_display()} {self.action} via {self.provider_slug or '?'} at {when}"

@@ -11,4 +11,7 @@ urlpatterns = [
     path("session/", views.session_info, name="session"),
     path("<slug:slug>/login/", views.start, name="start"),
     path("<slug:slug>/callback/", views.callback, name="callback"),
+    path("<slug:slug>/connect/", views.connect, name="connect"),
+    path("<slug:slug>/backchannel-logout/", views.backchannel_logout, name="backchannel_logout"),
+    path("identities/<int:identity_id>/disconnect/", views.disconnect, name="disconnect"),
 ]

@@ -6,16 +6,22 @@ import functools
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import flow, signals
-from .errors import SignInError, UnknownProvider
+from . import audit, flow, signals
+from .errors import ProviderUnavailable, SignInError, UnknownProvider
+from .identities import disconnect_identity
+from .logout import backchannel_logout as end_backchannel_sessions
+from .logout import end_session_url, forget_session
 from .models import Provider
 
 logger = logging.getLogger(__name__)
@@ -31,6 +37,14 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, provider: Pro
     )
     signals.sign_in_failed.send(
         sender=Provider, request=request, provider=provider, code=error.code, reason=error.reason
+    )
+    audit.record(
+        request,
+        outcome="failure",
+        provider=provider,
+        code=error.code,
+        reason=error.reason,
+        user=request.user if request.user.is_authenticated else None,
     )
     context = {"error": error, "provider": provider}
     return render(request, "accounts/error.html", context, status=error.status)
@@ -68,23 +82,100 @@ def start(request: HttpRequest, provider: Provider) -> HttpResponse:
 @require_GET
 @_sign_in_view
 def callback(request: HttpRequest, provider: Provider) -> HttpResponse:
-    _user, next_url = flow.finish_login(request, provider)
-    messages.success(request, f"Signed in with {provider.name}.")
+    _user, next_url, connected = flow.finish_login(request, provider)
+    if connected:
+        messages.success(request, f"{provider.name} is now connected to your account.")
+    else:
+        messages.success(request, f"Signed in with {provider.name}.")
     return HttpResponseRedirect(next_url)
 
 
 @require_POST
+@login_required
+@_sign_in_view
+def connect(request: HttpRequest, provider: Provider) -> HttpResponse:
+    """Link another provider to the signed-in account. POST (CSRF-protected): it changes the account."""
+    return HttpResponseRedirect(flow.begin_login(request, provider, next_url=reverse("accounts:profile"), connect=True))
+
+
+@require_POST
+@login_required
+def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
+    try:
+        identity = disconnect_identity(request=request, user=request.user, identity_id=identity_id)
+    except SignInError as error:
+        messages.error(request, error.message)
+        logger.info("disconnect refused: %s", error.reason)
+    else:
+        messages.success(request, f"{identity.provider.name} was disconnected from your account.")
+    return redirect("accounts:profile")
+
+
+@require_POST
 def logout(request: HttpRequest) -> HttpResponse:
+    """Sign out here, then at the provider too when it supports RP-initiated logout."""
+    provider = Provider.objects.filter(slug=request.session.get(flow.PROVIDER_SESSION_KEY) or "").first()
+    id_token = request.session.get(flow.ID_TOKEN_SESSION_KEY)
+    session_key = request.session.session_key
     auth_logout(request)
+    forget_session(session_key)
     messages.info(request, "You have been signed out.")
-    return redirect("accounts:login")
+    if provider is not None and provider.enabled:
+        url = end_session_url(request, provider, id_token)
+        if url:
+            return HttpResponseRedirect(url)
+    return redirect(settings.LOGOUT_REDIRECT_URL or "accounts:login")
+
+
+@csrf_exempt
+@require_POST
+@never_cache
+def backchannel_logout(request: HttpRequest, slug: str) -> HttpResponse:
+    """OpenID Connect Back-Channel Logout 1.0: the provider tells us a session ended there.
+
+    Called server to server, so CSRF does not apply; the signed logout token is the authentication.
+    Answers 200 when the sessions are ended, 400 with an OAuth error otherwise (section 2.8).
+    """
+    provider = Provider.objects.filter(slug=slug, enabled=True).first()
+    try:
+        if provider is None:
+            raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
+        ended = end_backchannel_sessions(provider, request.POST.get("logout_token", ""))
+    except SignInError as error:
+        logger.warning("back-channel logout refused: provider=%s reason=%s", slug[:50], error.reason)
+        audit.record(
+            request,
+            outcome="failure",
+            action="backchannel-logout",
+            provider=provider,
+            code=error.code,
+            reason=error.reason,
+        )
+        status = 404 if isinstance(error, UnknownProvider) else 400
+        if isinstance(error, ProviderUnavailable):
+            status = error.status
+        return JsonResponse({"error": "invalid_request", "error_description": error.title}, status=status)
+    logger.info("back-channel logout: provider=%s ended %d session(s)", provider.slug, ended)
+    audit.record(
+        request, outcome="success", action="backchannel-logout", provider=provider, reason=f"ended {ended} session(s)"
+    )
+    return HttpResponse(status=200, headers={"Cache-Control": "no-store"})
 
 
 @login_required
 @require_GET
 def profile(request: HttpRequest) -> HttpResponse:
-    identities = request.user.identities.select_related("provider").order_by("provider__display_order", "created_at")
-    return render(request, "accounts/profile.html", {"identities": identities})
+    identities = list(
+        request.user.identities.select_related("provider").order_by("provider__display_order", "created_at")
+    )
+    connected = {i.provider_id for i in identities}
+    context = {
+        "identities": identities,
+        # The last sign-in method cannot be removed unless the account has a password to fall back on.
+        "can_disconnect": len(identities) > 1 or request.user.has_usable_password(),
+        "connectable": [p for p in Provider.objects.filter(enabled=True) if p.pk not in connected],
+    }
+    return render(request, "accounts/profile.html", context)
 
 
 @never_cache

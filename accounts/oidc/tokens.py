@@ -55,9 +55,12 @@ def verify_id_token(
         issuers=issuers or [provider.issuer],
         client_id=provider.client_id,
         what="ID token",
+        sub={"essential": True},
         nonce={"essential": True, "value": nonce},
     )
     _check_at_hash(claims, header["alg"], access_token)
+    if len(claims["sub"]) > 255:  # Core 2: "MUST NOT exceed 255 ASCII characters in length"
+        raise TokenRejected("ID token sub claim is longer than 255 characters")
     return claims
 
 
@@ -93,9 +96,12 @@ def _hmac_key(provider: Provider, alg: str) -> OctKey:
     """HMAC is keyed with the client secret -- never with anything from the JWKS (algorithm confusion)."""
     if not provider.client_secret:
         raise TokenRejected(f"{alg} needs a client secret and provider {provider.slug} has none")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # joserfc warns on short secrets; the admin chose to allow HMAC
-        return OctKey.import_key(provider.client_secret)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joserfc warns on short secrets; the admin chose to allow HMAC
+            return OctKey.import_key(provider.client_secret)
+    except ValueError as exc:  # joserfc refuses a secret that is an asymmetric (public) key
+        raise TokenRejected(f"client secret of {provider.slug} cannot be an HMAC key") from exc
 
 
 def _provider_key(header: dict[str, Any], alg: str, jwks_uri: str, what: str) -> Key:
@@ -189,4 +195,35 @@ def verify_userinfo_jwt(provider: Provider, raw: str, *, jwks_uri: str) -> dict[
     aud = claims.get("aud")
     if aud is not None and provider.client_id not in (aud if isinstance(aud, list) else [aud]):
         raise TokenRejected("userinfo aud is not this client")
+    return claims
+
+
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+def verify_logout_token(provider: Provider, raw: str, *, jwks_uri: str) -> dict[str, Any]:
+    """Verify a logout token (OpenID Connect Back-Channel Logout 1.0, section 2.6).
+
+    Like an ID token -- signature by kid, iss, aud, iat, exp -- plus: the back-channel logout
+    event must be present, ``nonce`` must be absent (so an ID token can never pass for a logout
+    token), ``jti`` is required (for replay detection), and ``sid`` and/or ``sub`` must name what
+    to end. An explicit ``typ`` other than ``logout+jwt`` is refused (RFC 8725 cross-JWT confusion).
+    """
+    header, claims = verify_signed_jwt(provider, raw, jwks_uri=jwks_uri, what="logout token")
+    typ = header.get("typ")
+    if typ is not None and str(typ).lower() not in ("logout+jwt", "application/logout+jwt", "jwt"):
+        raise TokenRejected(f"logout token has typ {str(typ)[:40]!r}")
+    check_claims(
+        claims, issuers=[provider.issuer], client_id=provider.client_id, what="logout token", jti={"essential": True}
+    )
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+        raise TokenRejected("logout token lacks the back-channel logout event")
+    if "nonce" in claims:
+        raise TokenRejected("logout token carries a nonce")
+    sid, sub = claims.get("sid"), claims.get("sub")
+    if sid is None and sub is None:
+        raise TokenRejected("logout token has neither sid nor sub")
+    if (sid is not None and not isinstance(sid, str)) or (sub is not None and not isinstance(sub, str)):
+        raise TokenRejected("logout token sid or sub is not a string")
     return claims

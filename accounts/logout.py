@@ -1,0 +1,114 @@
+"""Signing out everywhere: RP-initiated logout and OpenID Connect Back-Channel Logout 1.0.
+
+* ``end_session_url`` -- when the provider has an ``end_session_endpoint``, local logout continues
+  there with ``id_token_hint``, ``client_id`` and ``post_logout_redirect_uri``, so the person is
+  signed out at the provider too and comes back to this site.
+* ``remember_session`` / ``backchannel_logout`` -- every sign-in records which Django session it
+  created under the provider's ``sid`` and the subject; a verified logout token from the provider
+  deletes exactly those sessions, through the configured session engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from authlib.common.urls import add_params_to_uri
+from django.conf import settings
+from django.core.cache import caches
+from django.shortcuts import resolve_url
+from django.urls import reverse
+
+from .conf import conf
+from .errors import InvalidRequest, SignInError
+from .models import ProviderSession
+from .oidc import discovery, tokens
+from .oidc.http import require_secure_url
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.http import HttpRequest
+
+    from .models import Provider
+
+logger = logging.getLogger(__name__)
+
+
+def post_logout_redirect_uri(request: HttpRequest) -> str:
+    """Where the provider sends the person back to; register it with the provider."""
+    return request.build_absolute_uri(resolve_url(settings.LOGOUT_REDIRECT_URL or "accounts:login"))
+
+
+def end_session_url(request: HttpRequest, provider: Provider, id_token: str | None) -> str | None:
+    """The provider's logout URL for this session (OpenID Connect RP-Initiated Logout 1.0), or None.
+
+    None when the provider has no end_session_endpoint or is unreachable right now: local logout
+    must never fail because the provider is down.
+    """
+    try:
+        endpoint = discovery.get_metadata(provider).get("end_session_endpoint")
+        if not endpoint:
+            return None
+        require_secure_url(endpoint, what="end_session_endpoint")
+    except SignInError as exc:
+        logger.warning("RP-initiated logout skipped for %s: %s", provider.slug, exc.reason)
+        return None
+    params = [("client_id", provider.client_id), ("post_logout_redirect_uri", post_logout_redirect_uri(request))]
+    if id_token:
+        params.insert(0, ("id_token_hint", id_token))
+    return add_params_to_uri(endpoint, params)
+
+
+def remember_session(request: HttpRequest, provider: Provider, user: AbstractBaseUser, claims: dict[str, Any]) -> None:
+    """Record that this session came from (provider, sid, sub), for back-channel logout."""
+    if request.session.session_key is None:
+        request.session.save()
+    sid = claims.get("sid")
+    ProviderSession.objects.create(
+        provider=provider,
+        user=user,
+        issuer=claims["iss"],
+        subject=claims["sub"],
+        sid=sid if isinstance(sid, str) else "",
+        session_key=request.session.session_key,
+    )
+
+
+def forget_session(session_key: str | None) -> None:
+    if session_key:
+        ProviderSession.objects.filter(session_key=session_key).delete()
+
+
+def backchannel_logout(provider: Provider, raw_token: str) -> int:
+    """Verify a logout token and end every session it names; returns how many were ended."""
+    if not isinstance(raw_token, str) or not raw_token:
+        raise InvalidRequest("back-channel logout request has no logout_token")
+    metadata = discovery.get_metadata(provider)
+    claims = tokens.verify_logout_token(provider, raw_token, jwks_uri=metadata["jwks_uri"])
+    _refuse_replay(provider, claims)
+    links = ProviderSession.objects.filter(provider__issuer=provider.issuer, issuer=claims["iss"])
+    if claims.get("sid"):
+        links = links.filter(sid=claims["sid"])
+    if claims.get("sub"):
+        links = links.filter(subject=claims["sub"])
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    keys = list(links.values_list("session_key", flat=True).distinct())
+    for key in keys:
+        store(session_key=key).delete()
+    links.delete()
+    return len(keys)
+
+
+def _refuse_replay(provider: Provider, claims: dict[str, Any]) -> None:
+    """A logout token is single-use: remember its jti until it expires (section 2.6, step 8)."""
+    ttl = max(int(claims.get("exp", 0) - claims.get("iat", 0)), 0) + conf.OIDC_CLOCK_LEEWAY * 2
+    digest = hashlib.sha256(f"{provider.issuer} {claims['jti']}".encode()).hexdigest()
+    key = f"accounts:oidc:logout-jti:{digest}"
+    if not caches[conf.OIDC_CACHE_ALIAS].add(key, 1, timeout=min(max(ttl, 60), 86400)):
+        raise InvalidRequest("logout token was already used (jti replay)")
+
+
+def backchannel_logout_uri(request: HttpRequest, provider: Provider) -> str:
+    return request.build_absolute_uri(reverse("accounts:backchannel_logout", args=[provider.slug]))

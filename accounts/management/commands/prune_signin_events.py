@@ -1,0 +1,29 @@
+"""``manage.py prune_signin_events --days 90``: delete audit events older than a cut-off."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from accounts.models import SignInEvent
+
+
+class Command(BaseCommand):
+    help = "Delete sign-in audit events older than --days (default 90)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--days", type=int, default=90, help="Keep this many days of events.")
+        parser.add_argument("--dry-run", action="store_true", help="Only count what would be deleted.")
+
+    def handle(self, *args: Any, days: int, dry_run: bool, **options: Any) -> None:
+        if days < 1:
+            raise CommandError("--days must be at least 1.")
+        old = SignInEvent.objects.filter(created_at__lt=timezone.now() - timedelta(days=days))
+        if dry_run:
+            self.stdout.write(f"{old.count()} event(s) older than {days} days would be deleted.")
+            return
+        deleted, _ = old.delete()
+        self.stdout.write(f"Deleted {deleted} event(s) older than {days} days.")

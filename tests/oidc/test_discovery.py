@@ -1,0 +1,200 @@
+"""Discovery and JWKS: validated, cached across processes, refetched once on key rotation."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from accounts.errors import ProviderMisconfigured, ProviderUnavailable, TokenRejected
+from accounts.oidc import discovery
+from accounts.oidc.tokens import verify_id_token
+from tests.conftest import claims_for
+
+pytestmark = pytest.mark.django_db
+
+DISCOVERY = "/.well-known/openid-configuration"
+
+
+def verify(op, provider, token):
+    return verify_id_token(provider, token, jwks_uri=op.metadata["jwks_uri"], nonce="n-1")
+
+
+def forget_this_process():
+    """What another process sees: the shared cache, but none of this process's memory."""
+    discovery._memo.clear()
+
+
+# --- discovery document -------------------------------------------------------------------------
+
+
+def test_metadata_comes_from_the_well_known_url(op, provider):
+    assert discovery.get_metadata(provider)["token_endpoint"] == op.issuer + "/token"
+    assert op.hits[DISCOVERY] == 1
+
+
+def test_issuer_in_discovery_must_match_configuration_exactly(op, provider):
+    op.metadata["issuer"] = op.issuer + "/"
+    with pytest.raises(ProviderMisconfigured, match="configured issuer is"):
+        discovery.get_metadata(provider)
+
+
+def test_discovery_without_jwks_uri_is_refused(op, provider):
+    del op.metadata["jwks_uri"]
+    with pytest.raises(ProviderMisconfigured, match="lacks jwks_uri"):
+        discovery.get_metadata(provider)
+
+
+def test_discovery_pointing_to_plain_http_elsewhere_is_refused(op, provider, settings):
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = False
+    settings.DEBUG = True  # loopback http is allowed in debug, but not a token endpoint on another host
+    op.metadata["token_endpoint"] = "http://idp.example/token"
+    with pytest.raises(ProviderMisconfigured, match="token_endpoint uses http"):
+        discovery.get_metadata(provider)
+
+
+def test_metadata_is_cached_in_process_and_shared(op, provider):
+    discovery.get_metadata(provider)
+    discovery.get_metadata(provider)
+    forget_this_process()
+    discovery.get_metadata(provider)
+    assert op.hits[DISCOVERY] == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "ttl"),
+    [
+        (None, 3600),
+        ("max-age=600", 600),
+        ("public, max-age=10", 300),
+        ("max-age=9999999", 86400),
+        ("no-store", 300),
+        ("no-cache, max-age=5000", 300),
+        ("private", 3600),
+    ],
+)
+def test_cache_lifetime_honours_max_age_within_bounds(header, ttl):
+    assert discovery.cache_ttl(header) == ttl
+
+
+def test_expired_document_is_refetched(op, provider, monkeypatch):
+    discovery.get_metadata(provider)
+    doc = discovery._memo[discovery.discovery_url(provider.issuer)]
+    doc.expires_at = 0
+    discovery._cache().clear()
+    discovery.get_metadata(provider)
+    assert op.hits[DISCOVERY] == 2
+
+
+def test_stale_copy_is_used_when_the_provider_is_down(op, provider, caplog):
+    discovery.get_metadata(provider)
+    discovery._memo[discovery.discovery_url(provider.issuer)].expires_at = 0
+    discovery._cache().clear()
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    assert discovery.get_metadata(provider)["issuer"] == op.issuer
+    assert "using expired discovery document" in caplog.text
+
+
+def test_unreachable_provider_without_a_copy_raises(op, provider):
+    op.faults[DISCOVERY] = {"close": True}
+    with pytest.raises(ProviderUnavailable):
+        discovery.get_metadata(provider)
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def test_steady_state_verification_fetches_nothing(op, provider):
+    verify(op, provider, op.sign(claims_for(op)))
+    before = dict(op.hits)
+    for _ in range(5):
+        verify(op, provider, op.sign(claims_for(op)))
+    assert dict(op.hits) == before
+
+
+def test_parsed_keys_are_reused_between_verifications(op, provider):
+    first = discovery.get_keys(op.metadata["jwks_uri"]).keys
+    second = discovery.get_keys(op.metadata["jwks_uri"]).keys
+    assert first is second
+
+
+def test_key_rotation_costs_exactly_one_jwks_fetch(op, provider):
+    verify(op, provider, op.sign(claims_for(op)))
+    assert op.hits["/jwks"] == 1
+    op.rotate("RSA")
+    assert verify(op, provider, op.sign(claims_for(op)))["sub"] == "user-1"
+    assert op.hits["/jwks"] == 2
+    verify(op, provider, op.sign(claims_for(op)))
+    assert op.hits["/jwks"] == 2
+
+
+def test_burst_of_unknown_kids_triggers_at_most_one_refetch(op, provider):
+    verify(op, provider, op.sign(claims_for(op)))
+    attacker = RSAKey.generate_key(2048)
+    for i in range(25):
+        token = jwt.encode({"alg": "RS256", "kid": f"made-up-{i}"}, claims_for(op), attacker, algorithms=["RS256"])
+        with pytest.raises(TokenRejected):
+            verify(op, provider, token)
+    assert op.hits["/jwks"] == 2  # the first load and one refetch
+
+
+def test_refetch_is_allowed_again_after_the_interval(op, provider, settings):
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL = 60
+    verify(op, provider, op.sign(claims_for(op)))
+    attacker = RSAKey.generate_key(2048)
+    token = jwt.encode({"alg": "RS256", "kid": "made-up"}, claims_for(op), attacker, algorithms=["RS256"])
+    with pytest.raises(TokenRejected):
+        verify(op, provider, token)
+    discovery._cache().delete(discovery._key("refetch", op.metadata["jwks_uri"]))  # the interval passed
+    op.rotate("RSA")
+    assert verify(op, provider, op.sign(claims_for(op)))["sub"] == "user-1"
+    assert op.hits["/jwks"] == 3
+
+
+def test_another_process_adopts_the_rotated_keys_without_fetching(op, provider):
+    verify(op, provider, op.sign(claims_for(op)))
+    stale = discovery._memo[op.metadata["jwks_uri"]]
+    op.rotate("RSA")
+    verify(op, provider, op.sign(claims_for(op)))  # "process A" refetches: 2 fetches in all
+    discovery._memo[op.metadata["jwks_uri"]] = stale  # "process B" still holds the old set
+    verify(op, provider, op.sign(claims_for(op)))
+    assert op.hits["/jwks"] == 2
+
+
+@pytest.mark.services
+def test_concurrent_unknown_kid_requests_share_one_fetch(op, provider):
+    """Single flight: twenty requests meeting a new kid at once cause one JWKS fetch, and all succeed."""
+    verify(op, provider, op.sign(claims_for(op)))
+    op.rotate("RSA")
+    op.faults["/jwks"] = {"delay": 0.3}  # keep the fetch in flight while the others arrive
+    token = op.sign(claims_for(op))
+    results, barrier = [], threading.Barrier(20)
+
+    def worker():
+        barrier.wait(timeout=5)
+        try:
+            results.append(verify(op, provider, token)["sub"])
+        except Exception as exc:  # collected and asserted below
+            results.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=15)
+    assert results == ["user-1"] * 20
+    assert op.hits["/jwks"] == 2
+
+
+def test_oct_keys_in_the_jwks_are_ignored(op, provider):
+    op.jwks_override = {"keys": [*op.jwks()["keys"], {"kty": "oct", "k": "c2VjcmV0", "kid": "shared"}]}
+    keys = discovery.get_keys(op.metadata["jwks_uri"]).keys
+    assert "shared" not in [k.kid for k in keys.keys]
+
+
+def test_jwks_without_keys_list_is_refused(op, provider):
+    op.jwks_override = {"not-keys": []}
+    with pytest.raises(ProviderMisconfigured, match="no 'keys' list"):
+        discovery.get_keys(op.metadata["jwks_uri"])

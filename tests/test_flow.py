@@ -1,0 +1,395 @@
+"""The whole sign-in flow through the real views, against the provider double over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.test import Client
+
+from accounts.models import Identity, Provider
+from tests.conftest import sign_in, start_login
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+def assert_signed_out(client):
+    assert SESSION_KEY not in client.session
+
+
+def assert_error_page(response, status, text):
+    assert response.status_code == status
+    assert text in response.content.decode()
+    assert response.templates[0].name == "accounts/error.html"
+
+
+# --- starting a sign-in ---------------------------------------------------------------------------
+
+
+def test_login_page_lists_enabled_providers_in_display_order(client, provider):
+    Provider.objects.create(slug="first", name="First IdP", issuer="https://first.example", client_id="x",
+                            display_order=0)
+    Provider.objects.create(slug="off", name="Disabled IdP", issuer="https://off.example", client_id="x",
+                            enabled=False)
+    provider.display_order = 5
+    provider.save()
+    page = client.get("/accounts/login/").content.decode()
+    assert "Disabled IdP" not in page
+    assert page.index("First IdP") < page.index("Test OP")
+    assert 'href="/accounts/test-op/login/"' in page
+
+
+def test_start_sends_state_nonce_and_pkce_s256(client, op, provider):
+    params = start_login(client, provider)
+    assert params["response_type"] == "code"
+    assert params["client_id"] == op.client_id
+    assert params["redirect_uri"] == "http://testserver/accounts/test-op/callback/"
+    assert params["scope"] == "openid email profile"
+    assert params["code_challenge_method"] == "S256"
+    assert len(params["state"]) >= 43 and len(params["nonce"]) >= 43 and len(params["code_challenge"]) == 43
+
+
+def test_each_start_uses_fresh_secrets(client, provider):
+    first, second = start_login(client, provider), start_login(client, provider)
+    for name in ("state", "nonce", "code_challenge"):
+        assert first[name] != second[name]
+
+
+def test_secrets_are_kept_server_side_only(client, provider):
+    response = client.get("/accounts/test-op/login/")
+    pending = next(iter(client.session["accounts_pending_logins"].values()))
+    assert pending["code_verifier"] not in response["Location"]
+    assert all(pending["code_verifier"] not in c.value for c in response.cookies.values())
+
+
+def test_extra_authorization_parameters_are_sent(client, provider):
+    provider.extra_auth_params = {"prompt": "select_account"}
+    provider.save()
+    assert start_login(client, provider)["prompt"] == "select_account"
+
+
+def test_unknown_or_disabled_provider_is_404(client, provider):
+    assert_error_page(client.get("/accounts/nope/login/"), 404, "does not exist")
+    provider.enabled = False
+    provider.save()
+    assert_error_page(client.get("/accounts/test-op/login/"), 404, "does not exist")
+
+
+# --- the happy path -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_sign_in_creates_user_and_session(client, op, provider, alg):
+    op.id_token_alg = alg
+    client.get("/accounts/login/")
+    anonymous_key = client.session.session_key
+    response = sign_in(client, op, provider)
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/profile/"
+    user = User.objects.get()
+    assert int(client.session[SESSION_KEY]) == user.pk
+    assert client.session.session_key != anonymous_key  # login() rotated the session key
+    assert (user.username, user.email, user.first_name) == ("alice", "alice@example.com", "Alice")
+    identity = Identity.objects.get()
+    assert (identity.issuer, identity.subject, identity.user) == (op.issuer, "user-1", user)
+    assert identity.claims["email"] == "alice@example.com" and "nonce" in identity.claims
+
+
+def test_second_sign_in_reuses_the_user(client, op, provider):
+    sign_in(client, op, provider)
+    client.post("/accounts/logout/")
+    sign_in(client, op, provider)
+    assert User.objects.count() == 1 and Identity.objects.count() == 1
+
+
+def test_profile_and_session_json_show_the_identity(client, op, provider):
+    sign_in(client, op, provider)
+    page = client.get("/accounts/profile/").content.decode()
+    assert "alice@example.com" in page and "Test OP" in page
+    data = client.get("/accounts/session/").json()
+    assert data == {
+        "authenticated": True,
+        "user": {"username": "alice", "email": "alice@example.com"},
+        "identities": [{"provider": "test-op", "provider_name": "Test OP", "issuer": op.issuer, "sub": "user-1"}],
+    }
+
+
+def test_session_json_for_anonymous(client):
+    assert client.get("/accounts/session/").json() == {"authenticated": False, "user": None, "identities": []}
+
+
+def test_profile_requires_sign_in(client):
+    response = client.get("/accounts/profile/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_token_request_uses_client_secret_basic_and_pkce(client, op, provider):
+    sign_in(client, op, provider)
+    method, path, headers, body = next(r for r in op.requests_log if r[1] == "/token")
+    expected = base64.b64encode(f"{op.client_id}:{op.client_secret}".encode()).decode()
+    assert headers["Authorization"] == f"Basic {expected}"
+    assert "client_secret" not in body and "code_verifier=" in body
+
+
+def test_token_request_uses_client_secret_post_when_only_that_is_supported(client, op, provider):
+    op.metadata["token_endpoint_auth_methods_supported"] = ["client_secret_post"]
+    assert sign_in(client, op, provider).status_code == 302
+    _method, _path, headers, body = next(r for r in op.requests_log if r[1] == "/token")
+    assert "Authorization" not in headers and "client_secret=" in body
+
+
+def test_userinfo_is_called_with_the_access_token(client, op, provider):
+    op.next_user = {**op.next_user, "name": "From Userinfo"}
+    sign_in(client, op, provider)
+    assert op.hits["/userinfo"] == 1
+    assert Identity.objects.get().claims["name"] == "From Userinfo"
+
+
+def test_signed_userinfo_is_verified(client, op, provider):
+    op.userinfo_as_jwt = True
+    assert sign_in(client, op, provider).status_code == 302
+
+
+# --- next= ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("next_url", "landing"),
+    [
+        ("/accounts/session/", "/accounts/session/"),
+        ("https://evil.example/", "/accounts/profile/"),
+        ("//evil.example/path", "/accounts/profile/"),
+        ("/\\evil.example", "/accounts/profile/"),
+        ("javascript:alert(1)", "/accounts/profile/"),
+    ],
+)
+def test_next_is_followed_only_when_same_site(client, op, provider, next_url, landing):
+    assert sign_in(client, op, provider, next=next_url)["Location"] == landing
+
+
+# --- state: tampering, replay, CSRF, tabs ---------------------------------------------------------
+
+
+def callback(client, params):
+    return client.get("/accounts/test-op/callback/", params)
+
+
+def test_tampered_state_is_rejected(client, op, provider):
+    params = op.authorize(start_login(client, provider))
+    response = callback(client, {**params, "state": params["state"] + "x"})
+    assert_error_page(response, 400, "did not match a sign-in started from this browser")
+    assert_signed_out(client)
+    assert op.hits["/token"] == 0
+
+
+def test_missing_state_is_rejected(client, op, provider):
+    params = op.authorize(start_login(client, provider))
+    del params["state"]
+    assert_error_page(callback(client, params), 400, "did not match")
+
+
+def test_repeated_parameters_are_rejected(client, op, provider):
+    params = op.authorize(start_login(client, provider))
+    response = client.get(f"/accounts/test-op/callback/?state={params['state']}&state=x&code={params['code']}")
+    assert_error_page(response, 400, "did not match")
+
+
+def test_replayed_callback_is_rejected(client, op, provider):
+    params = op.authorize(start_login(client, provider))
+    assert callback(client, params).status_code == 302
+    client.post("/accounts/logout/")
+    assert_error_page(callback(client, params), 400, "already used")
+    assert_signed_out(client)
+
+
+def test_callback_in_another_browser_is_rejected(client, op, provider):
+    """Login CSRF: an attacker's own code and state, delivered to the victim's browser."""
+    params = op.authorize(start_login(Client(), provider))
+    victim = Client()
+    assert_error_page(callback(victim, params), 400, "did not match")
+    assert_signed_out(victim)
+    assert User.objects.count() == 0
+
+
+def test_state_of_another_provider_is_rejected(client, op, provider):
+    other = Provider.objects.create(slug="other", name="Other", issuer=op.issuer, client_id=op.client_id,
+                                    client_secret=op.client_secret)
+    params = op.authorize(start_login(client, other))
+    assert_error_page(callback(client, params), 400, "did not match")
+
+
+def test_several_tabs_can_sign_in_at_once(client, op, provider):
+    tab1 = op.authorize(start_login(client, provider, next="/accounts/session/"))
+    tab2 = op.authorize(start_login(client, provider, next="/accounts/profile/"))
+    assert callback(client, tab2)["Location"] == "/accounts/profile/"
+    assert callback(client, tab1)["Location"] == "/accounts/session/"
+
+
+def test_expired_sign_in_is_rejected(client, op, provider, settings):
+    params = op.authorize(start_login(client, provider))
+    settings.ACCOUNTS_OIDC_FLOW_TTL = 0
+    assert_error_page(callback(client, params), 400, "expired")
+
+
+def test_pending_sign_ins_are_bounded(client, provider, settings):
+    settings.ACCOUNTS_OIDC_MAX_PENDING_FLOWS = 3
+    for _ in range(10):
+        start_login(client, provider)
+    assert len(client.session["accounts_pending_logins"]) == 3
+
+
+# --- the provider's answer ----------------------------------------------------------------------
+
+
+def test_provider_error_response_shows_a_friendly_page(client, op, provider):
+    params = start_login(client, provider)
+    response = callback(client, {"state": params["state"], "error": "access_denied", "error_description": "<b>x"})
+    assert_error_page(response, 403, "cancelled")
+    assert "<b>x" not in response.content.decode()
+
+
+def test_rfc9207_iss_parameter_is_checked_when_present(client, op, provider):
+    op.send_iss_param = True
+    params = op.authorize(start_login(client, provider))
+    assert_error_page(callback(client, {**params, "iss": "https://evil.example"}), 400, "did not match")
+
+
+def test_rfc9207_iss_parameter_is_accepted_when_right(client, op, provider):
+    op.send_iss_param = True
+    op.metadata["authorization_response_iss_parameter_supported"] = True
+    assert sign_in(client, op, provider).status_code == 302
+
+
+def test_rfc9207_iss_parameter_is_required_when_advertised(client, op, provider):
+    op.metadata["authorization_response_iss_parameter_supported"] = True
+    op.send_iss_param = False
+    params = op.authorize(start_login(client, provider))
+    assert_error_page(callback(client, params), 400, "did not match")
+
+
+def test_code_refused_by_token_endpoint(client, op, provider):
+    params = op.authorize(start_login(client, provider))
+    assert_error_page(callback(client, {**params, "code": "forged"}), 400, "did not accept this sign-in")
+
+
+@pytest.mark.parametrize(
+    ("mutation", "reason"),
+    [
+        (lambda h, c: (h, {**c, "nonce": "other"}), "nonce"),
+        (lambda h, c: (h, {**c, "aud": "other-client"}), "aud"),
+        (lambda h, c: (h, {**c, "iss": "https://evil.example"}), "iss"),
+        (lambda h, c: (h, {**c, "exp": c["iat"] - 3600}), "expired"),
+        (lambda h, c: (h, {k: v for k, v in c.items() if k != "sub"}), "no sub"),
+    ],
+)
+def test_bad_id_token_ends_on_error_page_without_session(client, op, provider, caplog, mutation, reason):
+    op.id_token_mutator = mutation
+    with caplog.at_level(logging.WARNING, logger="accounts"):
+        response = sign_in(client, op, provider)
+    assert_error_page(response, 400, "failed our security checks")
+    assert_signed_out(client)
+    assert User.objects.count() == 0
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("accounts")]
+    assert len(lines) == 1 and reason in lines[0]
+
+
+def test_unsigned_id_token_is_rejected(client, op, provider):
+    op.id_token_override = lambda token, claims, header: op.unsigned(claims)
+    assert_error_page(sign_in(client, op, provider), 400, "failed our security checks")
+
+
+def test_userinfo_for_another_subject_is_rejected(client, op, provider):
+    op.userinfo_mutator = lambda info: {**info, "sub": "someone-else"}
+    assert_error_page(sign_in(client, op, provider), 400, "failed our security checks")
+    assert_signed_out(client)
+
+
+def test_logs_never_contain_tokens_codes_or_secrets(client, op, provider, caplog):
+    op.userinfo_mutator = lambda info: {**info, "sub": "someone-else"}
+    params = op.authorize(start_login(client, provider))
+    with caplog.at_level(logging.DEBUG):
+        callback(client, params)
+    issued = op.issued_tokens[-1]
+    for secret in (op.client_secret, params["code"], params["state"], issued["access_token"], issued["id_token"]):
+        assert secret not in caplog.text
+
+
+def test_key_rotation_through_the_flow_costs_one_jwks_fetch(client, op, provider):
+    sign_in(client, op, provider)
+    client.post("/accounts/logout/")
+    op.rotate("RSA")
+    assert sign_in(client, op, provider).status_code == 302
+    assert op.hits["/jwks"] == 2
+
+
+def test_steady_state_sign_in_fetches_no_metadata_or_keys(client, op, provider):
+    sign_in(client, op, provider)
+    client.post("/accounts/logout/")
+    before = (op.hits["/.well-known/openid-configuration"], op.hits["/jwks"])
+    sign_in(client, op, provider)
+    assert (op.hits["/.well-known/openid-configuration"], op.hits["/jwks"]) == before
+
+
+# --- an unreachable or misbehaving provider -------------------------------------------------------
+
+
+def test_provider_down_at_start_is_502(client, op, provider):
+    op.faults["/.well-known/openid-configuration"] = {"close": True}
+    assert_error_page(client.get("/accounts/test-op/login/"), 502, "could not reach the provider")
+
+
+def test_slow_token_endpoint_is_504(client, op, provider, settings):
+    settings.ACCOUNTS_OIDC_HTTP_TIMEOUT = (1.0, 0.3)
+    op.faults["/token"] = {"delay": 1.0}
+    response = sign_in(client, op, provider)
+    assert_error_page(response, 504, "took too long")
+    assert_signed_out(client)
+
+
+def test_token_endpoint_answering_garbage_is_502(client, op, provider):
+    op.faults["/token"] = {"status": 200, "body": "<html>oops</html>", "content_type": "text/html"}
+    assert_error_page(sign_in(client, op, provider), 502, "could not reach the provider")
+
+
+def test_token_endpoint_5xx_is_502(client, op, provider):
+    op.faults["/token"] = {"status": 500, "body": "boom", "content_type": "text/plain"}
+    assert_error_page(sign_in(client, op, provider), 502, "could not reach the provider")
+
+
+def test_huge_jwks_is_refused(client, op, provider, settings):
+    settings.ACCOUNTS_OIDC_MAX_RESPONSE_BYTES = 64 * 1024
+    op.faults["/jwks"] = {"body_bytes": 200 * 1024}
+    assert_error_page(sign_in(client, op, provider), 502, "could not reach the provider")
+
+
+def test_discovery_with_another_issuer_is_refused(client, op, provider):
+    op.metadata["issuer"] = "https://evil.example"
+    assert_error_page(client.get("/accounts/test-op/login/"), 502, "not working correctly")
+
+
+# --- logout -------------------------------------------------------------------------------------
+
+
+def test_logout_requires_post(client, op, provider):
+    sign_in(client, op, provider)
+    assert client.get("/accounts/logout/").status_code == 405
+    assert SESSION_KEY in client.session
+
+
+def test_logout_is_csrf_protected(op, provider):
+    browser = Client(enforce_csrf_checks=True)
+    sign_in(browser, op, provider)
+    assert browser.post("/accounts/logout/").status_code == 403
+    assert SESSION_KEY in browser.session
+
+
+def test_logout_without_end_session_endpoint_returns_to_the_site(client, op, provider):
+    del op.metadata["end_session_endpoint"]
+    sign_in(client, op, provider)
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302 and urlsplit(response["Location"]).path == "/accounts/login/"
+    assert_signed_out(client)

@@ -1,0 +1,153 @@
+"""Verified claims -> users: issuer + subject is the key; emails link only when verified and allowed."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from accounts import signals
+from accounts.errors import SignInRefused
+from accounts.identities import sign_in_identity
+from accounts.models import Identity, Provider
+
+User = get_user_model()
+ISSUER = "https://idp.example"
+
+
+@pytest.fixture
+def idp(db):
+    return Provider.objects.create(slug="idp", name="IdP", issuer=ISSUER, client_id="c", client_secret="s")
+
+
+def login(provider, sub="sub-1", issuer=ISSUER, **claims):
+    claims = {"iss": issuer, "sub": sub, **claims}
+    return sign_in_identity(request=None, provider=provider, issuer=issuer, subject=sub, claims=claims)
+
+
+def test_known_identity_signs_in_its_user(idp):
+    first = login(idp, email="a@example.com", email_verified=True, preferred_username="alice")
+    again = login(idp, email="changed@example.com", email_verified=True, preferred_username="renamed")
+    assert again.user == first.user and not again.user_created
+    assert Identity.objects.get().email == "changed@example.com"
+
+
+def test_same_subject_from_two_issuers_is_two_identities(idp):
+    other = Provider.objects.create(slug="other", name="Other", issuer="https://other.example", client_id="c")
+    a = login(idp, sub="42")
+    b = login(other, sub="42", issuer="https://other.example")
+    assert a.user != b.user and Identity.objects.count() == 2
+
+
+def test_email_is_copied_only_when_verified(idp):
+    assert login(idp, sub="1", email="v@example.com", email_verified=True).user.email == "v@example.com"
+    assert login(idp, sub="2", email="u@example.com", email_verified=False).user.email == ""
+    assert login(idp, sub="3", email="s@example.com", email_verified="true").user.email == ""  # a string is not true
+
+
+def test_unverified_email_never_takes_over_an_existing_account(idp):
+    """The account-takeover attempt: an attacker registers the victim's email at a lax provider."""
+    idp.email_linking = Provider.EmailLinking.VERIFIED
+    idp.save()
+    victim = User.objects.create_user("victim", email="victim@example.com")
+    result = login(idp, sub="attacker", email="victim@example.com", email_verified=False)
+    assert result.user != victim and result.user_created
+
+
+def test_verified_email_does_not_link_unless_the_provider_opts_in(idp):
+    existing = User.objects.create_user("someone", email="someone@example.com")
+    result = login(idp, email="someone@example.com", email_verified=True)
+    assert result.user != existing
+
+
+def test_verified_email_links_when_the_provider_opts_in(idp):
+    idp.email_linking = Provider.EmailLinking.VERIFIED
+    idp.save()
+    existing = User.objects.create_user("someone", email="Someone@Example.com")
+    result = login(idp, email="someone@example.com", email_verified=True)
+    assert result.user == existing and not result.user_created and result.identity_created
+
+
+def test_verified_email_matching_two_users_creates_a_new_user(idp):
+    idp.email_linking = Provider.EmailLinking.VERIFIED
+    idp.save()
+    User.objects.create_user("one", email="dup@example.com")
+    User.objects.create_user("two", email="dup@example.com")
+    assert login(idp, email="dup@example.com", email_verified=True).user_created
+
+
+@pytest.mark.parametrize(
+    ("claims", "username"),
+    [
+        ({"preferred_username": "alice"}, "alice"),
+        ({"email": "bob@example.com"}, "bob"),
+        ({}, "sub-1"),
+        ({"preferred_username": "Zoë Ångström"}, "ZoeAngstrom"),
+    ],
+)
+def test_username_is_derived_from_claims(idp, claims, username):
+    assert login(idp, **claims).user.username == username
+
+
+def test_username_collision_gets_a_suffix_and_never_reuses_the_user(idp):
+    taken = User.objects.create_user("alice")
+    User.objects.create_user("alice2")
+    result = login(idp, sub="alice", preferred_username="alice")  # every candidate is taken
+    assert result.user != taken and result.user.username == "alice3"
+
+
+def test_adapter_can_refuse(idp, settings):
+    settings.ACCOUNTS_ADAPTER = "tests.test_identities.RefusingAdapter"
+    with pytest.raises(SignInRefused):
+        login(idp)
+    assert User.objects.count() == 0
+
+
+class RefusingAdapter:
+    def is_sign_in_allowed(self, request, provider, claims):
+        return False
+
+
+def test_signals_are_sent_once_on_first_sign_in(idp, django_capture_on_commit_callbacks):
+    created, connected = [], []
+    signals.user_created_from_provider.connect(lambda **kw: created.append(kw["user"]), weak=False,
+                                               dispatch_uid="t1")
+    signals.identity_connected.connect(lambda **kw: connected.append(kw["identity"]), weak=False, dispatch_uid="t2")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            first = login(idp)
+        with django_capture_on_commit_callbacks(execute=True):
+            login(idp)
+    finally:
+        signals.user_created_from_provider.disconnect(dispatch_uid="t1")
+        signals.identity_connected.disconnect(dispatch_uid="t2")
+    assert created == [first.user] and connected == [first.identity]
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_sign_ins_create_one_user():
+    """Two tabs (or a double click) completing the first sign-in at the same moment."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL for truly concurrent transactions (second pass of make test)")
+    provider = Provider.objects.create(slug="race", name="Race", issuer=ISSUER, client_id="c")
+    barrier, results = threading.Barrier(8), []
+
+    def worker():
+        try:
+            barrier.wait(timeout=5)
+            results.append(login(provider, sub="racer", preferred_username="racer").user.pk)
+        except Exception as exc:  # collected and asserted below
+            results.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 8 and len(set(results)) == 1, results
+    assert User.objects.count() == 1 and Identity.objects.count() == 1
