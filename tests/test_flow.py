@@ -129,7 +129,7 @@ def test_profile_requires_sign_in(client):
 
 def test_token_request_uses_client_secret_basic_and_pkce(client, op, provider):
     sign_in(client, op, provider)
-    method, path, headers, body = next(r for r in op.requests_log if r[1] == "/token")
+    _method, _path, headers, body = next(r for r in op.requests_log if r[1] == "/token")
     expected = base64.b64encode(f"{op.client_id}:{op.client_secret}".encode()).decode()
     assert headers["Authorization"] == f"Basic {expected}"
     assert "client_secret" not in body and "code_verifier=" in body
