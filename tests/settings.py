@@ -11,7 +11,9 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
 from project.settings import *  # noqa: F403
 
 if "devidp" not in INSTALLED_APPS:  # noqa: F405
-    pass
+    INSTALLED_APPS.append("devidp")  # noqa: F405
+# The dev IdP refuses to serve with DEBUG off; the suite runs with DEBUG off and needs it.
+DEVIDP_ALLOW_WITHOUT_DEBUG = True
 
 # The provider doubles serve plain http on 127.0.0.1.
 ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True

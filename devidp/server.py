@@ -1,0 +1,189 @@
+"""The OpenID Provider itself, assembled from Authlib's server components.
+
+* ``AuthorizationServer`` (Django integration) runs the authorization and token endpoints;
+* ``AuthorizationCodeGrant`` + ``CodeChallenge`` (PKCE, S256 only, required) + ``OpenIDCode``
+  (ID tokens, signed through joserfc) implement the code flow;
+* ``ResourceProtector`` + ``BearerTokenValidator`` guard userinfo;
+* ``EndSessionEndpoint`` implements RP-initiated logout.
+
+What is left here is storage (this app's models) and the few facts Authlib cannot know: the
+issuer (computed per request from the host, so the IdP works on any port), which key signs, and
+which claims a user releases.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from authlib.common.security import generate_token
+from authlib.integrations.django_oauth2 import AuthorizationServer, BearerTokenValidator, ResourceProtector
+from authlib.oauth2.rfc6749 import InvalidRequestError, grants
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import OpenIDCode, UserInfo
+from authlib.oidc.rpinitiated import EndSessionEndpoint, EndSessionRequest
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from joserfc.jwk import KeySet
+
+from . import keys
+from .models import CODE_LIFETIME, SIGNING_ALGORITHMS, TOKEN_LIFETIME, AuthorizationCode, Client, DevUser, Token
+
+if TYPE_CHECKING:
+    from authlib.oauth2.rfc6749 import OAuth2Request
+    from django.http import HttpRequest
+
+
+def issuer_for(url: str) -> str:
+    """The issuer identifier for a request to ``url``: its scheme and host plus this app's prefix.
+
+    Computed per request, never configured, so ``runserver 0:8011`` or a test's live server on a
+    random port each get a consistent issuer in discovery and in the ID tokens.
+    """
+    parts = urlsplit(url)
+    prefix = reverse("devidp:discovery").removesuffix("/.well-known/openid-configuration")
+    return f"{parts.scheme}://{parts.netloc}{prefix}"
+
+
+def request_issuer(request: HttpRequest) -> str:
+    return issuer_for(request.build_absolute_uri("/"))
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE with S256 only, and required of every client at the authorization request.
+
+    Authlib's ``required=True`` only insists on PKCE for public clients at the token endpoint;
+    OAuth 2.0 Security BCP (RFC 9700) wants it from confidential clients too, and "plain"
+    defeats its purpose, so an authorization request without an S256 challenge is refused.
+    """
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant: grants.AuthorizationCodeGrant, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if self.required and not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send code_challenge with code_challenge_method=S256.")
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("Only code_challenge_method=S256 is supported.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class DevOpenIDCode(OpenIDCode):
+    """ID tokens for the code flow: issuer from the token request, key by the client's algorithm."""
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        return AuthorizationCode.objects.filter(client__client_id=request.payload.client_id, nonce=nonce).exists()
+
+    def get_compatible_claims(self, request: OAuth2Request) -> dict[str, Any]:
+        claims = super().get_compatible_claims(request)
+        claims["iss"] = issuer_for(request.uri)
+        # A single audience as a plain string (Authlib's default is a one-element list): what most
+        # providers send, and what Authlib's own logout endpoint resolves the client from.
+        claims["aud"] = request.client.get_client_id()
+        return claims
+
+    def resolve_client_private_key(self, client: Client) -> KeySet:
+        return keys.signing_keys(self.get_client_algorithm(client))
+
+    def generate_user_info(self, user: DevUser, scope: str) -> UserInfo:
+        # OIDC Core 5.4: when an access token is issued, profile and email claims are served by the
+        # userinfo endpoint, so the ID token names only the subject -- which keeps the relying
+        # party's userinfo handling exercised.
+        return UserInfo(sub=user.sub)
+
+
+class CodeGrant(grants.AuthorizationCodeGrant):
+    """The authorization code grant, storing codes in ``AuthorizationCode``."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> AuthorizationCode:
+        now = timezone.now()
+        AuthorizationCode.objects.filter(expires_at__lte=now).delete()  # keep the table small
+        data = request.payload.data
+        return AuthorizationCode.objects.create(
+            code=code,
+            client=request.client,
+            user=request.user,
+            redirect_uri=request.payload.redirect_uri or "",
+            scope=request.scope or "",
+            nonce=data.get("nonce") or "",
+            code_challenge=data.get("code_challenge") or "",
+            code_challenge_method=data.get("code_challenge_method") or "",
+            auth_time=int(time.time()),
+            expires_at=now + CODE_LIFETIME,
+        )
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+        """Find the code and consume it in the same step.
+
+        Deleting it here (not after the token is issued) makes it single-use even when two token
+        requests race, and a request that then fails (say, a wrong PKCE verifier) burns the code,
+        so a verifier cannot be guessed by retrying.
+        """
+        found = (
+            AuthorizationCode.objects.select_related("client", "user")
+            .filter(code=code, client=client, expires_at__gt=timezone.now())
+            .first()
+        )
+        if found is None:
+            return None
+        deleted, _ = AuthorizationCode.objects.filter(pk=found.pk).delete()
+        return found if deleted else None
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Nothing left to do: ``query_authorization_code`` consumed the code already."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> DevUser:
+        return authorization_code.user
+
+
+class DevAuthorizationServer(AuthorizationServer):
+    """Authlib's Django server with this app's models and one-hour bearer tokens."""
+
+    def __init__(self) -> None:
+        super().__init__(Client, Token)
+
+    def create_bearer_token_generator(self) -> BearerTokenGenerator:
+        return BearerTokenGenerator(
+            access_token_generator=lambda **_kwargs: generate_token(42),
+            expires_generator=int(TOKEN_LIFETIME.total_seconds()),
+        )
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> Token:
+        expired_before = int(time.time() - TOKEN_LIFETIME.total_seconds())
+        Token.objects.filter(Q(issued_at__lt=expired_before) | Q(revoked=True)).delete()  # keep the table small
+        return Token.objects.create(
+            access_token=token["access_token"],
+            token_type=token["token_type"],
+            client=request.client,
+            user=request.user,
+            scope=token.get("scope", ""),
+            expires_in=token["expires_in"],
+        )
+
+
+class DevEndSessionEndpoint(EndSessionEndpoint):
+    """RP-initiated logout: redirects only to a registered URI, and only with a valid id_token_hint."""
+
+    def get_server_jwks(self) -> KeySet:
+        # Retired keys too: a session that began before a rotation can still be ended cleanly.
+        return keys.verification_keys()
+
+    def get_algorithms(self) -> list[str]:
+        return list(SIGNING_ALGORITHMS)
+
+    def end_session(self, end_session_request: EndSessionRequest) -> None:
+        """The dev IdP holds no login session of its own; the view forgets the remembered account."""
+
+
+server = DevAuthorizationServer()
+server.register_grant(CodeGrant, [S256CodeChallenge(required=True), DevOpenIDCode(require_nonce=False)])
+server.register_endpoint(DevEndSessionEndpoint)
+
+#: Guards the userinfo endpoint: a valid, unexpired bearer token with the "openid" scope.
+require_token = ResourceProtector()
+require_token.register_token_validator(BearerTokenValidator(Token))
