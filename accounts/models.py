@@ -114,6 +114,11 @@ class Provider(models.Model):
         return self.allowed_algorithms.split()
 
     @property
+    def logo_template(self) -> str:
+        """The small inline SVG drawn on this provider's button (no external requests from any page)."""
+        return f"accounts/logos/{getattr(self, 'preset', '') or 'generic'}.svg"
+
+    @property
     def scope_list(self) -> list[str]:
         return self.scopes.split()
 
