@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from .models import Identity, Provider, SignInEvent
+from .presets import preset_values
 
 
 class ProviderForm(forms.ModelForm):
@@ -21,9 +22,24 @@ class ProviderForm(forms.ModelForm):
         help_text="Write-only: leave blank to keep the stored secret. It is never shown again.",
     )
 
+    base_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text="Presets: self-managed GitLab or GitHub Enterprise Server base URL.",
+    )
+    tenant = forms.CharField(
+        required=False,
+        initial="common",
+        help_text="Microsoft preset: common, organizations, consumers, or your tenant id.",
+    )
+
     class Meta:
         model = Provider
         fields = "__all__"  # noqa: DJ007 -- every field; the fieldsets below decide the layout
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["issuer"].required = False  # a preset can fill it in; the model still requires it
 
     def clean_client_secret(self) -> str:
         secret = self.cleaned_data.get("client_secret", "")
@@ -31,18 +47,43 @@ class ProviderForm(forms.ModelForm):
             return self.instance.client_secret  # blank means "unchanged"
         return secret
 
+    def clean(self) -> dict:
+        """On a new provider, a preset fills what the admin left blank: only a client id and secret are needed."""
+        cleaned = super().clean()
+        preset = cleaned.get("preset")
+        if self.instance.pk or not preset or preset == "generic":
+            return cleaned
+        try:
+            values = preset_values(
+                preset,
+                base_url=cleaned.get("base_url") or cleaned.get("issuer") or "",
+                tenant=cleaned.get("tenant") or "common",
+            )
+        except ValueError as exc:
+            self.add_error("base_url", str(exc))
+            return cleaned
+        default_scopes = Provider._meta.get_field("scopes").default
+        for field, value in values.items():
+            if (
+                field in ("kind", "preset")
+                or not cleaned.get(field)
+                or (field == "scopes" and cleaned.get(field) == default_scopes)
+            ):
+                cleaned[field] = value
+        return cleaned
+
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ("name", "slug", "kind", "issuer", "enabled", "display_order", "secret_set")
+    list_display = ("name", "slug", "preset", "kind", "issuer", "enabled", "display_order", "secret_set")
     list_editable = ("enabled", "display_order")
-    list_filter = ("enabled", "kind")
+    list_filter = ("enabled", "kind", "preset")
     search_fields = ("name", "slug", "issuer", "client_id")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("redirect_uri", "backchannel_logout_uri", "post_logout_redirect_uri", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("name", "slug", "kind", "enabled", "display_order")}),
+        (None, {"fields": ("name", "slug", "preset", "enabled", "display_order")}),
         (
             "Client registration",
             {
@@ -57,7 +98,17 @@ class ProviderAdmin(admin.ModelAdmin):
                 "description": "Register the three URLs below with the provider.",
             },
         ),
-        ("Request and verification", {"fields": ("scopes", "allowed_algorithms", "extra_auth_params")}),
+        ("Preset options", {"fields": ("base_url", "tenant"), "description": "Only used when adding with a preset."}),
+        ("Request and verification", {"fields": ("kind", "scopes", "allowed_algorithms", "extra_auth_params")}),
+        (
+            "GitHub-style endpoints",
+            {
+                "fields": ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "emails_endpoint"),
+                "classes": ("collapse",),
+                "description": "Only for GitHub-style providers; OpenID Connect providers are discovered.",
+            },
+        ),
+        ("Who may sign in", {"fields": ("allowed_email_domains", "allowed_hosted_domains", "allowed_tenants")}),
         ("Accounts", {"fields": ("email_linking", "profile_sync")}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )

@@ -25,6 +25,7 @@ from .errors import InvalidRequest, SignInRefused
 from .identities import connect_identity, sign_in_identity
 from .logout import remember_session
 from .oidc import client
+from .restrictions import check_restrictions
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -73,6 +74,7 @@ def finish_login(request: HttpRequest, provider: Provider) -> tuple[AbstractBase
     params = _single_valued(request)
     pending = _pop_pending(request, params.get("state"), provider)
     verified = client.complete_login(provider, params, pending)
+    check_restrictions(provider, verified.claims)
     if "connect_user" in pending.extra:
         return _finish_connect(request, provider, verified, pending), safe_next_url(request, pending.next_url), True
     result = sign_in_identity(

@@ -8,6 +8,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .conf import DEFAULT_ALGORITHMS
+from .presets import PRESET_CHOICES
 
 #: Authorization request parameters the flow sets itself; an admin's extra parameters may not
 #: override them, or a misconfiguration could silently switch off state, nonce or PKCE.
@@ -52,6 +53,7 @@ class Provider(models.Model):
 
     class Kind(models.TextChoices):
         OIDC = "oidc", _("OpenID Connect")
+        GITHUB = "github", _("GitHub-style OAuth 2.0 (no ID token)")
 
     class EmailLinking(models.TextChoices):
         NEVER = "never", _("Never: a new provider identity always gets its own account")
@@ -60,13 +62,50 @@ class Provider(models.Model):
     slug = models.SlugField(unique=True, help_text=_("Used in URLs: /accounts/<slug>/login/."))
     name = models.CharField(_("display name"), max_length=100)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.OIDC)
+    preset = models.CharField(
+        max_length=20,
+        choices=PRESET_CHOICES,
+        default="generic",
+        help_text=_("Turns on the documented quirks of a big provider (see accounts/presets.py)."),
+    )
     issuer = HttpsURLField(
         max_length=500,
-        help_text=_("Exactly as the provider's discovery document states it, e.g. https://accounts.google.com."),
+        help_text=_(
+            "OpenID Connect: exactly as the provider's discovery document states it, e.g. "
+            "https://accounts.google.com. GitHub-style: the provider's base URL, e.g. https://github.com."
+        ),
     )
     client_id = models.CharField(max_length=500)
     client_secret = models.CharField(max_length=500, blank=True)
     scopes = models.CharField(max_length=500, default="openid email profile")
+    authorization_endpoint = HttpsURLField(max_length=500, blank=True, help_text=_("GitHub-style providers only."))
+    token_endpoint = HttpsURLField(max_length=500, blank=True, help_text=_("GitHub-style providers only."))
+    userinfo_endpoint = HttpsURLField(
+        _("user API endpoint"),
+        max_length=500,
+        blank=True,
+        help_text=_("GitHub-style: e.g. https://api.github.com/user."),
+    )
+    emails_endpoint = HttpsURLField(
+        max_length=500, blank=True, help_text=_("GitHub-style: e.g. https://api.github.com/user/emails.")
+    )
+    allowed_email_domains = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text=_("Only people whose provider-verified email is at one of these domains (space separated)."),
+    )
+    allowed_hosted_domains = models.CharField(
+        _("allowed Google Workspace domains"),
+        max_length=500,
+        blank=True,
+        help_text=_("Google only: the verified 'hd' claim must be one of these domains (space separated)."),
+    )
+    allowed_tenants = models.CharField(
+        _("allowed Microsoft tenants"),
+        max_length=1000,
+        blank=True,
+        help_text=_("Microsoft only: tenant ids ('tid') that may sign in (space separated)."),
+    )
     enabled = models.BooleanField(default=True)
     display_order = models.PositiveIntegerField(default=0)
     allowed_algorithms = models.CharField(
@@ -116,7 +155,23 @@ class Provider(models.Model):
     @property
     def logo_template(self) -> str:
         """The small inline SVG drawn on this provider's button (no external requests from any page)."""
-        return f"accounts/logos/{getattr(self, 'preset', '') or 'generic'}.svg"
+        return f"accounts/logos/{self.preset or 'generic'}.svg"
+
+    @staticmethod
+    def _words(value: str) -> list[str]:
+        return [w.strip().lower() for w in value.replace(",", " ").split() if w.strip()]
+
+    @property
+    def email_domains(self) -> list[str]:
+        return self._words(self.allowed_email_domains)
+
+    @property
+    def hosted_domains(self) -> list[str]:
+        return self._words(self.allowed_hosted_domains)
+
+    @property
+    def tenants(self) -> list[str]:
+        return self._words(self.allowed_tenants)
 
     @property
     def scope_list(self) -> list[str]:
@@ -128,6 +183,14 @@ class Provider(models.Model):
             self.issuer = self.issuer.strip()
         if self.kind == self.Kind.OIDC and "openid" not in self.scope_list:
             raise ValidationError({"scopes": _("An OpenID Connect provider needs the 'openid' scope.")})
+        if self.kind == self.Kind.GITHUB:
+            missing = {
+                name: _("Required for a GitHub-style provider.")
+                for name in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint")
+                if not getattr(self, name)
+            }
+            if missing:
+                raise ValidationError(missing)
         if any(a.startswith("HS") for a in self.algorithms) and not self.client_secret:
             raise ValidationError({"allowed_algorithms": _("HMAC algorithms need a client secret.")})
 

@@ -22,7 +22,7 @@ def form_data(**overrides):
         "name": "Corp", "slug": "corp", "kind": "oidc", "enabled": "on", "display_order": "0",
         "issuer": "https://idp.example", "client_id": "cid", "client_secret": "",
         "scopes": "openid email profile", "allowed_algorithms": "RS256 ES256", "extra_auth_params": "{}",
-        "email_linking": "never", "profile_sync": "follow",
+        "email_linking": "never", "profile_sync": "follow", "preset": "generic",
     }
     data.update(overrides)
     return data

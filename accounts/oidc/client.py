@@ -20,8 +20,9 @@ from authlib.oauth2.rfc6749.parameters import prepare_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from django.views.decorators.debug import sensitive_variables
 
+from .. import presets
 from ..errors import InvalidRequest, ProviderDenied, ProviderMisconfigured, TokenRejected
-from . import discovery, tokens
+from . import discovery, github, tokens
 from .http import ProviderHTTPError, request_json
 
 if TYPE_CHECKING:
@@ -31,7 +32,23 @@ logger = logging.getLogger(__name__)
 
 #: Claims that describe the token rather than the person; userinfo may not override them.
 _PROTOCOL_CLAIMS = frozenset(
-    {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "c_hash", "auth_time", "jti", "sid"}
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "nonce",
+        "azp",
+        "at_hash",
+        "c_hash",
+        "auth_time",
+        "jti",
+        "sid",
+        "hd",
+        "tid",
+    }
 )
 
 #: Friendlier words for the standard ``error`` codes of RFC 6749 4.1.2.1 and OpenID Connect 3.1.2.6.
@@ -69,13 +86,21 @@ class VerifiedLogin:
     subject: str
 
 
+def provider_metadata(provider: Provider) -> dict[str, Any]:
+    """Endpoints and capabilities: discovered for OpenID Connect, configured for GitHub-style providers."""
+    if provider.kind == provider.Kind.GITHUB:
+        return github.metadata(provider)
+    return discovery.get_metadata(provider)
+
+
 def authorization_url(provider: Provider, *, redirect_uri: str, next_url: str, now: float) -> tuple[str, PendingLogin]:
     """The provider URL to send the browser to, and the secrets to keep for the callback.
 
     State, nonce and PKCE S256 are always sent, whatever the provider advertises: state binds the
     callback to this browser, nonce binds the ID token to this request, PKCE binds the code.
+    GitHub-style providers issue no ID token, so they get no nonce.
     """
-    metadata = discovery.get_metadata(provider)
+    metadata = provider_metadata(provider)
     pending = PendingLogin(
         provider=provider.slug,
         state=secrets.token_urlsafe(32),
@@ -96,12 +121,14 @@ def authorization_url(provider: Provider, *, redirect_uri: str, next_url: str, n
         "code_challenge": create_s256_code_challenge(pending.code_verifier),
         "code_challenge_method": "S256",
     }
+    if provider.kind == provider.Kind.GITHUB:
+        del params["nonce"]
     return add_params_to_uri(metadata["authorization_endpoint"], list(params.items())), pending
 
 
 def check_authorization_response(provider: Provider, params: dict[str, str], pending: PendingLogin) -> str:
     """Validate the callback's query parameters (state already matched) and return the code."""
-    metadata = discovery.get_metadata(provider)
+    metadata = provider_metadata(provider)
     _check_iss_parameter(params.get("iss"), metadata)
     error = params.get("error")
     if error:
@@ -125,8 +152,11 @@ def _check_iss_parameter(iss: str | None, metadata: dict[str, Any]) -> None:
 
 @sensitive_variables("code", "body", "headers", "auth")
 def exchange_code(provider: Provider, *, code: str, pending: PendingLogin) -> dict[str, Any]:
-    """Trade the code for tokens at the token endpoint (RFC 6749 4.1.3, RFC 7636 4.5)."""
-    metadata = discovery.get_metadata(provider)
+    """Trade the code for tokens at the token endpoint (RFC 6749 4.1.3, RFC 7636 4.5).
+
+    JSON is asked for explicitly: GitHub answers form-encoded unless told otherwise.
+    """
+    metadata = provider_metadata(provider)
     method = token_endpoint_auth_method(metadata)
     body = prepare_token_request(
         "authorization_code", code=code, redirect_uri=pending.redirect_uri, code_verifier=pending.code_verifier
@@ -148,6 +178,11 @@ def exchange_code(provider: Provider, *, code: str, pending: PendingLogin) -> di
             ) from exc
         raise
     token = resp.data
+    if isinstance(token.get("error"), str):  # GitHub reports a bad code with HTTP 200
+        raise TokenRejected(
+            f"token endpoint refused the code: error={token['error'][:64]!r}",
+            message="The provider did not accept this sign-in (it may have expired). Please try again.",
+        )
     if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
         raise ProviderMisconfigured("token response lacks a bearer access_token")
     return token
@@ -180,6 +215,9 @@ def complete_login(provider: Provider, params: dict[str, str], pending: PendingL
     """Everything after the state check: code exchange, ID token, userinfo. Raises ``SignInError``."""
     code = check_authorization_response(provider, params, pending)
     token = exchange_code(provider, code=code, pending=pending)
+    if provider.kind == provider.Kind.GITHUB:
+        claims = github.fetch_identity(provider, access_token=token["access_token"])
+        return VerifiedLogin(claims=claims, id_token=None, issuer=claims["iss"], subject=claims["sub"])
     metadata = discovery.get_metadata(provider)
     raw_id_token = token.get("id_token")
     if not isinstance(raw_id_token, str):
@@ -189,6 +227,7 @@ def complete_login(provider: Provider, params: dict[str, str], pending: PendingL
         raw_id_token,
         jwks_uri=metadata["jwks_uri"],
         nonce=pending.nonce,
+        issuers=presets.accepted_issuers(provider, metadata),
         access_token=token["access_token"],
     )
     if metadata.get("userinfo_endpoint"):
@@ -197,4 +236,5 @@ def complete_login(provider: Provider, params: dict[str, str], pending: PendingL
         if not isinstance(userinfo.get("sub"), str) or not hmac.compare_digest(userinfo["sub"], claims["sub"]):
             raise TokenRejected("userinfo sub differs from the ID token sub")
         claims = {**claims, **{k: v for k, v in userinfo.items() if k not in _PROTOCOL_CLAIMS}}
+    claims["iss"] = presets.canonical_issuer(provider, claims["iss"])
     return VerifiedLogin(claims=claims, id_token=raw_id_token, issuer=claims["iss"], subject=claims["sub"])

@@ -30,6 +30,7 @@ from django.core.cache import caches
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from .. import presets
 from ..conf import conf
 from ..errors import ProviderMisconfigured, SignInError
 from .http import request_json, require_secure_url
@@ -212,19 +213,19 @@ def get_metadata(provider: Provider) -> dict[str, Any]:
     require_secure_url(provider.issuer, what="issuer")
     doc = load_document(discovery_url(provider.issuer), what="discovery document")
     if doc.validated_for != provider.issuer:
-        validate_metadata(doc.data, expected_issuer=provider.issuer)
+        validate_metadata(doc.data, provider)
         doc.validated_for = provider.issuer
     return doc.data
 
 
-def validate_metadata(data: dict[str, Any], *, expected_issuer: str) -> None:
+def validate_metadata(data: dict[str, Any], provider: Provider) -> None:
     missing = [name for name in REQUIRED_METADATA if not isinstance(data.get(name), str)]
     if missing:
         raise ProviderMisconfigured(f"discovery document lacks {', '.join(missing)}")
-    if data["issuer"] != expected_issuer:
+    if not presets.metadata_issuer_matches(provider, data["issuer"]):
         # Section 4.3: the issuer must match exactly, or tokens could be accepted from a look-alike.
         raise ProviderMisconfigured(
-            f"discovery document says issuer {data['issuer']!r}, configured issuer is {expected_issuer!r}"
+            f"discovery document says issuer {data['issuer']!r}, configured issuer is {provider.issuer!r}"
         )
     for name in ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint", "end_session_endpoint"):
         if data.get(name) is not None:

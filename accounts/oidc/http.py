@@ -39,10 +39,11 @@ class Response:
 class ProviderHTTPError(ProviderUnavailable):
     """The provider answered with an HTTP error status. ``data`` holds its JSON error body, if any."""
 
-    def __init__(self, reason: str, *, status: int, data: Any) -> None:
+    def __init__(self, reason: str, *, status: int, data: Any, headers: CaseInsensitiveDict | None = None) -> None:
         super().__init__(reason)
         self.http_status = status
         self.data = data if isinstance(data, dict) else {}
+        self.headers = headers if headers is not None else CaseInsensitiveDict()
 
 
 def is_loopback(host: str | None) -> bool:
@@ -79,6 +80,7 @@ def request_json(
     data: dict[str, str] | str | None = None,
     headers: dict[str, str] | None = None,
     accept_jwt: bool = False,
+    allow_list: bool = False,
 ) -> Response:
     """Make one call to a provider and return its decoded JSON body.
 
@@ -125,7 +127,7 @@ def request_json(
             if 200 <= status < 300:
                 raise ProviderUnavailable(f"{what} answered HTTP {status} with a body that is not JSON") from None
     if not 200 <= status < 300:
-        raise ProviderHTTPError(f"{what} answered HTTP {status}", status=status, data=parsed)
-    if parsed is not None and not isinstance(parsed, dict):
+        raise ProviderHTTPError(f"{what} answered HTTP {status}", status=status, data=parsed, headers=resp_headers)
+    if parsed is not None and not isinstance(parsed, dict) and not (allow_list and isinstance(parsed, list)):
         raise ProviderUnavailable(f"{what} answered JSON that is not an object")
     return Response(status=status, data=parsed, headers=resp_headers, text=text)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import warnings
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from authlib.oidc.core.util import create_half_hash
@@ -41,18 +41,19 @@ def verify_id_token(
     *,
     jwks_uri: str,
     nonce: str,
-    issuers: Collection[str] | None = None,
+    issuers: Callable[[dict[str, Any]], Collection[str]] | None = None,
     access_token: str | None = None,
 ) -> dict[str, Any]:
     """Verify a raw ID token from ``provider`` and return its claims.
 
-    ``issuers`` is what ``iss`` may be (default: exactly the provider's issuer; a preset may allow
-    a documented alternative spelling). Raises ``TokenRejected`` naming the rule that failed.
+    ``issuers`` gives, from the signature-verified claims, what ``iss`` may be (default: exactly
+    the provider's issuer; a preset may add a documented alternative, e.g. Microsoft's per-tenant
+    issuer). Raises ``TokenRejected`` naming the rule that failed.
     """
     header, claims = verify_signed_jwt(provider, raw, jwks_uri=jwks_uri, what="ID token")
     check_claims(
         claims,
-        issuers=issuers or [provider.issuer],
+        issuers=issuers(claims) if issuers is not None else [provider.issuer],
         client_id=provider.client_id,
         what="ID token",
         sub={"essential": True},

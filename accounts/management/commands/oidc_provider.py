@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -10,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.errors import SignInError
 from accounts.models import Provider
 from accounts.oidc import discovery
+from accounts.presets import PRESETS, preset_values
 
 
 class Command(BaseCommand):
@@ -19,11 +21,19 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         add = sub.add_parser("add", help="Add (or update) a provider.")
         add.add_argument("slug")
-        add.add_argument("--issuer", required=True)
+        add.add_argument("--preset", choices=sorted(PRESETS), help="google, github, microsoft, gitlab or generic.")
+        add.add_argument("--kind", choices=[k.value for k in Provider.Kind], help="oidc (default) or github.")
+        add.add_argument("--issuer", help="Issuer URL (OpenID Connect) or base URL (GitHub-style).")
+        add.add_argument("--base-url", default="", help="Self-managed GitLab or GitHub Enterprise Server base URL.")
+        add.add_argument("--tenant", default="common", help="Microsoft tenant: common, organizations, or an id.")
         add.add_argument("--client-id", required=True)
         add.add_argument("--client-secret", default="")
         add.add_argument("--name")
-        add.add_argument("--scopes", default="openid email profile")
+        add.add_argument("--scopes")
+        add.add_argument("--authorize-url", help="GitHub-style authorization endpoint.")
+        add.add_argument("--token-url", help="GitHub-style token endpoint.")
+        add.add_argument("--userinfo-url", help="GitHub-style user API endpoint.")
+        add.add_argument("--emails-url", help="GitHub-style emails API endpoint.")
         add.add_argument("--disabled", action="store_true", help="Add it switched off.")
         add.add_argument("--update", action="store_true", help="Update the provider if the slug exists.")
         sub.add_parser("list", help="List providers.")
@@ -35,30 +45,61 @@ class Command(BaseCommand):
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"handle_{action}")(**options)
 
-    def handle_add(
-        self,
-        *,
-        slug: str,
-        issuer: str,
-        client_id: str,
-        client_secret: str,
-        name: str | None,
-        scopes: str,
-        disabled: bool,
-        update: bool,
-        **_: Any,
-    ) -> None:
+    def handle_add(self, *, slug: str, client_id: str, client_secret: str, update: bool, **options: Any) -> None:
         existing = Provider.objects.filter(slug=slug).first()
         if existing and not update:
             raise CommandError(f"Provider {slug!r} already exists (use --update to change it).")
         provider = existing or Provider(slug=slug)
-        provider.name = name or (existing.name if existing else slug.replace("-", " ").title())
-        provider.issuer, provider.client_id, provider.scopes = issuer, client_id, scopes
+        for field, value in self._values(options).items():
+            setattr(provider, field, value)
+        provider.name = options["name"] or provider.name or self._default_name(slug, options["preset"])
+        provider.client_id = client_id
         if client_secret or not existing:
             provider.client_secret = client_secret
-        provider.enabled = not disabled
+        provider.enabled = not options["disabled"]
         self._save(provider)
         self.stdout.write(f"{'Updated' if existing else 'Added'} provider {slug!r} ({provider.name}).")
+
+    def _values(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Field values from a preset (if any), overridden by what was given explicitly."""
+        values: dict[str, Any] = {}
+        if options["preset"]:
+            try:
+                values = preset_values(
+                    options["preset"], base_url=options["base_url"] or options["issuer"] or "", tenant=options["tenant"]
+                )
+            except ValueError as exc:
+                raise CommandError(f"{exc} (give --base-url or --issuer).") from None
+        explicit = {
+            "kind": options["kind"],
+            "issuer": options["issuer"],
+            "scopes": options["scopes"],
+            "authorization_endpoint": options["authorize_url"],
+            "token_endpoint": options["token_url"],
+            "userinfo_endpoint": options["userinfo_url"],
+            "emails_endpoint": options["emails_url"],
+        }
+        values.update({k: v for k, v in explicit.items() if v})
+        if (
+            values.get("kind") == Provider.Kind.GITHUB
+            and not values.get("issuer")
+            and values.get("authorization_endpoint")
+        ):
+            parts = urlsplit(values["authorization_endpoint"])  # the identity namespace: the provider's origin
+            values["issuer"] = f"{parts.scheme}://{parts.netloc}"
+        if not values.get("issuer"):
+            raise CommandError("Give --issuer (or a --preset that knows it).")
+        if "scopes" not in values:
+            values["scopes"] = (
+                "read:user user:email" if values.get("kind") == Provider.Kind.GITHUB else "openid email profile"
+            )
+        return values
+
+    @staticmethod
+    def _default_name(slug: str, preset: str | None) -> str:
+        if preset and preset != "generic":
+            return PRESETS[preset].label
+        return slug.replace("-", " ").title()
 
     def handle_list(self, **_: Any) -> None:
         providers = Provider.objects.all()
@@ -70,6 +111,11 @@ class Command(BaseCommand):
 
     def handle_check(self, *, slug: str, **_: Any) -> None:
         provider = self._provider(slug)
+        if provider.kind == Provider.Kind.GITHUB:
+            self.stdout.write(f"Provider {provider.slug} ({provider.name}) is GitHub-style: no discovery or keys.")
+            for field in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "emails_endpoint"):
+                self.stdout.write(f"  {field:<24} {getattr(provider, field) or '(none)'}")
+            return
         self._report(provider)
 
     def handle_refresh(self, *, slug: str, **_: Any) -> None:

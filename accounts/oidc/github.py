@@ -1,0 +1,86 @@
+"""GitHub-style providers: OAuth 2.0 without OpenID Connect, identity from a REST API.
+
+There is no ID token to verify, so the identity is only as good as the API calls that build it:
+
+* the subject is the account's numeric ``id`` -- never the ``login``, which can be renamed and
+  then registered by somebody else;
+* the email is the *primary, verified* address from the emails endpoint; the profile's public
+  ``email`` field is ignored, and an unverified address is never trusted;
+* the identity namespace ("issuer") is the configured base URL, so github.com and a GitHub
+  Enterprise Server never share subjects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ProviderMisconfigured, ProviderUnavailable
+from .http import ProviderHTTPError, request_json
+
+if TYPE_CHECKING:
+    from ..models import Provider
+
+API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+
+
+def metadata(provider: Provider) -> dict[str, Any]:
+    """The endpoints of a GitHub-style provider, in the shape of an OpenID discovery document."""
+    return {
+        "issuer": provider.issuer,
+        "authorization_endpoint": provider.authorization_endpoint,
+        "token_endpoint": provider.token_endpoint,
+        "userinfo_endpoint": provider.userinfo_endpoint,
+        "emails_endpoint": provider.emails_endpoint,
+        # GitHub takes the client credentials in the form body.
+        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+    }
+
+
+def fetch_identity(provider: Provider, *, access_token: str) -> dict[str, Any]:
+    """Claims in OpenID Connect's vocabulary, built from the user and emails endpoints."""
+    user = _api_get(provider, provider.userinfo_endpoint, access_token, what="user API")
+    if not isinstance(user, dict):
+        raise ProviderMisconfigured("user API did not answer an object")
+    user_id = user.get("id")
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
+        raise ProviderMisconfigured("user API answered no numeric id")
+    claims: dict[str, Any] = {
+        "iss": provider.issuer,
+        "sub": str(user_id),
+        "preferred_username": user.get("login") if isinstance(user.get("login"), str) else None,
+        "name": user.get("name") if isinstance(user.get("name"), str) else None,
+        "picture": user.get("avatar_url") if isinstance(user.get("avatar_url"), str) else None,
+        "profile": user.get("html_url") if isinstance(user.get("html_url"), str) else None,
+    }
+    if provider.emails_endpoint:
+        email = primary_verified_email(_api_get(provider, provider.emails_endpoint, access_token, what="emails API"))
+        claims.update(email=email, email_verified=bool(email))
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def primary_verified_email(emails: Any) -> str:
+    """The address marked both primary and verified, or "" -- never a merely listed one."""
+    if not isinstance(emails, list):
+        raise ProviderMisconfigured("emails API did not answer a list")
+    for entry in emails:
+        if isinstance(entry, dict) and entry.get("primary") is True and entry.get("verified") is True:
+            email = entry.get("email")
+            if isinstance(email, str) and "@" in email:
+                return email
+    return ""
+
+
+def _api_get(provider: Provider, url: str, access_token: str, *, what: str) -> Any:
+    try:
+        return request_json(
+            "GET", url, what=what, headers={**API_HEADERS, "Authorization": f"Bearer {access_token}"}, allow_list=True
+        ).data
+    except ProviderHTTPError as exc:
+        if exc.http_status in (403, 429) and (
+            exc.headers.get("X-RateLimit-Remaining") == "0" or exc.headers.get("Retry-After")
+        ):
+            raise ProviderUnavailable(
+                f"{what} rate limit reached (HTTP {exc.http_status})",
+                message=f"{provider.name} is limiting requests right now. Please try again in a few minutes.",
+            ) from exc
+        raise

@@ -1,0 +1,152 @@
+"""GitHub-style providers through the real views, against a double that answers as GitHub documents."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from django.contrib.auth import SESSION_KEY, get_user_model
+
+from accounts.models import Identity, Provider
+from accounts.presets import preset_values
+from tests.github_double import GitHubDouble
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+@pytest.fixture
+def gh():
+    with GitHubDouble() as double:
+        yield double
+
+
+@pytest.fixture
+def github(gh) -> Provider:
+    return Provider.objects.create(
+        slug="github", name="GitHub", client_id=gh.client_id, client_secret=gh.client_secret,
+        **preset_values("github", base_url=gh.base_url),
+    )  # fmt: skip
+
+
+def start(client, provider):
+    response = client.get(f"/accounts/{provider.slug}/login/")
+    assert response.status_code == 302, response.content
+    return response["Location"], dict(parse_qsl(urlsplit(response["Location"]).query))
+
+
+def sign_in(client, gh, provider):
+    _url, params = start(client, provider)
+    return client.get(f"/accounts/{provider.slug}/callback/", gh.authorize(params))
+
+
+def test_preset_derives_every_endpoint_from_one_base_url(gh):
+    values = preset_values("github", base_url=gh.base_url)
+    assert values["kind"] == "github" and values["issuer"] == gh.base_url
+    assert values["authorization_endpoint"] == gh.base_url + "/login/oauth/authorize"
+    assert values["userinfo_endpoint"] == gh.base_url + "/api/v3/user"
+    assert values["emails_endpoint"] == gh.base_url + "/api/v3/user/emails"
+
+
+def test_github_com_uses_its_api_host():
+    values = preset_values("github")
+    assert values["token_endpoint"] == "https://github.com/login/oauth/access_token"
+    assert values["userinfo_endpoint"] == "https://api.github.com/user"
+    assert values["scopes"] == "read:user user:email"
+
+
+def test_authorization_request_keeps_state_and_pkce_without_nonce(client, github, gh):
+    url, params = start(client, github)
+    assert url.startswith(gh.base_url + "/login/oauth/authorize?")
+    assert params["code_challenge_method"] == "S256" and params["state"] and "nonce" not in params
+    assert params["scope"] == "read:user user:email"
+
+
+def test_sign_in_uses_the_numeric_id_and_the_primary_verified_email(client, github, gh):
+    response = sign_in(client, gh, github)
+    assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
+    identity = Identity.objects.get()
+    assert (identity.issuer, identity.subject) == (gh.base_url, "583231")
+    assert (identity.email, identity.email_verified) == ("octo@example.com", True)
+    user = User.objects.get()
+    assert (user.username, user.email) == ("octo", "octo@example.com")
+    assert int(client.session[SESSION_KEY]) == user.pk
+
+
+def test_token_response_is_requested_as_json(client, github, gh):
+    """GitHub answers form-encoded unless asked: the sign-in works only because JSON is requested."""
+    assert sign_in(client, gh, github).status_code == 302
+    _method, _path, headers, body = next(r for r in gh.requests_log if r[1] == "/login/oauth/access_token")
+    assert "application/json" in headers["Accept"]
+    assert "client_secret=gh-secret" in body and "code_verifier=" in body
+
+
+def test_renamed_login_keeps_the_account(client, github, gh):
+    sign_in(client, gh, github)
+    client.post("/accounts/logout/")
+    gh.user = {**gh.user, "login": "octo-renamed"}
+    sign_in(client, gh, github)
+    assert User.objects.count() == 1 and Identity.objects.get().claims["preferred_username"] == "octo-renamed"
+
+
+def test_reregistered_login_is_a_different_person(client, github, gh):
+    """Somebody renames away from 'octo' and a stranger registers 'octo': the stranger gets a new account."""
+    sign_in(client, gh, github)
+    client.post("/accounts/logout/")
+    gh.user = {**gh.user, "id": 999001}
+    gh.emails = [{"email": "stranger@example.com", "primary": True, "verified": True}]
+    sign_in(client, gh, github)
+    assert User.objects.count() == 2
+    assert set(Identity.objects.values_list("subject", flat=True)) == {"583231", "999001"}
+
+
+def test_only_unverified_email_is_never_trusted(client, github, gh):
+    github.email_linking = Provider.EmailLinking.VERIFIED
+    github.save()
+    victim = User.objects.create_user("victim", email="victim@example.com")
+    gh.emails = [{"email": "victim@example.com", "primary": True, "verified": False}]
+    assert sign_in(client, gh, github).status_code == 302
+    user = User.objects.exclude(pk=victim.pk).get()
+    assert user.email == "" and int(client.session[SESSION_KEY]) == user.pk
+    assert Identity.objects.get().email_verified is False
+
+
+def test_public_profile_email_is_ignored(client, github, gh):
+    gh.user = {**gh.user, "email": "claimed@example.com"}
+    gh.emails = []
+    sign_in(client, gh, github)
+    assert User.objects.get().email == ""
+
+
+def test_verified_but_not_primary_email_is_not_used(client, github, gh):
+    gh.emails = [
+        {"email": "primary@example.com", "primary": True, "verified": False},
+        {"email": "other@example.com", "primary": False, "verified": True},
+    ]
+    sign_in(client, gh, github)
+    assert User.objects.get().email == ""
+
+
+def test_rate_limit_is_a_friendly_error(client, github, gh):
+    gh.rate_limited = True
+    response = sign_in(client, gh, github)
+    assert response.status_code == 502
+    assert "limiting requests right now" in response.content.decode()
+    assert SESSION_KEY not in client.session
+
+
+def test_bad_code_reported_with_http_200_is_refused(client, github, gh):
+    _url, params = start(client, github)
+    response = client.get("/accounts/github/callback/", {"state": params["state"], "code": "forged"})
+    assert response.status_code == 400 and "did not accept this sign-in" in response.content.decode()
+
+
+def test_user_api_without_numeric_id_is_refused(client, github, gh):
+    gh.user = {"login": "octo", "id": "583231"}
+    response = sign_in(client, gh, github)
+    assert response.status_code == 502 and SESSION_KEY not in client.session
+
+
+def test_github_sign_in_needs_no_discovery_or_keys(client, github, gh):
+    sign_in(client, gh, github)
+    assert set(gh.hits) == {"/login/oauth/access_token", "/api/v3/user", "/api/v3/user/emails"}

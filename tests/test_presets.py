@@ -1,0 +1,261 @@
+"""Presets and their documented quirks, each against a double that behaves as the provider documents."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import SESSION_KEY
+from django.core.management import call_command
+
+from accounts.models import Identity, Provider
+from accounts.presets import preset_values
+from tests.conftest import sign_in
+from tests.op_double import OpenIDProviderDouble
+
+pytestmark = pytest.mark.django_db
+
+TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+OTHER_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+def make_provider(op, preset, **fields):
+    return Provider.objects.create(
+        slug=preset, name=preset.title(), preset=preset, issuer=op.issuer, client_id=op.client_id,
+        client_secret=op.client_secret, **fields,
+    )  # fmt: skip
+
+
+def refused(response, text):
+    assert response.status_code == 403, response.status_code
+    assert text in response.content.decode()
+
+
+# --- preset values ------------------------------------------------------------------------------
+
+
+def test_google_preset_needs_only_client_credentials():
+    values = preset_values("google")
+    assert values["issuer"] == "https://accounts.google.com" and values["kind"] == "oidc"
+    assert values["scopes"] == "openid email profile"
+
+
+@pytest.mark.parametrize(
+    ("tenant", "issuer"),
+    [
+        ("common", "https://login.microsoftonline.com/common/v2.0"),
+        ("organizations", "https://login.microsoftonline.com/organizations/v2.0"),
+        (TENANT, f"https://login.microsoftonline.com/{TENANT}/v2.0"),
+    ],
+)
+def test_microsoft_preset_issuer_per_tenant(tenant, issuer):
+    assert preset_values("microsoft", tenant=tenant)["issuer"] == issuer
+
+
+def test_gitlab_preset_for_gitlab_com_and_self_managed():
+    assert preset_values("gitlab")["issuer"] == "https://gitlab.com"
+    assert preset_values("gitlab", base_url="https://git.example.org/")["issuer"] == "https://git.example.org"
+
+
+def test_generic_preset_needs_an_issuer():
+    with pytest.raises(ValueError, match="needs a base URL"):
+        preset_values("generic")
+
+
+# --- Google -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def google(op):
+    """Google's documented quirk: iss is 'https://accounts.google.com' *or* 'accounts.google.com'."""
+    op.next_user = {**op.next_user, "hd": "example.com"}
+    return make_provider(op, "google")
+
+
+def host_only_issuer(op):
+    def mutate(header, claims):
+        claims["iss"] = op.issuer.removeprefix("http://")
+
+    return mutate
+
+
+def test_google_accepts_both_issuer_spellings(client, op, google):
+    assert sign_in(client, op, google).status_code == 302
+    client.post("/accounts/logout/")
+    op.id_token_mutator = host_only_issuer(op)
+    assert sign_in(client, op, google).status_code == 302
+    assert Identity.objects.count() == 1
+
+
+def test_other_providers_do_not_accept_the_scheme_less_issuer(client, op):
+    generic = make_provider(op, "generic")
+    op.id_token_mutator = host_only_issuer(op)
+    response = sign_in(client, op, generic)
+    assert response.status_code == 400 and SESSION_KEY not in client.session
+
+
+def test_google_hosted_domain_restriction_admits_the_domain(client, op, google):
+    google.allowed_hosted_domains = "example.com"
+    google.save()
+    assert sign_in(client, op, google).status_code == 302
+
+
+def test_google_hosted_domain_restriction_refuses_other_domains(client, op, google):
+    google.allowed_hosted_domains = "corp.example"
+    google.save()
+    refused(sign_in(client, op, google), "Only Google Workspace accounts of corp.example")
+    assert SESSION_KEY not in client.session
+
+
+def test_google_hosted_domain_restriction_refuses_personal_accounts(client, op, google):
+    google.allowed_hosted_domains = "example.com"
+    google.save()
+    op.next_user = {k: v for k, v in op.next_user.items() if k != "hd"}
+    refused(sign_in(client, op, google), "Only Google Workspace accounts")
+
+
+def test_hosted_domain_comes_from_the_token_not_the_request_or_userinfo(client, op, google):
+    google.allowed_hosted_domains = "corp.example"
+    google.save()
+    op.userinfo_mutator = lambda info: {**info, "hd": "corp.example"}
+    response = sign_in(client, op, google, hd="corp.example")
+    refused(response, "Only Google Workspace accounts of corp.example")
+
+
+# --- Microsoft ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def entra():
+    """Microsoft's multi-tenant endpoint: discovery issuer has {tenantid}; tokens carry their tenant."""
+    with OpenIDProviderDouble(path="/common/v2.0") as double:
+        double.metadata["issuer"] = double.base_url + "/{tenantid}/v2.0"
+        double.next_user = {**double.next_user, "tid": TENANT}
+
+        def tenant_issuer(header, claims):
+            claims["iss"] = f"{double.base_url}/{claims['tid']}/v2.0"
+
+        double.id_token_mutator = tenant_issuer
+        yield double
+
+
+def test_microsoft_multi_tenant_sign_in(client, entra):
+    provider = make_provider(entra, "microsoft")
+    assert sign_in(client, entra, provider).status_code == 302
+    assert Identity.objects.get().issuer == f"{entra.base_url}/{TENANT}/v2.0"
+
+
+def test_microsoft_token_whose_iss_names_another_tenant_than_tid_is_refused(client, entra):
+    provider = make_provider(entra, "microsoft")
+
+    def mismatch(header, claims):
+        claims["iss"] = f"{entra.base_url}/{OTHER_TENANT}/v2.0"
+
+    entra.id_token_mutator = mismatch
+    response = sign_in(client, entra, provider)
+    assert response.status_code == 400 and SESSION_KEY not in client.session
+
+
+def test_templated_issuer_is_refused_for_non_microsoft_providers(client, entra):
+    provider = make_provider(entra, "generic")
+    response = client.get(f"/accounts/{provider.slug}/login/")
+    assert response.status_code == 502
+
+
+def test_microsoft_tenant_restriction(client, entra):
+    provider = make_provider(entra, "microsoft", allowed_tenants=OTHER_TENANT)
+    refused(sign_in(client, entra, provider), "Microsoft tenant")
+    provider.allowed_tenants = f"{OTHER_TENANT} {TENANT}"
+    provider.save()
+    assert sign_in(client, entra, provider).status_code == 302
+
+
+def test_same_subject_in_two_tenants_is_two_identities(client, entra):
+    provider = make_provider(entra, "microsoft")
+    sign_in(client, entra, provider)
+    client.post("/accounts/logout/")
+    entra.next_user = {**entra.next_user, "tid": OTHER_TENANT}
+    sign_in(client, entra, provider)
+    assert Identity.objects.count() == 2
+
+
+# --- GitLab and generic -------------------------------------------------------------------------
+
+
+def test_gitlab_self_managed_from_a_base_url(client, op):
+    values = preset_values("gitlab", base_url=op.issuer)
+    provider = Provider.objects.create(
+        slug="gitlab", name="GitLab", client_id=op.client_id, client_secret=op.client_secret, **values
+    )
+    assert sign_in(client, op, provider).status_code == 302
+
+
+# --- allowed email domains ----------------------------------------------------------------------
+
+
+def test_email_domain_restriction_uses_verified_emails_only(client, op):
+    provider = make_provider(op, "generic", allowed_email_domains="example.com")
+    op.next_user = {**op.next_user, "email_verified": False}
+    refused(sign_in(client, op, provider), "verified email address at example.com")
+    op.next_user = {**op.next_user, "email_verified": True, "email": "mallory@evil.example"}
+    refused(sign_in(client, op, provider), "at example.com")
+    op.next_user = {**op.next_user, "email": "alice@example.com"}
+    assert sign_in(client, op, provider).status_code == 302
+
+
+# --- adding providers with presets --------------------------------------------------------------
+
+
+def test_command_adds_google_with_only_client_credentials():
+    call_command("oidc_provider", "add", "google", "--preset", "google", "--client-id", "id", "--client-secret", "s")
+    provider = Provider.objects.get(slug="google")
+    assert (provider.name, provider.issuer, provider.preset) == ("Google", "https://accounts.google.com", "google")
+
+
+def test_command_adds_github_and_microsoft_presets():
+    call_command("oidc_provider", "add", "gh", "--preset", "github", "--client-id", "id", "--client-secret", "s")
+    call_command(
+        "oidc_provider",
+        "add",
+        "ms",
+        "--preset",
+        "microsoft",
+        "--tenant",
+        "organizations",
+        "--client-id",
+        "id",
+        "--client-secret",
+        "s",
+    )
+    gh, ms = Provider.objects.get(slug="gh"), Provider.objects.get(slug="ms")
+    assert gh.kind == "github" and gh.emails_endpoint == "https://api.github.com/user/emails"
+    assert ms.issuer == "https://login.microsoftonline.com/organizations/v2.0"
+
+
+def test_command_adds_any_github_style_provider_from_urls():
+    call_command(
+        "oidc_provider", "add", "forge", "--kind", "github", "--client-id", "id", "--client-secret", "s",
+        "--authorize-url", "https://forge.example/oauth/authorize", "--token-url", "https://forge.example/oauth/token",
+        "--userinfo-url", "https://api.forge.example/user", "--emails-url", "https://api.forge.example/user/emails",
+    )  # fmt: skip
+    forge = Provider.objects.get(slug="forge")
+    assert forge.kind == "github" and forge.issuer == "https://forge.example"
+    assert forge.scopes == "read:user user:email"
+
+
+def test_admin_add_form_fills_a_preset(admin_client):
+    response = admin_client.post("/admin/accounts/provider/add/", {
+        "name": "Google", "slug": "google", "preset": "google", "enabled": "on", "display_order": "0",
+        "issuer": "", "client_id": "cid", "client_secret": "sec", "kind": "oidc", "tenant": "common",
+        "scopes": "openid email profile", "allowed_algorithms": "RS256", "extra_auth_params": "{}",
+        "email_linking": "never", "profile_sync": "follow",
+    })  # fmt: skip
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    google = Provider.objects.get(slug="google")
+    assert google.issuer == "https://accounts.google.com" and google.extra_auth_params == {"prompt": "select_account"}
+
+
+def test_login_page_draws_logos_inline(client, op):
+    for preset in ("google", "microsoft", "gitlab"):
+        Provider.objects.create(slug=preset, name=preset.title(), preset=preset, issuer=op.issuer, client_id="x")
+    page = client.get("/accounts/login/").content.decode()
+    assert page.count("<svg") == 3
+    assert 'src="http' not in page and 'href="http' not in page
