@@ -10,10 +10,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from django.core.cache import caches
 from django.test import Client as DjangoClient
 
-from accounts.oidc import discovery
 from devidp.bootstrap import run_setup
 from devidp.models import Client, DevUser
 
@@ -21,16 +19,6 @@ from devidp.models import Client, DevUser
 HOST = "localhost"
 BASE = f"http://{HOST}"
 REDIRECT_URI = f"{BASE}/accounts/local/callback/"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rp_caches():
-    """The relying party caches discovery and JWKS per process; every test starts without them."""
-    for cache in caches.all(initialized_only=True):
-        cache.clear()
-    discovery._memo.clear()
-    yield
-    discovery._memo.clear()
 
 
 @pytest.fixture
