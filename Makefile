@@ -8,7 +8,7 @@ export DJANGO_DEBUG ?= 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_CACHE_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint bench browser-deps clean
+.PHONY: run test lint bench screenshots browser-deps clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(VENV)/.dev browser-deps
 	$(PY) -m ruff check .
 	DJANGO_DEBUG=0 $(PY) -m pytest
 	DJANGO_DEBUG=0 DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) $(PY) -m pytest -m services
+
+# Refresh the README's screenshots (docs/screenshots/) from a browser test run.
+screenshots: $(VENV)/.dev browser-deps
+	UPDATE_DOC_SCREENSHOTS=1 DJANGO_DEBUG=0 $(PY) -m pytest tests/browser/test_sign_in.py
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
