@@ -22,7 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from . import audit
 from .conf import conf
 from .errors import InvalidRequest, SignInRefused
-from .identities import connect_identity, sign_in_identity
+from .identities import connect_identity, sign_in_identity, storable_claims
 from .logout import remember_session
 from .oidc import client
 from .restrictions import check_restrictions
@@ -74,6 +74,7 @@ def finish_login(request: HttpRequest, provider: Provider) -> tuple[AbstractBase
     params = _single_valued(request)
     pending = _pop_pending(request, params.get("state"), provider)
     verified = client.complete_login(provider, params, pending)
+    verified.claims = storable_claims(verified.claims)
     check_restrictions(provider, verified.claims)
     if "connect_user" in pending.extra:
         return _finish_connect(request, provider, verified, pending), safe_next_url(request, pending.next_url), True

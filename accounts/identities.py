@@ -114,10 +114,20 @@ def _sync_profile(user: AbstractBaseUser, claims: dict[str, Any], email_verified
         user.save(update_fields=[f for f in fields if hasattr(user, f)])
 
 
+def storable_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    """Claims as every database can hold them, before anything reads them for a user or identity.
+
+    A hostile provider may send NaN or Infinity (not JSON, refused by JSON columns) or NUL
+    characters (refused by PostgreSQL text), which would otherwise fail the sign-in with a 500.
+    """
+    return _storable(claims)
+
+
 def _storable(value: Any) -> Any:
-    """Claims as a JSON column can hold them: a hostile provider may send NaN or Infinity."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str):
+        return value.replace("\x00", "")
     if isinstance(value, dict):
         return {str(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -90,8 +91,24 @@ def callback(request: HttpRequest, provider: Provider) -> HttpResponse:
     return HttpResponseRedirect(next_url)
 
 
+def _signed_in_or_back_to_profile(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """``login_required`` for the profile page's POST-only buttons.
+
+    After signing in, the person goes back to the profile page: the button's own URL answers only
+    POST, so ``next`` pointing there would end on a "405 Method Not Allowed" page.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(reverse("accounts:profile"))
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 @require_POST
-@login_required
+@_signed_in_or_back_to_profile
 @_sign_in_view
 def connect(request: HttpRequest, provider: Provider) -> HttpResponse:
     """Link another provider to the signed-in account. POST (CSRF-protected): it changes the account."""
@@ -99,7 +116,7 @@ def connect(request: HttpRequest, provider: Provider) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@_signed_in_or_back_to_profile
 def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
     try:
         identity = disconnect_identity(request=request, user=request.user, identity_id=identity_id)

@@ -393,3 +393,20 @@ def test_logout_without_end_session_endpoint_returns_to_the_site(client, op, pro
     response = client.post("/accounts/logout/")
     assert response.status_code == 302 and urlsplit(response["Location"]).path == "/accounts/login/"
     assert_signed_out(client)
+
+
+# --- hostile claims -------------------------------------------------------------------------------
+
+
+@pytest.mark.services  # PostgreSQL refuses NUL in text and NaN in JSON: run against it too
+def test_claims_with_nul_characters_and_nan_do_not_break_sign_in(client, op, provider):
+    op.next_user = {**op.next_user, "name": "Al\x00ice", "given_name": "Al\x00", "score": float("nan")}
+    assert sign_in(client, op, provider).status_code == 302
+    identity = Identity.objects.get()
+    assert identity.claims["name"] == "Alice" and identity.claims["score"] is None
+    assert User.objects.get().first_name == "Al"
+
+
+def test_token_endpoint_answering_absurdly_nested_json_is_502(client, op, provider):
+    op.faults["/token"] = {"status": 200, "body": "[" * 50000 + "]" * 50000, "content_type": "application/json"}
+    assert_error_page(sign_in(client, op, provider), 502, "could not reach the provider")

@@ -122,7 +122,7 @@ def request_json(
     else:
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: hostile nesting like [[[[...
             parsed = None
             if 200 <= status < 300:
                 raise ProviderUnavailable(f"{what} answered HTTP {status} with a body that is not JSON") from None

@@ -9,16 +9,19 @@ must fit the header. Only then are the claims checked.
 
 from __future__ import annotations
 
+import functools
 import hmac
+import json
 import logging
 import warnings
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from authlib.oidc.core.util import create_half_hash
-from joserfc import jws, jwt
+from joserfc import jws
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import Key, KeySet, OctKey
+from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 
 from ..conf import conf
@@ -62,6 +65,8 @@ def verify_id_token(
     _check_at_hash(claims, header["alg"], access_token)
     if len(claims["sub"]) > 255:  # Core 2: "MUST NOT exceed 255 ASCII characters in length"
         raise TokenRejected("ID token sub claim is longer than 255 characters")
+    if "\x00" in claims["sub"]:  # no database stores it faithfully, so it could never be matched again
+        raise TokenRejected("ID token sub claim contains a NUL character")
     return claims
 
 
@@ -70,7 +75,8 @@ def verify_id_token(
 
 def verify_signed_jwt(provider: Provider, raw: str, *, jwks_uri: str, what: str) -> tuple[dict, dict]:
     """Check the JWS signature of ``raw`` and return its (header, claims); nothing else is checked."""
-    header = _header(raw, what)
+    token = _parse(raw, what)
+    header = dict(token.headers())
     alg = header.get("alg")
     if not isinstance(alg, str) or alg.lower() == "none":
         raise TokenRejected(f"{what} is unsigned (alg {alg!r})")
@@ -78,18 +84,32 @@ def verify_signed_jwt(provider: Provider, raw: str, *, jwks_uri: str, what: str)
         raise TokenRejected(f"{what} alg {alg} is not allowed for provider {provider.slug}")
     key = _hmac_key(provider, alg) if alg.startswith("HS") else _provider_key(header, alg, jwks_uri, what)
     try:
-        token = jwt.decode(raw, key, algorithms=[alg])
+        valid = jws.validate_compact(token, key, registry=_registry(alg))
     except JoseError as exc:
         raise TokenRejected(f"{what} signature is not valid ({exc.error})") from exc
-    return dict(header), token.claims
+    if not valid:
+        raise TokenRejected(f"{what} signature is not valid (bad_signature)")
+    try:
+        claims = json.loads(token.payload)
+    except (ValueError, RecursionError) as exc:
+        raise TokenRejected(f"{what} payload is not JSON") from exc
+    if not isinstance(claims, dict):
+        raise TokenRejected(f"{what} payload is not a JSON object")
+    return header, claims
 
 
-def _header(raw: str, what: str) -> dict[str, Any]:
+@functools.cache
+def _registry(alg: str) -> JWSRegistry:
+    """One registry per algorithm, built once: it is what limits joserfc to the algorithm we chose."""
+    return JWSRegistry(algorithms=[alg])
+
+
+def _parse(raw: str, what: str) -> jws.CompactSignature:
     if not isinstance(raw, str) or raw.count(".") != 2:
         raise TokenRejected(f"{what} is not a compact JWS")
     try:
-        return dict(jws.extract_compact(raw.encode("ascii")).headers())
-    except (JoseError, ValueError, TypeError, UnicodeError) as exc:
+        return jws.extract_compact(raw.encode("ascii"))
+    except (JoseError, ValueError, TypeError, UnicodeError, RecursionError) as exc:
         raise TokenRejected(f"{what} header cannot be decoded") from exc
 
 
@@ -225,6 +245,7 @@ def verify_logout_token(provider: Provider, raw: str, *, jwks_uri: str) -> dict[
     sid, sub = claims.get("sid"), claims.get("sub")
     if sid is None and sub is None:
         raise TokenRejected("logout token has neither sid nor sub")
-    if (sid is not None and not isinstance(sid, str)) or (sub is not None and not isinstance(sub, str)):
-        raise TokenRejected("logout token sid or sub is not a string")
+    # An empty sid or sub names nothing; if let through it would filter nothing, and so end every session.
+    if any(value is not None and (not isinstance(value, str) or not value) for value in (sid, sub)):
+        raise TokenRejected("logout token sid or sub is not a non-empty string")
     return claims

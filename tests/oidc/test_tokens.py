@@ -251,3 +251,7 @@ def test_rejects_at_hash_that_does_not_match_the_access_token(op, provider):
 
 def test_rejects_sub_longer_than_255_characters(op, provider):
     rejected(op, provider, op.sign(claims_for(op, sub="x" * 256)), "longer than 255")
+
+
+def test_rejects_sub_with_nul_character(op, provider):
+    rejected(op, provider, op.sign(claims_for(op, sub="user\x00admin")), "NUL")

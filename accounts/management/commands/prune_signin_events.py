@@ -21,7 +21,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, days: int, dry_run: bool, **options: Any) -> None:
         if days < 1:
             raise CommandError("--days must be at least 1.")
-        old = SignInEvent.objects.filter(created_at__lt=timezone.now() - timedelta(days=days))
+        try:
+            cut_off = timezone.now() - timedelta(days=days)
+        except OverflowError:  # before year 1: say so rather than end in a traceback
+            raise CommandError(f"--days {days} is too large.") from None
+        old = SignInEvent.objects.filter(created_at__lt=cut_off)
         if dry_run:
             self.stdout.write(f"{old.count()} event(s) older than {days} days would be deleted.")
             return

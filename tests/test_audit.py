@@ -1,0 +1,205 @@
+"""The audit trail: one SignInEvent per attempt, readable in the admin, free of secrets, prunable."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import SignInEvent
+from tests.conftest import sign_in, start_login
+from tests.test_connect import connect
+from tests.test_logout import logout_token, post_logout_token
+
+pytestmark = pytest.mark.django_db
+
+BROWSER = {"REMOTE_ADDR": "203.0.113.7", "HTTP_USER_AGENT": "AuditBrowser/1.0"}
+
+
+@pytest.fixture
+def browser():
+    """A browser with a known address and user agent on every request."""
+    return Client(**BROWSER)
+
+
+def test_successful_sign_in_is_recorded(browser, op, provider):
+    sign_in(browser, op, provider)
+    event = SignInEvent.objects.get()
+    assert (event.outcome, event.action, event.provider_slug) == ("success", "login", "test-op")
+    assert event.provider == provider
+    assert (event.issuer, event.subject, event.user.username) == (op.issuer, "user-1", "alice")
+    assert (event.ip_address, event.user_agent) == ("203.0.113.7", "AuditBrowser/1.0")
+    assert event.code == "" and abs(event.created_at - timezone.now()) < timedelta(seconds=30)
+
+
+def test_failed_sign_in_is_recorded_with_its_reason_code(browser, op, provider):
+    op.id_token_mutator = lambda header, claims: (header, {**claims, "nonce": "other"})
+    sign_in(browser, op, provider)
+    event = SignInEvent.objects.get()
+    assert (event.outcome, event.code, event.provider) == ("failure", "token_rejected", provider)
+    assert "nonce" in event.reason
+    assert (event.ip_address, event.user_agent) == ("203.0.113.7", "AuditBrowser/1.0")
+    assert event.user is None
+
+
+def test_each_attempt_is_one_event(browser, op, provider):
+    sign_in(browser, op, provider)
+    browser.post("/accounts/logout/")
+    params = op.authorize(start_login(browser, provider))
+    browser.get("/accounts/test-op/callback/", {**params, "state": "forged"})
+    assert sorted(SignInEvent.objects.values_list("outcome", "code")) == [
+        ("failure", "invalid_request"),
+        ("success", ""),
+    ]
+
+
+def test_refused_provider_answer_is_recorded(browser, op, provider):
+    params = start_login(browser, provider)
+    browser.get("/accounts/test-op/callback/", {"state": params["state"], "error": "access_denied"})
+    assert SignInEvent.objects.get().code == "provider_denied"
+
+
+def test_unknown_provider_is_recorded(browser, db):
+    browser.get("/accounts/nope/login/")
+    event = SignInEvent.objects.get()
+    assert (event.outcome, event.code, event.provider) == ("failure", "unknown_provider", None)
+
+
+def test_forwarded_for_header_is_not_trusted(op, provider):
+    spoofing = Client(REMOTE_ADDR="203.0.113.7", HTTP_X_FORWARDED_FOR="198.51.100.66")
+    sign_in(spoofing, op, provider)
+    assert SignInEvent.objects.get().ip_address == "203.0.113.7"
+
+
+def test_long_user_agent_is_truncated_not_an_error(op, provider):
+    sign_in(Client(HTTP_USER_AGENT="x" * 5000), op, provider)
+    assert SignInEvent.objects.get().user_agent == "x" * 300
+
+
+def test_connect_is_recorded_as_a_connect(client, op, provider):
+    sign_in(client, op, provider)
+    op.next_user = {**op.next_user, "sub": "user-1-work-account"}
+    assert connect(client, op, provider).status_code == 302
+    assert list(SignInEvent.objects.order_by("created_at", "pk").values_list("outcome", "action", "subject")) == [
+        ("success", "login", "user-1"),
+        ("success", "connect", "user-1-work-account"),
+    ]
+
+
+def test_backchannel_logout_is_recorded(op, provider):
+    post_logout_token(logout_token(op, aud="another-client"))
+    event = SignInEvent.objects.get()
+    assert (event.outcome, event.action, event.code) == ("failure", "backchannel-logout", "token_rejected")
+
+
+def all_field_values() -> str:
+    return "\n".join(
+        str(getattr(event, field.attname)) for event in SignInEvent.objects.all() for field in SignInEvent._meta.fields
+    )
+
+
+def test_events_never_hold_a_token_a_code_or_a_secret(browser, op, provider):
+    succeeded = op.authorize(start_login(browser, provider))
+    browser.get("/accounts/test-op/callback/", succeeded)
+    browser.post("/accounts/logout/")
+    op.userinfo_mutator = lambda info: {**info, "sub": "someone-else"}  # fails after the tokens were issued
+    failed = op.authorize(start_login(browser, provider))
+    browser.get("/accounts/test-op/callback/", failed)
+    assert list(SignInEvent.objects.order_by("pk").values_list("outcome", flat=True)) == ["success", "failure"]
+    assert len(op.issued_tokens) == 2
+    secrets = [op.client_secret, succeeded["code"], succeeded["state"], failed["code"], failed["state"]]
+    for issued in op.issued_tokens:
+        secrets += [issued["access_token"], issued["id_token"], issued["id_token"].split(".")[2]]
+    stored = all_field_values()
+    for secret in secrets:
+        assert secret not in stored
+
+
+# --- the admin ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def events(db):
+    SignInEvent.objects.create(outcome="success", provider_slug="test-op", subject="good-sub")
+    SignInEvent.objects.create(outcome="failure", provider_slug="test-op", subject="bad-sub", code="token_rejected")
+
+
+def test_admin_lists_events(admin_client, events):
+    page = admin_client.get("/admin/accounts/signinevent/").content.decode()
+    assert "good-sub" in page and "bad-sub" in page
+
+
+def test_admin_filters_events_by_outcome(admin_client, events):
+    response = admin_client.get("/admin/accounts/signinevent/", {"outcome__exact": "failure"})
+    assert response.status_code == 200
+    assert [e.subject for e in response.context["cl"].result_list] == ["bad-sub"]
+
+
+def test_admin_cannot_add_events(admin_client, events):
+    assert admin_client.get("/admin/accounts/signinevent/add/").status_code == 403
+    assert admin_client.post("/admin/accounts/signinevent/add/", {"outcome": "success"}).status_code == 403
+    assert SignInEvent.objects.count() == 2
+
+
+def test_admin_cannot_change_events(admin_client, events):
+    event = SignInEvent.objects.get(outcome="failure")
+    url = f"/admin/accounts/signinevent/{event.pk}/change/"
+    page = admin_client.get(url)
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert admin_client.post(url, {"outcome": "success", "code": ""}).status_code == 403
+    event.refresh_from_db()
+    assert (event.outcome, event.code) == ("failure", "token_rejected")
+
+
+# --- pruning --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aged_events(db):
+    """Events 100, 40 and 1 day(s) old."""
+    now = timezone.now()
+    for days in (100, 40, 1):
+        event = SignInEvent.objects.create(outcome="success", provider_slug=f"age-{days}")
+        SignInEvent.objects.filter(pk=event.pk).update(created_at=now - timedelta(days=days))
+
+
+def prune(*args: str) -> str:
+    out = StringIO()
+    call_command("prune_signin_events", *args, stdout=out)
+    return out.getvalue()
+
+
+def remaining() -> list[str]:
+    return sorted(SignInEvent.objects.values_list("provider_slug", flat=True))
+
+
+def test_prune_deletes_events_older_than_the_cut_off(aged_events):
+    assert "Deleted 2 event(s)" in prune("--days", "30")
+    assert remaining() == ["age-1"]
+
+
+def test_prune_keeps_90_days_by_default(aged_events):
+    assert "Deleted 1 event(s)" in prune()
+    assert remaining() == ["age-1", "age-40"]
+
+
+def test_prune_dry_run_only_counts(aged_events):
+    assert "2 event(s) older than 30 days would be deleted" in prune("--days", "30", "--dry-run")
+    assert remaining() == ["age-1", "age-100", "age-40"]
+
+
+@pytest.mark.parametrize("days", ["0", "-5"])
+def test_prune_refuses_a_cut_off_that_would_delete_everything(aged_events, days):
+    with pytest.raises(CommandError, match="at least 1"):
+        prune("--days", days)
+    assert len(remaining()) == 3
+
+
+def test_prune_refuses_a_cut_off_before_the_calendar_begins(aged_events):
+    with pytest.raises(CommandError, match="too large"):
+        prune("--days", "1000000")
+    assert len(remaining()) == 3

@@ -1,0 +1,279 @@
+"""Managing the sign-in methods of an account: connect, disconnect, and what the profile shows.
+
+Connecting runs the real flow against a second provider double; every callback is tied to the
+session, and to the user, that started it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.test import Client
+
+from accounts.models import Identity, Provider
+from tests.conftest import sign_in
+from tests.op_double import OpenIDProviderDouble
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+@pytest.fixture
+def op2():
+    with OpenIDProviderDouble() as double:
+        double.next_user = {**double.next_user, "sub": "second-1", "email": "alice@second.example"}
+        yield double
+
+
+@pytest.fixture
+def second(db, op2) -> Provider:
+    return Provider.objects.create(
+        slug="second-op", name="Second OP", issuer=op2.issuer, client_id=op2.client_id,
+        client_secret=op2.client_secret, display_order=1,
+    )  # fmt: skip
+
+
+def start_connect(client, provider: Provider) -> dict[str, str]:
+    """POST the profile page's connect button and return the authorization request's parameters."""
+    response = client.post(f"/accounts/{provider.slug}/connect/")
+    assert response.status_code == 302, response.content
+    return dict(parse_qsl(urlsplit(response["Location"]).query))
+
+
+def connect(client, op: OpenIDProviderDouble, provider: Provider):
+    """Walk the whole connect flow and return the callback's response."""
+    return client.get(f"/accounts/{provider.slug}/callback/", op.authorize(start_connect(client, provider)))
+
+
+def signed_in_user(client):
+    return User.objects.get(pk=client.session[SESSION_KEY]) if SESSION_KEY in client.session else None
+
+
+def assert_error_page(response, status, text):
+    assert response.status_code == status
+    assert response.templates[0].name == "accounts/error.html"
+    assert text in response.content.decode()
+
+
+@pytest.fixture
+def alice(client, op, provider):
+    """Alice, signed in with the first provider (her only sign-in method)."""
+    sign_in(client, op, provider)
+    return User.objects.get(username="alice")
+
+
+# --- connecting -----------------------------------------------------------------------------------
+
+
+def test_profile_offers_to_connect_providers_not_yet_connected(client, alice, second):
+    page = client.get("/accounts/profile/").content.decode()
+    assert 'action="/accounts/second-op/connect/"' in page and "Connect Second OP" in page
+    assert 'action="/accounts/test-op/connect/"' not in page  # already connected
+    assert 'name="csrfmiddlewaretoken"' in page
+
+
+def test_connect_attaches_the_new_identity_to_the_signed_in_user(client, op2, alice, second):
+    response = connect(client, op2, second)
+    assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
+    assert User.objects.count() == 1
+    assert signed_in_user(client) == alice
+    identity = Identity.objects.get(provider=second)
+    assert (identity.user, identity.issuer, identity.subject) == (alice, op2.issuer, "second-1")
+    assert "Second OP is now connected to your account." in client.get("/accounts/profile/").content.decode()
+
+
+def test_connected_provider_signs_in_to_the_same_account(client, op2, alice, second):
+    connect(client, op2, second)
+    client.post("/accounts/logout/")
+    sign_in(client, op2, second)
+    assert signed_in_user(client) == alice and User.objects.count() == 1
+
+
+def test_connect_requires_sign_in_and_comes_back_to_the_profile(client, op, second):
+    """Signing in returns to the profile page: the connect URL itself only answers POST."""
+    response = client.post("/accounts/second-op/connect/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/accounts/profile/"
+    assert not client.session.get("accounts_pending_logins")
+
+
+def test_connect_requires_post(client, alice, second):
+    assert client.get("/accounts/second-op/connect/").status_code == 405
+    assert not client.session.get("accounts_pending_logins")
+
+
+def test_connect_is_csrf_protected(op, provider, second):
+    browser = Client(enforce_csrf_checks=True)
+    sign_in(browser, op, provider)
+    assert browser.post("/accounts/second-op/connect/").status_code == 403
+    assert not browser.session.get("accounts_pending_logins")
+
+
+def test_connect_to_an_unknown_provider_is_404(client, alice):
+    assert_error_page(client.post("/accounts/nope/connect/"), 404, "does not exist")
+
+
+def test_identity_of_another_user_is_refused_never_moved(client, op, op2, provider, second):
+    bob_browser = Client()
+    sign_in(bob_browser, op2, second)
+    bob = Identity.objects.get(provider=second).user
+    sign_in(client, op, provider)
+    alice = signed_in_user(client)
+    assert alice != bob
+    response = connect(client, op2, second)
+    assert_error_page(response, 409, "already connected to another account")
+    assert Identity.objects.get(provider=second).user == bob
+    assert signed_in_user(client) == alice
+    assert signed_in_user(bob_browser) == bob
+
+
+def test_connect_callback_delivered_to_another_browser_is_refused(client, op, op2, provider, second):
+    """Login CSRF: the attacker starts a connect and feeds its callback to the victim's browser."""
+    attacker = Client()
+    op.next_user = {**op.next_user, "sub": "attacker-1"}
+    sign_in(attacker, op, provider)
+    op2.next_user = {**op2.next_user, "sub": "attacker-second"}
+    attacker_params = op2.authorize(start_connect(attacker, second))
+    op.next_user = {**op.next_user, "sub": "victim-1"}
+    sign_in(client, op, provider)
+    response = client.get("/accounts/second-op/callback/", attacker_params)
+    assert_error_page(response, 400, "did not match")
+    assert not Identity.objects.filter(subject="attacker-second").exists()
+
+
+def test_connect_callback_after_sign_out_is_refused(client, op2, alice, second):
+    params = op2.authorize(start_connect(client, second))
+    client.post("/accounts/logout/")
+    response = client.get("/accounts/second-op/callback/", params)
+    assert_error_page(response, 400, "did not match")
+    assert not Identity.objects.filter(provider=second).exists()
+    assert User.objects.count() == 1
+
+
+def test_connect_callback_in_a_session_of_another_user_is_refused(client, op2, alice, second):
+    """The started connect is bound to the user who started it, not just to the browser session."""
+    params = op2.authorize(start_connect(client, second))
+    pending = client.session["accounts_pending_logins"]
+    mallory = User.objects.create_user("mallory")
+    client.force_login(mallory)
+    session = client.session
+    session["accounts_pending_logins"] = pending  # the same started connect, now under mallory
+    session.save()
+    response = client.get("/accounts/second-op/callback/", params)
+    assert_error_page(response, 400, "did not match")
+    assert not Identity.objects.filter(provider=second).exists()
+    assert signed_in_user(client) == mallory
+
+
+def test_connect_callback_is_single_use(client, op2, alice, second):
+    params = op2.authorize(start_connect(client, second))
+    assert client.get("/accounts/second-op/callback/", params).status_code == 302
+    assert_error_page(client.get("/accounts/second-op/callback/", params), 400, "already used")
+    assert Identity.objects.filter(provider=second).count() == 1
+
+
+def test_connect_does_not_change_which_sign_in_the_session_came_from(client, op, op2, alice, second):
+    connect(client, op2, second)
+    response = client.post("/accounts/logout/")
+    assert response["Location"].startswith(op.issuer + "/logout?")  # the provider the session signed in with
+
+
+# --- disconnecting --------------------------------------------------------------------------------
+
+
+def disconnect(client, identity: Identity):
+    return client.post(f"/accounts/identities/{identity.pk}/disconnect/")
+
+
+def test_disconnect_removes_a_connected_provider(client, op2, alice, second):
+    connect(client, op2, second)
+    response = disconnect(client, Identity.objects.get(provider=second))
+    assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
+    assert list(Identity.objects.values_list("provider__slug", flat=True)) == ["test-op"]
+    assert "Second OP was disconnected from your account." in client.get("/accounts/profile/").content.decode()
+
+
+def test_last_sign_in_method_cannot_be_disconnected(client, alice):
+    only = Identity.objects.get()
+    response = disconnect(client, only)
+    assert response.status_code == 302
+    assert Identity.objects.filter(pk=only.pk).exists()
+    page = client.get("/accounts/profile/").content.decode()
+    assert "You cannot disconnect your only sign-in method." in page
+
+
+def test_last_sign_in_method_can_go_when_the_account_has_a_password(client, alice):
+    alice.set_password("a long local password")
+    alice.save()
+    client.force_login(alice)  # changing the password ended the session, as Django does
+    disconnect(client, Identity.objects.get())
+    assert not Identity.objects.exists()
+
+
+def test_profile_offers_no_disconnect_for_the_only_sign_in_method(client, alice):
+    page = client.get("/accounts/profile/").content.decode()
+    assert "/disconnect/" not in page
+
+
+def test_profile_offers_disconnect_when_there_is_another_way_in(client, op2, alice, second):
+    connect(client, op2, second)
+    page = client.get("/accounts/profile/").content.decode()
+    for identity in Identity.objects.all():
+        assert f'action="/accounts/identities/{identity.pk}/disconnect/"' in page
+
+
+def test_cannot_disconnect_another_users_identity(client, op2, alice, second):
+    other_browser = Client()
+    sign_in(other_browser, op2, second)
+    bobs = Identity.objects.get(provider=second)
+    alice.set_password("a long local password")  # so "last method" is not why it is refused
+    alice.save()
+    client.force_login(alice)
+    response = disconnect(client, bobs)
+    assert response.status_code == 302
+    assert Identity.objects.filter(pk=bobs.pk, user=bobs.user).exists()
+    assert "That sign-in method is not connected to your account." in client.get("/accounts/profile/").content.decode()
+
+
+def test_disconnect_requires_post(client, op2, alice, second):
+    connect(client, op2, second)
+    identity = Identity.objects.get(provider=second)
+    assert client.get(f"/accounts/identities/{identity.pk}/disconnect/").status_code == 405
+    assert Identity.objects.filter(pk=identity.pk).exists()
+
+
+def test_disconnect_is_csrf_protected(op, op2, provider, second):
+    browser = Client(enforce_csrf_checks=True)
+    sign_in(browser, op, provider)
+    user = Identity.objects.get().user
+    other = Identity.objects.create(user=user, provider=second, issuer=op2.issuer, subject="second-1")
+    assert disconnect(browser, other).status_code == 403
+    assert Identity.objects.filter(pk=other.pk).exists()
+
+
+def test_disconnect_requires_sign_in_and_comes_back_to_the_profile(client, op2, second):
+    owner = User.objects.create_user("owner", password="a long local password")
+    identity = Identity.objects.create(user=owner, provider=second, issuer=op2.issuer, subject="second-1")
+    response = disconnect(client, identity)
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/accounts/profile/"
+    assert Identity.objects.filter(pk=identity.pk).exists()
+
+
+# --- what the profile and the session endpoint show ----------------------------------------------
+
+
+def test_profile_lists_identities_with_their_last_sign_in_time(client, op2, alice, second):
+    connect(client, op2, second)
+    page = client.get("/accounts/profile/").content.decode()
+    for identity in Identity.objects.select_related("provider"):
+        assert identity.provider.name in page
+        assert f'<time datetime="{identity.last_login_at.isoformat()}">' in page
+
+
+def test_session_json_lists_every_identity_with_its_provider_name(client, op, op2, alice, second):
+    connect(client, op2, second)
+    assert client.get("/accounts/session/").json()["identities"] == [
+        {"provider": "test-op", "provider_name": "Test OP", "issuer": op.issuer, "sub": "user-1"},
+        {"provider": "second-op", "provider_name": "Second OP", "issuer": op2.issuer, "sub": "second-1"},
+    ]

@@ -1,0 +1,154 @@
+"""Email linking and profile data, through the real views and a provider double (see test_identities.py
+for the same rules at unit level). What a person relies on: nobody gets into their account with an
+email address the provider did not verify, and their profile follows the provider only if the admin said so.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.test import Client
+
+from accounts.models import Identity, Provider
+from tests.conftest import sign_in
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+def signed_in_user(client):
+    return User.objects.get(pk=client.session[SESSION_KEY])
+
+
+@pytest.fixture
+def linking(provider) -> Provider:
+    provider.email_linking = Provider.EmailLinking.VERIFIED
+    provider.save()
+    return provider
+
+
+@pytest.fixture
+def victim(db):
+    """An existing account, with a password and staff rights: worth taking over."""
+    return User.objects.create_user(
+        "victim", email="victim@example.com", password="a long local password", is_staff=True
+    )
+
+
+# --- linking by email -----------------------------------------------------------------------------
+
+
+def test_verified_email_signs_in_to_the_existing_account_when_linking_is_on(client, op, linking, victim):
+    op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
+    assert sign_in(client, op, linking).status_code == 302
+    assert signed_in_user(client) == victim
+    assert Identity.objects.get().user == victim and User.objects.count() == 1
+
+
+def test_verified_email_gets_a_new_account_when_linking_is_off(client, op, provider, victim):
+    assert provider.email_linking == "never"  # the default
+    op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
+    sign_in(client, op, provider)
+    assert signed_in_user(client) != victim and User.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    "verified",
+    [False, "true", None],
+    ids=["email_verified false", "email_verified a string", "email_verified missing"],
+)
+def test_unverified_email_never_takes_over_an_existing_account(client, op, linking, victim, verified):
+    """The account-takeover attempt: the attacker registers the victim's email at a provider that
+    does not verify it, then signs in here with it."""
+    op.next_user = {**op.next_user, "sub": "attacker", "email": "victim@example.com", "email_verified": verified}
+    if verified is None:
+        del op.next_user["email_verified"]
+    assert sign_in(client, op, linking).status_code == 302
+    attacker = signed_in_user(client)
+    assert attacker != victim and not attacker.is_staff
+    assert attacker.email == ""  # an unverified address is not copied either
+    assert not victim.identities.exists()
+    victim.refresh_from_db()
+    assert victim.email == "victim@example.com"
+
+
+def test_unverified_email_in_userinfo_overrides_a_verified_id_token(client, op, linking, victim):
+    """The provider's latest word wins: userinfo saying "not verified" means not verified."""
+    op.next_user = {**op.next_user, "sub": "attacker", "email": "victim@example.com", "email_verified": True}
+    op.userinfo_mutator = lambda info: {**info, "email_verified": False}
+    sign_in(client, op, linking)
+    assert signed_in_user(client) != victim and not victim.identities.exists()
+
+
+def test_email_matching_two_accounts_links_to_neither(client, op, linking, victim):
+    twin = User.objects.create_user("twin", email="victim@example.com")
+    op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
+    sign_in(client, op, linking)
+    assert signed_in_user(client) not in (victim, twin) and User.objects.count() == 3
+
+
+def test_email_matching_nobody_creates_a_new_account(client, op, linking, victim):
+    sign_in(client, op, linking)
+    user = signed_in_user(client)
+    assert user != victim and user.email == "alice@example.com"
+
+
+def test_linking_happens_only_at_the_first_sign_in(client, op, linking, victim):
+    """Once the identity exists its user is fixed: a later email change at the provider moves nothing."""
+    sign_in(client, op, linking)
+    alice = signed_in_user(client)
+    client.post("/accounts/logout/")
+    op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
+    linking.profile_sync = "keep"
+    linking.save()
+    sign_in(client, op, linking)
+    assert signed_in_user(client) == alice
+
+
+# --- profile data ---------------------------------------------------------------------------------
+
+
+def sign_in_again(op, provider, **changes):
+    op.next_user = {**op.next_user, **changes}
+    browser = Client()
+    assert sign_in(browser, op, provider).status_code == 302
+    return signed_in_user(browser)
+
+
+def test_profile_follows_the_provider_by_default(op, provider):
+    user = sign_in_again(op, provider)
+    assert provider.profile_sync == "follow"
+    again = sign_in_again(op, provider, given_name="Alicia", family_name="Renamed", email="alicia@example.com")
+    assert again == user
+    assert (again.first_name, again.last_name, again.email) == ("Alicia", "Renamed", "alicia@example.com")
+
+
+def test_kept_profile_survives_the_next_sign_in(op, provider):
+    provider.profile_sync = "keep"
+    provider.save()
+    user = sign_in_again(op, provider)
+    assert (user.first_name, user.email) == ("Alice", "alice@example.com")  # copied when created
+    user.first_name, user.last_name, user.email = "Local", "Edit", "local@example.com"
+    user.save()
+    again = sign_in_again(op, provider, given_name="Alicia", family_name="Renamed", email="alicia@example.com")
+    assert (again.first_name, again.last_name, again.email) == ("Local", "Edit", "local@example.com")
+
+
+def test_unverified_email_never_overwrites_the_users_email(op, provider):
+    user = sign_in_again(op, provider)
+    again = sign_in_again(op, provider, email="attacker@example.com", email_verified=False, given_name="Alicia")
+    assert again == user
+    assert (again.email, again.first_name) == ("alice@example.com", "Alicia")
+    assert Identity.objects.get().email_verified is False  # the identity records what the provider said
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="identities._sign_in_once syncs the profile of a known identity's user, not of a user it links by email",
+)
+def test_linking_sign_in_refreshes_the_profile_when_following_the_provider(client, op, linking, victim):
+    op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
+    sign_in(client, op, linking)
+    assert signed_in_user(client) == victim
+    victim.refresh_from_db()
+    assert (victim.first_name, victim.last_name) == ("Alice", "Example")

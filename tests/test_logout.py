@@ -1,0 +1,319 @@
+"""Signing out: locally, at the provider (RP-initiated logout), and from the provider (back-channel)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import requests
+from django.contrib.auth import SESSION_KEY
+from django.core.cache import caches
+from django.test import Client
+from joserfc.jwk import RSAKey
+
+from accounts.errors import TokenRejected
+from accounts.models import Provider, ProviderSession
+from accounts.oidc import discovery, tokens
+from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
+from tests.conftest import sign_in
+from tests.op_double import OpenIDProviderDouble
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_in(client) -> bool:
+    return client.get("/accounts/session/").json()["authenticated"]
+
+
+# --- local and RP-initiated logout ----------------------------------------------------------------
+
+
+def test_logout_signs_out_locally(client, op, provider):
+    del op.metadata["end_session_endpoint"]
+    sign_in(client, op, provider)
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert not signed_in(client)
+    assert "You have been signed out." in client.get("/accounts/login/").content.decode()
+
+
+def test_logout_forgets_the_sessions_provider_link(client, op, provider):
+    sign_in(client, op, provider)
+    assert ProviderSession.objects.count() == 1
+    client.post("/accounts/logout/")
+    assert not ProviderSession.objects.exists()
+
+
+def test_logout_continues_at_the_providers_end_session_endpoint(client, op, provider):
+    sign_in(client, op, provider)
+    id_token = op.issued_tokens[-1]["id_token"]
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302
+    url = urlsplit(response["Location"])
+    assert f"{url.scheme}://{url.netloc}{url.path}" == op.metadata["end_session_endpoint"]
+    assert dict(parse_qsl(url.query)) == {
+        "id_token_hint": id_token,
+        "client_id": op.client_id,
+        "post_logout_redirect_uri": "http://testserver/accounts/login/",
+    }
+    assert SESSION_KEY not in client.session  # signed out here before going to the provider
+
+
+def test_id_token_hint_is_the_one_of_this_sessions_sign_in(op, provider):
+    first, second = Client(), Client()
+    sign_in(first, op, provider)
+    first_token = op.issued_tokens[-1]["id_token"]
+    sign_in(second, op, provider)
+    hint = dict(parse_qsl(urlsplit(first.post("/accounts/logout/")["Location"]).query))["id_token_hint"]
+    assert hint == first_token != op.issued_tokens[-1]["id_token"]
+
+
+def test_following_the_providers_redirect_comes_back_signed_out(client, op, provider):
+    sign_in(client, op, provider)
+    at_provider = requests.get(client.post("/accounts/logout/")["Location"], allow_redirects=False, timeout=5)
+    assert len(op.logout_requests) == 1
+    assert at_provider.status_code == 302
+    back = urlsplit(at_provider.headers["Location"])
+    assert (back.scheme, back.netloc) == ("http", "testserver")
+    page = client.get(back.path, dict(parse_qsl(back.query)))
+    assert page.status_code == 200 and "You have been signed out." in page.content.decode()
+    assert not signed_in(client)
+
+
+def forget_provider_documents():
+    """Make the next metadata lookup go to the network, as after the cached copy expired."""
+    caches["default"].clear()
+    discovery._memo.clear()
+
+
+def test_logout_works_when_the_provider_is_unreachable(client, op, provider):
+    sign_in(client, op, provider)
+    forget_provider_documents()
+    op.faults["/.well-known/openid-configuration"] = {"close": True}
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert not signed_in(client)
+
+
+def test_logout_does_not_wait_long_for_a_slow_provider(client, op, provider, settings):
+    sign_in(client, op, provider)
+    forget_provider_documents()
+    settings.ACCOUNTS_OIDC_HTTP_TIMEOUT = (1.0, 0.3)
+    op.faults["/.well-known/openid-configuration"] = {"delay": 2.0}
+    started = time.monotonic()
+    response = client.post("/accounts/logout/")
+    assert time.monotonic() - started < 1.5
+    assert response["Location"] == "/accounts/login/" and not signed_in(client)
+
+
+def test_logout_of_a_disabled_provider_stays_local(client, op, provider):
+    sign_in(client, op, provider)
+    provider.enabled = False
+    provider.save()
+    assert client.post("/accounts/logout/")["Location"] == "/accounts/login/"
+    assert not op.logout_requests and not signed_in(client)
+
+
+def test_logout_when_signed_out_goes_to_the_login_page(client, op, provider):
+    assert client.post("/accounts/logout/")["Location"] == "/accounts/login/"
+
+
+# --- back-channel logout ------------------------------------------------------------------------
+
+
+def logout_claims(op, **overrides) -> dict:
+    """Valid logout token claims for ``op`` naming its session "op-session-1"; ``name=None`` drops a claim."""
+    now = int(time.time())
+    claims = {
+        "iss": op.issuer,
+        "aud": op.client_id,
+        "iat": now,
+        "exp": now + 120,
+        "jti": secrets.token_urlsafe(16),
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+        "sid": "op-session-1",
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def logout_token(op, **overrides) -> str:
+    return op.sign(logout_claims(op, **overrides))
+
+
+def post_logout_token(token: str, slug: str = "test-op"):
+    """POST as the provider does: server to server, no cookie, no CSRF token."""
+    return Client(enforce_csrf_checks=True).post(f"/accounts/{slug}/backchannel-logout/", {"logout_token": token})
+
+
+def browser_signed_in_as(op, provider, sub: str, sid: str | None) -> Client:
+    op.next_user = {**op.next_user, "sub": sub, "preferred_username": sub}
+    if sid is None:
+        op.next_user.pop("sid", None)
+    else:
+        op.next_user["sid"] = sid
+    browser = Client()
+    assert sign_in(browser, op, provider).status_code == 302
+    assert signed_in(browser)
+    return browser
+
+
+@pytest.fixture(
+    params=[
+        "django.contrib.sessions.backends.db",
+        "django.contrib.sessions.backends.cache",
+        "django.contrib.sessions.backends.cached_db",
+    ]
+)
+def session_engine(request, settings):
+    settings.SESSION_ENGINE = request.param
+    return request.param
+
+
+def test_sid_in_the_id_token_is_remembered_with_the_session(op, provider):
+    browser = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    link = ProviderSession.objects.get()
+    assert (link.issuer, link.subject, link.sid) == (op.issuer, "user-1", "op-session-1")
+    assert link.session_key == browser.session.session_key
+
+
+@pytest.mark.services  # also with PostgreSQL and the shared Redis cache
+def test_logout_token_by_sid_ends_that_session_only(op, provider, session_engine):
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    same_user_elsewhere = browser_signed_in_as(op, provider, "user-1", "op-session-2")
+    someone_else = browser_signed_in_as(op, provider, "user-2", "op-session-3")
+    assert type(victim.session).__module__ == session_engine
+    response = post_logout_token(logout_token(op, sid="op-session-1"))
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    assert not signed_in(victim)
+    assert signed_in(same_user_elsewhere) and signed_in(someone_else)
+
+
+@pytest.mark.services  # also with PostgreSQL and the shared Redis cache
+def test_logout_token_by_sub_ends_every_session_of_that_subject(op, provider, session_engine):
+    laptop = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    phone = browser_signed_in_as(op, provider, "user-1", None)
+    someone_else = browser_signed_in_as(op, provider, "user-2", "op-session-3")
+    assert post_logout_token(logout_token(op, sid=None, sub="user-1")).status_code == 200
+    assert not signed_in(laptop) and not signed_in(phone)
+    assert signed_in(someone_else)
+    assert set(ProviderSession.objects.values_list("subject", flat=True)) == {"user-2"}
+
+
+def test_logout_token_with_sid_and_sub_must_match_both(op, provider):
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    assert post_logout_token(logout_token(op, sid="op-session-1", sub="user-2")).status_code == 200
+    assert signed_in(victim)
+
+
+def test_logout_token_for_an_unknown_session_changes_nothing(op, provider):
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    assert post_logout_token(logout_token(op, sid="some-other-session")).status_code == 200
+    assert signed_in(victim)
+
+
+def test_backchannel_logout_requires_post(op, provider):
+    assert Client().get("/accounts/test-op/backchannel-logout/").status_code == 405
+
+
+def _swap_payload(token: str, other: str) -> str:
+    """``token``'s header and signature around ``other``'s claims."""
+    header, _payload, signature = token.split(".")
+    return ".".join([header, other.split(".")[1], signature])
+
+
+BAD_TOKENS = {
+    "bad signature": lambda op: op.sign(
+        logout_claims(op), key=RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "use": "sig"})
+    ),
+    "tampered claims": lambda op: _swap_payload(logout_token(op), logout_token(op, sid="op-session-1", jti="other")),
+    "alg none": lambda op: op.unsigned(logout_claims(op)),
+    "HMAC not allowed for the provider": lambda op: op.sign(logout_claims(op), alg="HS256"),
+    "with nonce": lambda op: logout_token(op, nonce="n-1"),
+    "wrong audience": lambda op: logout_token(op, aud="another-client"),
+    "wrong issuer": lambda op: logout_token(op, iss="https://evil.example"),
+    "expired": lambda op: logout_token(op, iat=int(time.time()) - 600, exp=int(time.time()) - 300),
+    "missing events": lambda op: logout_token(op, events=None),
+    "other event": lambda op: logout_token(op, events={"http://schemas.openid.net/event/other": {}}),
+    "missing jti": lambda op: logout_token(op, jti=None),
+    "missing iat": lambda op: logout_token(op, iat=None),
+    "neither sid nor sub": lambda op: logout_token(op, sid=None),
+    "empty sid": lambda op: logout_token(op, sid=""),
+    "empty sub": lambda op: logout_token(op, sid=None, sub=""),
+    "an ID token": lambda op: op.issued_tokens[-1]["id_token"],
+    "not a JWT": lambda op: "not-a-token",
+    "empty": lambda op: "",
+}
+
+
+@pytest.mark.parametrize("name", BAD_TOKENS)
+def test_invalid_logout_token_is_400_and_ends_nothing(op, provider, name):
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    response = post_logout_token(BAD_TOKENS[name](op))
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert signed_in(victim)
+    assert ProviderSession.objects.count() == 1
+
+
+@pytest.mark.parametrize("names", [{"sid": ""}, {"sid": None, "sub": ""}, {"sid": "", "sub": "user-1"}])
+def test_logout_token_naming_an_empty_session_or_subject_is_rejected(op, provider, names):
+    """Empty means nothing to match: read as "no filter", it would end every session of the provider."""
+    with pytest.raises(TokenRejected, match="non-empty"):
+        tokens.verify_logout_token(provider, logout_token(op, **names), jwks_uri=op.metadata["jwks_uri"])
+
+
+def test_missing_logout_token_is_400(op, provider):
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    response = Client().post("/accounts/test-op/backchannel-logout/", {})
+    assert response.status_code == 400 and signed_in(victim)
+
+
+@pytest.mark.services  # also with PostgreSQL and the shared Redis cache
+def test_replayed_logout_token_is_400(op, provider):
+    token = logout_token(op, sid="op-session-1")
+    browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    assert post_logout_token(token).status_code == 200
+    again = browser_signed_in_as(op, provider, "user-1", "op-session-1")  # signs in again, same sid
+    assert post_logout_token(token).status_code == 400
+    assert signed_in(again)
+
+
+def test_jti_is_single_use_even_in_another_token(op, provider):
+    browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    assert post_logout_token(logout_token(op, jti="once")).status_code == 200
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    assert post_logout_token(logout_token(op, jti="once")).status_code == 400
+    assert signed_in(victim)
+
+
+def test_logout_token_signed_with_a_rotated_key_is_accepted(op, provider):
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    op.rotate("RSA")
+    assert post_logout_token(logout_token(op)).status_code == 200
+    assert not signed_in(victim)
+
+
+def test_logout_token_for_an_unknown_provider_is_404(op, provider):
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    response = post_logout_token(logout_token(op), slug="nope")
+    assert response.status_code == 404 and signed_in(victim)
+
+
+def test_logout_token_for_a_disabled_provider_is_404(op, provider):
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    provider.enabled = False
+    provider.save()
+    assert post_logout_token(logout_token(op)).status_code == 404
+    assert signed_in(victim)
+
+
+def test_logout_token_at_another_providers_endpoint_is_400(op, provider):
+    """The token is checked against the provider named in the URL: its issuer and its client id."""
+    victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    with OpenIDProviderDouble(client_id="other-client") as other_op:
+        Provider.objects.create(slug="other", name="Other", issuer=other_op.issuer, client_id="other-client")
+        assert post_logout_token(logout_token(op), slug="other").status_code == 400
+    assert signed_in(victim)
