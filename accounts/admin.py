@@ -169,3 +169,6 @@ class SignInEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: SignInEvent | None = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: SignInEvent | None = None) -> bool:
+        return False  # old events go through `manage.py prune_signin_events`, by policy, not one by one

@@ -21,7 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import audit
 from .conf import conf
-from .errors import InvalidRequest, SignInRefused
+from .errors import InvalidRequest, SignInError
 from .identities import connect_identity, sign_in_identity, storable_claims
 from .logout import remember_session
 from .oidc import client
@@ -73,16 +73,28 @@ def finish_login(request: HttpRequest, provider: Provider) -> tuple[AbstractBase
     """
     params = _single_valued(request)
     pending = _pop_pending(request, params.get("state"), provider)
-    verified = client.complete_login(provider, params, pending)
-    verified.claims = storable_claims(verified.claims)
-    check_restrictions(provider, verified.claims)
-    if "connect_user" in pending.extra:
-        return _finish_connect(request, provider, verified, pending), safe_next_url(request, pending.next_url), True
-    result = sign_in_identity(
-        request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
-    )
-    if not result.user.is_active:
-        raise SignInRefused(f"user {result.user.pk} is inactive", message="This account has been disabled.")
+    connecting = "connect_user" in pending.extra
+    try:
+        verified = client.complete_login(provider, params, pending)
+    except SignInError as error:
+        error.action = "connect" if connecting else "login"
+        raise
+    try:
+        verified.claims = storable_claims(verified.claims)
+        check_restrictions(provider, verified.claims)
+        if connecting:
+            user = _finish_connect(request, provider, verified, pending)
+            return user, safe_next_url(request, pending.next_url), True
+        result = sign_in_identity(
+            request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
+        )
+    except SignInError as error:  # the identity is known by now: the audit trail should say whose it was
+        error.action, error.issuer, error.subject = (
+            "connect" if connecting else "login",
+            verified.issuer,
+            verified.subject,
+        )
+        raise
     auth_login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
     request.session[PROVIDER_SESSION_KEY] = provider.slug
     if verified.id_token:

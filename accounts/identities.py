@@ -77,6 +77,7 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
     now = timezone.now()
     identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
     if identity is not None:
+        _require_active(identity.user)
         _refresh(identity, claims, email, email_verified, now)
         if provider.profile_sync == "follow":
             _sync_profile(identity.user, claims, email_verified)
@@ -86,6 +87,10 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
     user_created = user is None
     if user is None:
         user = _create_user(claims, email_verified=email_verified)
+    else:
+        _require_active(user)
+        if provider.profile_sync == "follow":
+            _sync_profile(user, claims, email_verified)
     identity = Identity.objects.create(
         user=user,
         provider=provider,
@@ -97,6 +102,12 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
         last_login_at=now,
     )
     return SignInResult(user, identity, user_created=user_created, identity_created=True)
+
+
+def _require_active(user: AbstractBaseUser) -> None:
+    """Refuse a disabled account before anything is written for it (this runs inside the transaction)."""
+    if not user.is_active:
+        raise SignInRefused(f"user {user.pk} is inactive", message="This account has been disabled.")
 
 
 def _refresh(identity: Identity, claims: dict[str, Any], email: str, email_verified: bool, now) -> None:

@@ -42,9 +42,12 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, provider: Pro
     audit.record(
         request,
         outcome="failure",
+        action=error.action,
         provider=provider,
         code=error.code,
         reason=error.reason,
+        issuer=error.issuer,
+        subject=error.subject,
         user=request.user if request.user.is_authenticated else None,
     )
     context = {"error": error, "provider": provider}

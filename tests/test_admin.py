@@ -13,16 +13,27 @@ SECRET = "s3cr3t-value-that-must-not-leak"
 
 @pytest.fixture
 def stored(db):
-    return Provider.objects.create(slug="corp", name="Corp", issuer="https://idp.example", client_id="cid",
-                                   client_secret=SECRET)
+    return Provider.objects.create(
+        slug="corp", name="Corp", issuer="https://idp.example", client_id="cid", client_secret=SECRET
+    )
 
 
 def form_data(**overrides):
     data = {
-        "name": "Corp", "slug": "corp", "kind": "oidc", "enabled": "on", "display_order": "0",
-        "issuer": "https://idp.example", "client_id": "cid", "client_secret": "",
-        "scopes": "openid email profile", "allowed_algorithms": "RS256 ES256", "extra_auth_params": "{}",
-        "email_linking": "never", "profile_sync": "follow", "preset": "generic",
+        "name": "Corp",
+        "slug": "corp",
+        "kind": "oidc",
+        "enabled": "on",
+        "display_order": "0",
+        "issuer": "https://idp.example",
+        "client_id": "cid",
+        "client_secret": "",
+        "scopes": "openid email profile",
+        "allowed_algorithms": "RS256 ES256",
+        "extra_auth_params": "{}",
+        "email_linking": "never",
+        "profile_sync": "follow",
+        "preset": "generic",
     }
     data.update(overrides)
     return data

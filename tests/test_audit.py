@@ -90,6 +90,29 @@ def test_connect_is_recorded_as_a_connect(client, op, provider):
     ]
 
 
+def test_refused_connect_is_recorded_as_a_connect_with_the_identity(client, op, provider, django_user_model):
+    owner = django_user_model.objects.create_user("owner")
+    provider.identities.create(user=owner, issuer=op.issuer, subject="taken-sub")
+    sign_in(client, op, provider)
+    op.next_user = {**op.next_user, "sub": "taken-sub"}
+    assert connect(client, op, provider).status_code == 409
+    event = SignInEvent.objects.filter(outcome="failure").get()
+    assert (event.action, event.code, event.issuer, event.subject) == (
+        "connect",
+        "account_conflict",
+        op.issuer,
+        "taken-sub",
+    )
+
+
+def test_policy_refusal_after_verification_records_who_was_refused(browser, op, provider):
+    provider.allowed_email_domains = "corp.example"
+    provider.save()
+    assert sign_in(browser, op, provider).status_code == 403
+    event = SignInEvent.objects.get()
+    assert (event.code, event.issuer, event.subject) == ("sign_in_refused", op.issuer, "user-1")
+
+
 def test_backchannel_logout_is_recorded(op, provider):
     post_logout_token(logout_token(op, aud="another-client"))
     event = SignInEvent.objects.get()

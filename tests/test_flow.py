@@ -31,10 +31,10 @@ def assert_error_page(response, status, text):
 
 
 def test_login_page_lists_enabled_providers_in_display_order(client, provider):
-    Provider.objects.create(slug="first", name="First IdP", issuer="https://first.example", client_id="x",
-                            display_order=0)
-    Provider.objects.create(slug="off", name="Disabled IdP", issuer="https://off.example", client_id="x",
-                            enabled=False)
+    Provider.objects.create(
+        slug="first", name="First IdP", issuer="https://first.example", client_id="x", display_order=0
+    )
+    Provider.objects.create(slug="off", name="Disabled IdP", issuer="https://off.example", client_id="x", enabled=False)
     provider.display_order = 5
     provider.save()
     page = client.get("/accounts/login/").content.decode()
@@ -216,8 +216,9 @@ def test_callback_in_another_browser_is_rejected(client, op, provider):
 
 
 def test_state_of_another_provider_is_rejected(client, op, provider):
-    other = Provider.objects.create(slug="other", name="Other", issuer=op.issuer, client_id=op.client_id,
-                                    client_secret=op.client_secret)
+    other = Provider.objects.create(
+        slug="other", name="Other", issuer=op.issuer, client_id=op.client_id, client_secret=op.client_secret
+    )
     params = op.authorize(start_login(client, other))
     assert_error_page(callback(client, params), 400, "did not match")
 

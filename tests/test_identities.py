@@ -112,8 +112,7 @@ class RefusingAdapter:
 
 def test_signals_are_sent_once_on_first_sign_in(idp, django_capture_on_commit_callbacks):
     created, connected = [], []
-    signals.user_created_from_provider.connect(lambda **kw: created.append(kw["user"]), weak=False,
-                                               dispatch_uid="t1")
+    signals.user_created_from_provider.connect(lambda **kw: created.append(kw["user"]), weak=False, dispatch_uid="t1")
     signals.identity_connected.connect(lambda **kw: connected.append(kw["identity"]), weak=False, dispatch_uid="t2")
     try:
         with django_capture_on_commit_callbacks(execute=True):

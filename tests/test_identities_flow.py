@@ -142,13 +142,27 @@ def test_unverified_email_never_overwrites_the_users_email(op, provider):
     assert Identity.objects.get().email_verified is False  # the identity records what the provider said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="identities._sign_in_once syncs the profile of a known identity's user, not of a user it links by email",
-)
 def test_linking_sign_in_refreshes_the_profile_when_following_the_provider(client, op, linking, victim):
     op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
     sign_in(client, op, linking)
     assert signed_in_user(client) == victim
     victim.refresh_from_db()
     assert (victim.first_name, victim.last_name) == ("Alice", "Example")
+
+
+def test_disabled_account_is_refused_and_nothing_is_linked_to_it(client, op, linking, victim):
+    victim.is_active = False
+    victim.save()
+    op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
+    response = sign_in(client, op, linking)
+    assert response.status_code == 403 and "disabled" in response.content.decode()
+    assert SESSION_KEY not in client.session
+    assert not Identity.objects.exists()
+
+
+def test_disabled_account_cannot_sign_in_with_its_identity(client, op, provider):
+    user = sign_in_again(op, provider)
+    user.is_active = False
+    user.save()
+    response = sign_in(client, op, provider)
+    assert response.status_code == 403 and SESSION_KEY not in client.session

@@ -317,3 +317,19 @@ def test_logout_token_at_another_providers_endpoint_is_400(op, provider):
         Provider.objects.create(slug="other", name="Other", issuer=other_op.issuer, client_id="other-client")
         assert post_logout_token(logout_token(op), slug="other").status_code == 400
     assert signed_in(victim)
+
+
+@pytest.mark.parametrize("session_engine", ["django.contrib.sessions.backends.db"], indirect=True)
+def test_pruning_forgets_links_to_sessions_that_no_longer_exist(op, provider, session_engine):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    alive = browser_signed_in_as(op, provider, "alice", "sid-alive")
+    gone = browser_signed_in_as(op, provider, "bob", "sid-gone")
+    gone.session.flush()  # the session ended without a logout (expired and cleared, say)
+    out = StringIO()
+    call_command("prune_signin_events", stdout=out)
+    assert "Forgot 1 link(s)" in out.getvalue()
+    assert list(ProviderSession.objects.values_list("sid", flat=True)) == ["sid-alive"]
+    assert signed_in(alive)

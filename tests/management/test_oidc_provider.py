@@ -20,11 +20,27 @@ def run(*args) -> str:
 
 
 def test_add_creates_an_enabled_provider(op):
-    output = run("add", "corp", "--issuer", op.issuer, "--client-id", "cid", "--client-secret", "sec",
-                 "--name", "Corp SSO", "--scopes", "openid email")
+    output = run(
+        "add",
+        "corp",
+        "--issuer",
+        op.issuer,
+        "--client-id",
+        "cid",
+        "--client-secret",
+        "sec",
+        "--name",
+        "Corp SSO",
+        "--scopes",
+        "openid email",
+    )
     provider = Provider.objects.get(slug="corp")
     assert (provider.name, provider.issuer, provider.client_id, provider.client_secret) == (
-        "Corp SSO", op.issuer, "cid", "sec")
+        "Corp SSO",
+        op.issuer,
+        "cid",
+        "sec",
+    )
     assert provider.scopes == "openid email" and provider.enabled
     assert "Added provider 'corp'" in output
 
