@@ -411,3 +411,15 @@ def test_claims_with_nul_characters_and_nan_do_not_break_sign_in(client, op, pro
 def test_token_endpoint_answering_absurdly_nested_json_is_502(client, op, provider):
     op.faults["/token"] = {"status": 200, "body": "[" * 50000 + "]" * 50000, "content_type": "application/json"}
     assert_error_page(sign_in(client, op, provider), 502, "could not reach the provider")
+
+
+def test_wrong_client_secret_is_shown_as_a_provider_problem_not_the_persons(client, op, provider):
+    provider.client_secret = "not-the-secret"
+    provider.save()
+    response = sign_in(client, op, provider)
+    assert_error_page(response, 502, "not working correctly")
+
+
+def test_malformed_auth_methods_in_discovery_is_a_502_not_a_500(client, op, provider):
+    op.metadata["token_endpoint_auth_methods_supported"] = 42
+    assert_error_page(sign_in(client, op, provider), 502, "not working correctly")

@@ -259,3 +259,16 @@ def test_login_page_draws_logos_inline(client, op):
     page = client.get("/accounts/login/").content.decode()
     assert page.count("<svg") == 3
     assert 'src="http' not in page and 'href="http' not in page
+
+
+def test_admin_add_form_fills_the_github_preset(admin_client):
+    response = admin_client.post("/admin/accounts/provider/add/", {
+        "name": "GitHub", "slug": "github", "preset": "github", "enabled": "on", "display_order": "0",
+        "issuer": "", "client_id": "cid", "client_secret": "sec", "kind": "oidc", "tenant": "common",
+        "scopes": "openid email profile", "allowed_algorithms": "RS256", "extra_auth_params": "{}",
+        "email_linking": "never", "profile_sync": "follow",
+    })  # fmt: skip
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    github = Provider.objects.get(slug="github")
+    assert (github.kind, github.issuer, github.scopes) == ("github", "https://github.com", "read:user user:email")
+    assert github.userinfo_endpoint == "https://api.github.com/user"

@@ -171,9 +171,16 @@ def exchange_code(provider: Provider, *, code: str, pending: PendingLogin) -> di
     try:
         resp = request_json("POST", metadata["token_endpoint"], what="token endpoint", data=body, headers=headers)
     except ProviderHTTPError as exc:
-        if exc.http_status == 400 and isinstance(exc.data.get("error"), str):
+        error = exc.data.get("error")
+        if exc.http_status in (400, 401) and error in ("invalid_client", "unauthorized_client"):
+            # Not the person's fault, nor fixable by them: the site's client id or secret is wrong.
+            raise ProviderMisconfigured(
+                f"token endpoint refused this site's client credentials: error={error!r} (check the provider's "
+                "client id and secret)"
+            ) from exc
+        if exc.http_status == 400 and isinstance(error, str):
             raise TokenRejected(
-                f"token endpoint refused the code: error={exc.data['error'][:64]!r}",
+                f"token endpoint refused the code: error={error[:64]!r}",
                 message="The provider did not accept this sign-in (it may have expired). Please try again.",
             ) from exc
         raise
@@ -191,6 +198,8 @@ def exchange_code(provider: Provider, *, code: str, pending: PendingLogin) -> di
 def token_endpoint_auth_method(metadata: dict[str, Any]) -> str:
     """client_secret_basic unless the provider supports only client_secret_post (Discovery 1.0 section 3)."""
     supported = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    if not isinstance(supported, list):
+        raise ProviderMisconfigured("discovery token_endpoint_auth_methods_supported is not a list")
     for method in ("client_secret_basic", "client_secret_post"):
         if method in supported:
             return method

@@ -290,7 +290,17 @@ def problems(provider: Provider, metadata: dict[str, Any], keys: KeySet) -> list
     from .tokens import matching_keys  # tokens imports this module
 
     found = []
-    advertised = metadata.get("id_token_signing_alg_values_supported") or []
+
+    def listed(name: str, default: list[str]) -> list[str]:
+        value = metadata.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, list):
+            found.append(f"{name} is not a list")
+            return default
+        return [v for v in value if isinstance(v, str)]
+
+    advertised = listed("id_token_signing_alg_values_supported", [])
     allowed = provider.algorithms
     if advertised and not set(advertised) & set(allowed):
         found.append(f"the provider signs ID tokens with {advertised}, none of which is allowed ({allowed})")
@@ -299,9 +309,9 @@ def problems(provider: Provider, metadata: dict[str, Any], keys: KeySet) -> list
         found.append("no published key can verify any allowed algorithm")
     if not any(k.kid for k in keys.keys) and len(keys.keys) > 1:
         found.append("several keys have no kid, so tokens without a kid cannot be verified")
-    methods = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    methods = listed("token_endpoint_auth_methods_supported", ["client_secret_basic"])
     if not {"client_secret_basic", "client_secret_post"} & set(methods):
         found.append(f"token endpoint supports neither client_secret_basic nor client_secret_post ({methods})")
-    if "S256" not in (metadata.get("code_challenge_methods_supported") or ["S256"]):
+    if "S256" not in listed("code_challenge_methods_supported", ["S256"]):
         found.append("the provider does not advertise PKCE S256 (PKCE is sent anyway)")
     return found

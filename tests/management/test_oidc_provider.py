@@ -108,3 +108,26 @@ def test_refresh_fetches_the_documents_again(op, provider):
     run("refresh", "test-op")
     assert op.hits["/jwks"] == 2 and op.hits["/.well-known/openid-configuration"] == 2
     assert discovery.cached_data(op.metadata["jwks_uri"]) is not None
+
+
+def test_check_reports_malformed_metadata_instead_of_crashing(op, provider):
+    op.metadata["code_challenge_methods_supported"] = "S256"
+    assert "problem: code_challenge_methods_supported is not a list" in run("check", "test-op")
+
+
+def test_wrong_input_from_the_shell_is_one_line_and_a_non_zero_exit(tmp_path):
+    """What an operator sees: no traceback, one line, exit status 1."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "oidc_provider", "check", "ghost"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == "CommandError: No provider 'ghost'. See: manage.py oidc_provider list"
