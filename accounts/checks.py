@@ -22,6 +22,20 @@ def check_insecure_http(app_configs, **kwargs):
     return []
 
 
+@register(Tags.security)
+def check_session_engine(app_configs, **kwargs):
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.signed_cookies":
+        return [
+            Warning(
+                "The accounts app is used with signed-cookie sessions.",
+                hint="A sign-in's state, nonce and PKCE verifier would travel in a cookie the browser can read, "
+                "and back-channel logout cannot end a cookie session; use the db, cache or cached_db engine.",
+                id="accounts.W004",
+            )
+        ]
+    return []
+
+
 @register(Tags.caches)
 def check_cache(app_configs, **kwargs):
     backend = settings.CACHES.get(conf.OIDC_CACHE_ALIAS, {}).get("BACKEND", "")
