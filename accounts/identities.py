@@ -91,7 +91,15 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
         _require_active(user)
         if provider.profile_sync == "follow":
             _sync_profile(user, claims, email_verified)
-    identity = Identity.objects.create(
+    identity = _create_identity(user, provider, issuer, subject, claims, now)
+    return SignInResult(user, identity, user_created=user_created, identity_created=True)
+
+
+def _create_identity(
+    user: AbstractBaseUser, provider: Provider, issuer: str, subject: str, claims: dict[str, Any], now
+) -> Identity:
+    email, email_verified = verified_email(claims)
+    return Identity.objects.create(
         user=user,
         provider=provider,
         issuer=issuer,
@@ -101,7 +109,6 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
         claims=_storable(claims),
         last_login_at=now,
     )
-    return SignInResult(user, identity, user_created=user_created, identity_created=True)
 
 
 def _require_active(user: AbstractBaseUser) -> None:
@@ -170,16 +177,7 @@ def connect_identity(
             return identity
         try:
             with transaction.atomic():
-                identity = Identity.objects.create(
-                    user=user,
-                    provider=provider,
-                    issuer=issuer,
-                    subject=subject,
-                    email=email,
-                    email_verified=email_verified,
-                    claims=_storable(claims),
-                    last_login_at=timezone.now(),
-                )
+                identity = _create_identity(user, provider, issuer, subject, claims, timezone.now())
         except IntegrityError as exc:  # connected to someone else a moment ago
             raise AccountConflict(f"{provider.slug} identity was connected concurrently") from exc
     transaction.on_commit(
