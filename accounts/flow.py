@@ -67,48 +67,45 @@ def begin_login(request: HttpRequest, provider: Provider, *, next_url: str | Non
 
 
 def finish_login(request: HttpRequest, provider: Provider) -> tuple[AbstractBaseUser, str, bool]:
-    """Complete the sign-in this callback belongs to.
+    """Complete the sign-in (or connect) this callback belongs to.
 
-    Returns the user, where to send them, and whether this was a connect (not a sign-in).
+    Returns the user, where to send them, and whether this was a connect.
     """
     params = _single_valued(request)
     pending = _pop_pending(request, params.get("state"), provider)
-    connecting = "connect_user" in pending.extra
+    action = "connect" if "connect_user" in pending.extra else "login"
+    verified = None
     try:
         verified = client.complete_login(provider, params, pending)
-    except SignInError as error:
-        error.action = "connect" if connecting else "login"
-        raise
-    try:
         verified.claims = storable_claims(verified.claims)
         check_restrictions(provider, verified.claims)
-        if connecting:
+        if action == "connect":
             user = _finish_connect(request, provider, verified, pending)
-            return user, safe_next_url(request, pending.next_url), True
-        result = sign_in_identity(
-            request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
-        )
-    except SignInError as error:  # the identity is known by now: the audit trail should say whose it was
-        error.action, error.issuer, error.subject = (
-            "connect" if connecting else "login",
-            verified.issuer,
-            verified.subject,
-        )
+        else:
+            user = _finish_sign_in(request, provider, verified)
+    except SignInError as error:
+        # For the audit trail: what was attempted and, once the token was verified, by whom.
+        error.action = action
+        if verified is not None:
+            error.issuer, error.subject = verified.issuer, verified.subject
         raise
-    auth_login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
+    return user, safe_next_url(request, pending.next_url), action == "connect"
+
+
+def _finish_sign_in(request: HttpRequest, provider: Provider, verified: client.VerifiedLogin) -> AbstractBaseUser:
+    result = sign_in_identity(
+        request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
+    )
+    auth_login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")  # rotates the session key
     request.session[PROVIDER_SESSION_KEY] = provider.slug
     if verified.id_token:
         request.session[ID_TOKEN_SESSION_KEY] = verified.id_token
     remember_session(request, provider, result.user, verified.claims)
     audit.record(
-        request,
-        outcome="success",
-        provider=provider,
-        user=result.user,
-        issuer=verified.issuer,
+        request, outcome="success", provider=provider, user=result.user, issuer=verified.issuer,
         subject=verified.subject,
-    )
-    return result.user, safe_next_url(request, pending.next_url), False
+    )  # fmt: skip
+    return result.user
 
 
 def _finish_connect(
