@@ -17,6 +17,8 @@ DEFAULT_ALGORITHMS = (
 DEFAULTS: dict[str, Any] = {
     # (connect, read) timeouts in seconds for every call to a provider.
     "ACCOUNTS_OIDC_HTTP_TIMEOUT": (3.05, 5.0),
+    # Longest a whole answer may take to arrive, in seconds (the read timeout bounds each wait).
+    "ACCOUNTS_OIDC_HTTP_TOTAL_TIMEOUT": 10.0,
     # Largest response body accepted from a provider, in bytes.
     "ACCOUNTS_OIDC_MAX_RESPONSE_BYTES": 1024 * 1024,
     # Allow http:// issuers and endpoints on any host (otherwise only loopback, and only when DEBUG).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -91,6 +92,9 @@ def request_json(
     """
     require_secure_url(url, what=what)
     limit = conf.OIDC_MAX_RESPONSE_BYTES
+    # The read timeout bounds each wait for a byte; this bounds the whole answer, so a provider
+    # dripping one byte at a time cannot hold a request (and a worker) for minutes.
+    deadline = time.monotonic() + conf.OIDC_HTTP_TOTAL_TIMEOUT
     try:
         with _session.request(
             method,
@@ -105,10 +109,13 @@ def request_json(
             if declared.isdigit() and int(declared) > limit:
                 raise ProviderUnavailable(f"{what} answered {declared} bytes, more than the {limit} allowed")
             body = bytearray()
-            for chunk in resp.iter_content(chunk_size=65536):
+            # read1 returns what has arrived so far, so the deadline is checked while a body trickles in.
+            while chunk := resp.raw.read1(65536, decode_content=True):
                 body += chunk
                 if len(body) > limit:
                     raise ProviderUnavailable(f"{what} answered more than the {limit} bytes allowed")
+                if time.monotonic() > deadline:
+                    raise ProviderTimeout(f"{what} took more than {conf.OIDC_HTTP_TOTAL_TIMEOUT}s to answer")
             status, resp_headers = resp.status_code, resp.headers
     except requests.Timeout as exc:
         raise ProviderTimeout(f"{what} timed out ({type(exc).__name__})") from exc

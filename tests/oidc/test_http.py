@@ -104,3 +104,36 @@ def test_http_on_loopback_is_allowed_only_in_debug(settings, url):
 def test_explicit_setting_allows_http(settings):
     settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
     require_secure_url("http://idp.internal/", what="issuer")
+
+
+def test_a_provider_dripping_its_answer_is_cut_off_by_the_total_deadline(settings):
+    """Each byte arrives within the read timeout, but the whole answer would take minutes."""
+    import socket
+    import threading
+    import time
+
+    settings.ACCOUNTS_OIDC_HTTP_TOTAL_TIMEOUT = 0.5
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+
+    def drip():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+            for _ in range(50):  # at most 5 s, then the server gives up by itself
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout, match=r"took more than 0\.5s"):
+        request_json("GET", f"http://127.0.0.1:{server.getsockname()[1]}/", what="doc")
+    assert time.monotonic() - started < 2
+    server.close()
+    thread.join(timeout=6)
