@@ -87,6 +87,8 @@ def verify_signed_jwt(provider: Provider, raw: str, *, jwks_uri: str, what: str)
         valid = jws.validate_compact(token, key, registry=_registry(alg))
     except JoseError as exc:
         raise TokenRejected(f"{what} signature is not valid ({exc.error})") from exc
+    except (TypeError, ValueError) as exc:  # joserfc on malformed header members, e.g. a "crit" that is a number
+        raise TokenRejected(f"{what} header is malformed ({type(exc).__name__})") from exc
     if not valid:
         raise TokenRejected(f"{what} signature is not valid (bad_signature)")
     try:

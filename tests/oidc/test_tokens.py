@@ -255,3 +255,17 @@ def test_rejects_sub_longer_than_255_characters(op, provider):
 
 def test_rejects_sub_with_nul_character(op, provider):
     rejected(op, provider, op.sign(claims_for(op, sub="user\x00admin")), "NUL")
+
+
+@pytest.mark.parametrize("crit", [1, None, "exp", {"a": 1}, ["unknown-extension"]])
+def test_rejects_malformed_or_unknown_crit_header(op, provider, crit):
+    """Found by fuzzing: a numeric "crit" made joserfc raise TypeError (a 500) instead of a rejection."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = op.signing_key_for("RS256")  # signed by hand: joserfc itself refuses to produce such a header
+    signing_input = b64({"alg": "RS256", "kid": key.kid, "crit": crit}) + "." + b64(claims_for(op))
+    signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    token = signing_input + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    with pytest.raises(TokenRejected):
+        verify(op, provider, token)
