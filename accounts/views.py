@@ -51,7 +51,11 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, provider: Pro
         user=request.user if request.user.is_authenticated else None,
     )
     context = {"error": error, "provider": provider}
-    return render(request, "accounts/error.html", context, status=error.status)
+    response = render(request, "accounts/error.html", context, status=error.status)
+    # The warning above is this failure's one log line; Django's generic "Bad Request: /path" would
+    # be a second, reason-less one. (The flag is how Django marks a response it logged itself.)
+    response._has_been_logged = True
+    return response
 
 
 def _sign_in_view(view: Callable[[HttpRequest, Provider], HttpResponse]) -> Callable[..., HttpResponse]:
