@@ -18,31 +18,28 @@ if TYPE_CHECKING:
 
 def check_restrictions(provider: Provider, claims: dict[str, Any]) -> None:
     """Raise ``SignInRefused`` (with a message saying why) when ``claims`` may not sign in here."""
-    domains = provider.email_domains
-    if domains:
-        email, verified = verified_email(claims)
-        domain = email.rsplit("@", 1)[-1].lower() if email else ""
-        if not verified or domain not in domains:
-            raise SignInRefused(
-                f"{provider.slug}: email domain {domain or '-'} (verified={verified}) not in the allowed list",
-                message=f"Only people with a verified email address at {_listed(domains)} can sign in here.",
-            )
-    hosted = provider.hosted_domains
-    if hosted:
-        hd = claims.get("hd")
-        if not isinstance(hd, str) or hd.lower() not in hosted:
-            raise SignInRefused(
-                f"{provider.slug}: Google hosted domain {str(hd)[:64]!r} not allowed",
-                message=f"Only Google Workspace accounts of {_listed(hosted)} can sign in here.",
-            )
-    tenants = provider.tenants
-    if tenants:
-        tid = claims.get("tid")
-        if not isinstance(tid, str) or tid.lower() not in tenants:
-            raise SignInRefused(
-                f"{provider.slug}: Microsoft tenant {str(tid)[:64]!r} not allowed",
-                message="Only accounts of this organisation's Microsoft tenant can sign in here.",
-            )
+    email, verified = verified_email(claims)
+    domain = email.rsplit("@", 1)[-1] if email and verified else None
+    _require(
+        domain, provider.email_domains, f"{provider.slug}: verified email domain",
+        "Only people with a verified email address at {allowed} can sign in here.",
+    )  # fmt: skip
+    _require(
+        claims.get("hd"), provider.hosted_domains, f"{provider.slug}: Google hosted domain",
+        "Only Google Workspace accounts of {allowed} can sign in here.",
+    )  # fmt: skip
+    _require(
+        claims.get("tid"), provider.tenants, f"{provider.slug}: Microsoft tenant",
+        "Only accounts of this organisation's Microsoft tenant can sign in here.",
+    )  # fmt: skip
+
+
+def _require(value: object, allowed: list[str], what: str, message: str) -> None:
+    """``value`` (case-insensitive) must be one of ``allowed``, unless no restriction is configured."""
+    if not allowed:
+        return
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise SignInRefused(f"{what} {str(value)[:64]!r} not allowed", message=message.format(allowed=_listed(allowed)))
 
 
 def _listed(values: list[str]) -> str:

@@ -241,15 +241,20 @@ def test_command_adds_any_github_style_provider_from_urls():
     assert forge.scopes == "read:user user:email"
 
 
-def test_admin_add_form_fills_a_preset(admin_client):
+def add_with_preset(admin_client, preset: str) -> Provider:
+    """The admin's add form as a person fills it for a preset: a name, a client id and a secret."""
     response = admin_client.post("/admin/accounts/provider/add/", {
-        "name": "Google", "slug": "google", "preset": "google", "enabled": "on", "display_order": "0",
+        "name": preset.title(), "slug": preset, "preset": preset, "enabled": "on", "display_order": "0",
         "issuer": "", "client_id": "cid", "client_secret": "sec", "kind": "oidc", "tenant": "common",
         "scopes": "openid email profile", "allowed_algorithms": "RS256", "extra_auth_params": "{}",
         "email_linking": "never", "profile_sync": "follow",
     })  # fmt: skip
     assert response.status_code == 302, response.context["adminform"].form.errors
-    google = Provider.objects.get(slug="google")
+    return Provider.objects.get(slug=preset)
+
+
+def test_admin_add_form_fills_a_preset(admin_client):
+    google = add_with_preset(admin_client, "google")
     assert google.issuer == "https://accounts.google.com" and google.extra_auth_params == {"prompt": "select_account"}
 
 
@@ -262,13 +267,6 @@ def test_login_page_draws_logos_inline(client, op):
 
 
 def test_admin_add_form_fills_the_github_preset(admin_client):
-    response = admin_client.post("/admin/accounts/provider/add/", {
-        "name": "GitHub", "slug": "github", "preset": "github", "enabled": "on", "display_order": "0",
-        "issuer": "", "client_id": "cid", "client_secret": "sec", "kind": "oidc", "tenant": "common",
-        "scopes": "openid email profile", "allowed_algorithms": "RS256", "extra_auth_params": "{}",
-        "email_linking": "never", "profile_sync": "follow",
-    })  # fmt: skip
-    assert response.status_code == 302, response.context["adminform"].form.errors
-    github = Provider.objects.get(slug="github")
+    github = add_with_preset(admin_client, "github")
     assert (github.kind, github.issuer, github.scopes) == ("github", "https://github.com", "read:user user:email")
     assert github.userinfo_endpoint == "https://api.github.com/user"
