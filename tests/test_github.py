@@ -150,3 +150,18 @@ def test_user_api_without_numeric_id_is_refused(client, github, gh):
 def test_github_sign_in_needs_no_discovery_or_keys(client, github, gh):
     sign_in(client, gh, github)
     assert set(gh.hits) == {"/login/oauth/access_token", "/api/v3/user", "/api/v3/user/emails"}
+
+
+def test_logout_from_a_github_session_stays_local_without_any_provider_call(client, github, gh):
+    """GitHub has no end_session_endpoint and no discovery: signing out must not go looking for one."""
+    sign_in(client, gh, github)
+    before = dict(gh.hits)
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert dict(gh.hits) == before and SESSION_KEY not in client.session
+
+
+def test_backchannel_logout_is_refused_for_github_style_providers(client, github, gh):
+    response = client.post("/accounts/github/backchannel-logout/", {"logout_token": "a.b.c"})
+    assert response.status_code == 400
+    assert set(gh.hits) == set()

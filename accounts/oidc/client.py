@@ -179,20 +179,21 @@ def exchange_code(provider: Provider, *, code: str, pending: PendingLogin) -> di
                 "client id and secret)"
             ) from exc
         if exc.http_status == 400 and isinstance(error, str):
-            raise TokenRejected(
-                f"token endpoint refused the code: error={error[:64]!r}",
-                message="The provider did not accept this sign-in (it may have expired). Please try again.",
-            ) from exc
+            raise _code_refused(error) from exc
         raise
     token = resp.data
     if isinstance(token.get("error"), str):  # GitHub reports a bad code with HTTP 200
-        raise TokenRejected(
-            f"token endpoint refused the code: error={token['error'][:64]!r}",
-            message="The provider did not accept this sign-in (it may have expired). Please try again.",
-        )
+        raise _code_refused(token["error"])
     if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
         raise ProviderMisconfigured("token response lacks a bearer access_token")
     return token
+
+
+def _code_refused(error: str) -> TokenRejected:
+    return TokenRejected(
+        f"token endpoint refused the code: error={error[:64]!r}",
+        message="The provider did not accept this sign-in (it may have expired). Please try again.",
+    )
 
 
 def token_endpoint_auth_method(metadata: dict[str, Any]) -> str:
