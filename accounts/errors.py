@@ -2,10 +2,37 @@
 
 Every failure in the flow raises a ``SignInError`` subclass. Views turn them into an error page in
 one place (``accounts.views.render_sign_in_error``); nothing else decides status codes or wording.
-A ``reason`` must never contain a token, a code or a secret: it is written to the log as is.
+A ``reason`` must never contain a token, a code or a secret; whatever it quotes from outside is
+escaped when the error is made (``printable``), so one log line stays one log line.
 """
 
 from __future__ import annotations
+
+import unicodedata
+
+#: Longest reason kept: enough for any rule's explanation, too short to smuggle a document through.
+MAX_REASON_LENGTH = 500
+
+
+def printable(value: object, *, limit: int = MAX_REASON_LENGTH) -> str:
+    """``value`` as one line of text that cannot forge another log line or break a terminal.
+
+    Reasons quote what a provider or a request sent (an ``alg``, an ``error`` code, a URL). A
+    newline or carriage return there would start a fabricated second log line; other control and
+    format characters (ANSI escapes, U+2028, bidi overrides) mislead whoever reads the log. Each is
+    replaced by its ``\\x``/``\\u`` escape, so the line still says what was sent.
+    """
+    text = str(value)
+    if text.isprintable():
+        return text[:limit]
+    return "".join(char if char.isprintable() else _escape(char) for char in text[:limit])[:limit]
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if unicodedata.category(char) == "Zs":  # an odd space is harmless, but keep it visible as one
+        return " "
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class SignInError(Exception):
@@ -22,6 +49,7 @@ class SignInError(Exception):
     subject = ""
 
     def __init__(self, reason: str, *, message: str | None = None) -> None:
+        reason = printable(reason)  # every log line and audit row gets its reason from here
         super().__init__(reason)
         self.reason = reason
         if message is not None:
@@ -102,6 +130,18 @@ class SignInRefused(SignInError):
     message = "This account is not allowed to sign in to this site."
 
 
+class ReconnectRequired(SignInError):
+    """The provider account was disconnected by its owner here; only they can connect it again."""
+
+    status = 403
+    code = "identity_disconnected"
+    title = "This sign-in was disconnected"
+    message = (
+        "This provider account was disconnected from an account on this site, so it is not attached "
+        "again automatically. Sign in another way, then connect it again from your profile page."
+    )
+
+
 class AccountConflict(SignInError):
     """The identity cannot be attached where it was asked to go."""
 
@@ -121,3 +161,12 @@ class LastSignInMethod(SignInError):
         "You cannot disconnect your only sign-in method. Connect another provider first, "
         "or set a password for your account."
     )
+
+
+class DatabaseBusy(SignInError):
+    """The site's own database refused or timed out (locked, connection lost): nobody's fault, retryable."""
+
+    status = 503
+    code = "database_busy"
+    title = "The site is busy"
+    message = "We could not finish this because the site is busy right now. Please try again in a moment."
