@@ -6,13 +6,18 @@ and never a token, a code or a secret (reasons are written to be safe to log, se
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import time
 from typing import TYPE_CHECKING
 
+from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_ipv46_address
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
+from .conf import conf
+from .errors import printable
 from .models import SignInEvent
 
 if TYPE_CHECKING:
@@ -22,6 +27,10 @@ if TYPE_CHECKING:
     from .models import Provider
 
 logger = logging.getLogger(__name__)
+
+_CACHE_PREFIX = "accounts:audit:anonymous-failures:"
+#: How long a count of suppressed failures waits for the next row from the same address.
+_SUPPRESSED_MEMORY = 7 * 86400
 
 
 def record(
@@ -36,24 +45,73 @@ def record(
     code: str = "",
     reason: str = "",
 ) -> None:
-    """Write one event. An audit failure is logged but never turns a sign-in into an error."""
+    """Write one event. An audit failure is logged but never turns a sign-in into an error.
+
+    Failures of anonymous visitors cost an attacker nothing to cause, so they are rate-limited per
+    client address (``ACCOUNTS_AUDIT_ANONYMOUS_FAILURES_PER_MINUTE``): past the limit they are
+    counted, and the count is stored on the next row written for that address (``suppressed``).
+    Failures of signed-in people and every success are always written.
+    """
     meta = request.META if request is not None else {}
+    ip_address = _client_ip(meta)
+    suppressed = 0
+    if outcome == SignInEvent.Outcome.FAILURE and user is None:
+        admitted, suppressed = _anonymous_failure_admitted(ip_address)
+        if not admitted:
+            return
     try:
-        SignInEvent.objects.create(
-            outcome=outcome,
-            action=action,
-            provider=provider if provider is not None and provider.pk else None,
-            provider_slug=provider.slug if provider is not None else "",
-            user=user,
-            issuer=issuer[:500],
-            subject=subject[:255],
-            code=code[:40],
-            reason=reason[:500],
-            ip_address=_client_ip(meta),
-            user_agent=str(meta.get("HTTP_USER_AGENT", ""))[:300],
-        )
+        with transaction.atomic():  # a savepoint: a failed write must not spoil the caller's transaction
+            SignInEvent.objects.create(
+                outcome=outcome,
+                action=action,
+                provider=provider if provider is not None and provider.pk else None,
+                provider_slug=provider.slug if provider is not None else "",
+                user=user,
+                issuer=printable(issuer, limit=500),
+                subject=printable(subject, limit=255),
+                code=code[:40],
+                reason=printable(reason),
+                ip_address=ip_address,
+                user_agent=printable(meta.get("HTTP_USER_AGENT", ""), limit=300),
+                suppressed=suppressed,
+            )
     except DatabaseError:
         logger.exception("could not write the sign-in audit event")
+
+
+def _anonymous_failure_admitted(ip_address: str | None) -> tuple[bool, int]:
+    """Whether this anonymous failure gets a row, and how many before it were suppressed."""
+    cache = caches[conf.OIDC_CACHE_ALIAS]
+    source = _network(ip_address)
+    window = f"{_CACHE_PREFIX}{source}:{int(time.time() // 60)}"
+    pending = f"{_CACHE_PREFIX}{source}:suppressed"
+    cache.add(window, 0, timeout=120)
+    try:
+        count = cache.incr(window)
+    except ValueError:  # evicted between add and incr: count this one as the first
+        cache.set(window, 1, timeout=120)
+        count = 1
+    if count > conf.AUDIT_ANONYMOUS_FAILURES_PER_MINUTE:
+        cache.add(pending, 0, timeout=_SUPPRESSED_MEMORY)
+        try:
+            cache.incr(pending)
+        except ValueError:
+            cache.set(pending, 1, timeout=_SUPPRESSED_MEMORY)
+        return False, 0
+    suppressed = cache.get(pending) or 0
+    if suppressed:
+        cache.delete(pending)
+    return True, int(suppressed)
+
+
+def _network(ip_address: str | None) -> str:
+    """The unit one client controls: an IPv4 address, or an IPv6 /64 (one host usually has a whole /64)."""
+    if ip_address is None:
+        return "unknown"
+    address = ipaddress.ip_address(ip_address)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
+    return str(address)
 
 
 def _client_ip(meta: dict) -> str | None:

@@ -36,6 +36,23 @@ def check_session_engine(app_configs, **kwargs):
     return []
 
 
+@register()
+def check_middleware(app_configs, **kwargs):
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    ours = "accounts.middleware.ProviderSessionMiddleware"
+    session = "django.contrib.sessions.middleware.SessionMiddleware"
+    if ours in middleware and (session not in middleware or middleware.index(ours) > middleware.index(session)):
+        return []
+    return [
+        Warning(
+            f"{ours} is not in MIDDLEWARE after {session}.",
+            hint="Without it, a session whose key changes (a password change, cycle_key()) keeps its old key "
+            "in the back-channel logout records, and the provider's logout can no longer end it.",
+            id="accounts.W005",
+        )
+    ]
+
+
 @register(Tags.caches)
 def check_cache(app_configs, **kwargs):
     backend = settings.CACHES.get(conf.OIDC_CACHE_ALIAS, {}).get("BACKEND", "")

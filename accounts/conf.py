@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "ACCOUNTS_OIDC_CACHE_ALIAS": "default",
     # Dotted path of the adapter class (see accounts/adapter.py).
     "ACCOUNTS_ADAPTER": "accounts.adapter.DefaultAccountAdapter",
+    # Audit rows written per minute for failures of anonymous visitors from one address (an IPv4
+    # address or an IPv6 /64); beyond it failures are counted on the next row written, not stored.
+    "ACCOUNTS_AUDIT_ANONYMOUS_FAILURES_PER_MINUTE": 20,
 }
 
 

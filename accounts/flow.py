@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import login as auth_login
+from django.db import transaction
 from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from . import audit
+from . import audit, provider_sessions
 from .conf import conf
 from .errors import InvalidRequest, SignInError
 from .identities import connect_identity, sign_in_identity, storable_claims
-from .logout import remember_session
 from .oidc import client
 from .restrictions import check_restrictions
 
@@ -76,13 +76,16 @@ def finish_login(request: HttpRequest, provider: Provider) -> tuple[AbstractBase
     action = "connect" if "connect_user" in pending.extra else "login"
     verified = None
     try:
-        verified = client.complete_login(provider, params, pending)
+        verified = client.complete_login(provider, params, pending)  # every network call happens here
         verified.claims = storable_claims(verified.claims)
         check_restrictions(provider, verified.claims)
-        if action == "connect":
-            user = _finish_connect(request, provider, verified, pending)
-        else:
-            user = _finish_sign_in(request, provider, verified)
+        # Then one short write transaction: identity, user, session, its provider link and the audit
+        # row commit together or not at all, and SQLite's single writer is held for milliseconds.
+        with transaction.atomic():
+            if action == "connect":
+                user = _finish_connect(request, provider, verified, pending)
+            else:
+                user = _finish_sign_in(request, provider, verified)
     except SignInError as error:
         # For the audit trail: what was attempted and, once the token was verified, by whom.
         error.action = action
@@ -100,7 +103,7 @@ def _finish_sign_in(request: HttpRequest, provider: Provider, verified: client.V
     request.session[PROVIDER_SESSION_KEY] = provider.slug
     if verified.id_token:
         request.session[ID_TOKEN_SESSION_KEY] = verified.id_token
-    remember_session(request, provider, result.user, verified.claims)
+    provider_sessions.remember(request, provider, result.user, verified.claims)
     audit.record(
         request, outcome="success", provider=provider, user=result.user, issuer=verified.issuer,
         subject=verified.subject,
@@ -156,9 +159,10 @@ def _store_pending(request: HttpRequest, pending: client.PendingLogin) -> None:
 def _pop_pending(request: HttpRequest, state: str | None, provider: Provider) -> client.PendingLogin:
     flows = _pending(request)
     entry = flows.pop(state, None) if state else None
-    request.session[SESSION_KEY] = flows  # removed before anything else happens: single use
     if entry is None:
+        # Nothing to remove, so nothing is written: a stranger's made-up callback creates no session.
         raise InvalidRequest("callback state matches no sign-in started in this session")
+    request.session[SESSION_KEY] = flows  # removed before anything else happens: single use
     pending = client.PendingLogin(**entry)
     if pending.provider != provider.slug:
         raise InvalidRequest(f"callback for {provider.slug} carries the state of a {pending.provider} sign-in")

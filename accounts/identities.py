@@ -24,10 +24,10 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import signals
+from . import provider_sessions, signals
 from .adapter import get_adapter
-from .errors import AccountConflict, LastSignInMethod, SignInError, SignInRefused
-from .models import Identity, Provider
+from .errors import AccountConflict, LastSignInMethod, ReconnectRequired, SignInError, SignInRefused
+from .models import DisconnectedIdentity, Identity, Provider, ProviderSession
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -84,6 +84,9 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
         return SignInResult(identity.user, identity, user_created=False, identity_created=False)
 
     user = _user_by_verified_email(provider, email, email_verified)
+    if user is not None and DisconnectedIdentity.objects.filter(user=user, issuer=issuer, subject=subject).exists():
+        # Its owner disconnected this provider account: re-attaching it by email would undo that.
+        raise ReconnectRequired(f"{provider.slug} identity was disconnected by user {user.pk}; not re-linking by email")
     user_created = user is None
     if user is None:
         user = _create_user(claims, email_verified=email_verified)
@@ -180,14 +183,31 @@ def connect_identity(
                 identity = _create_identity(user, provider, issuer, subject, claims, timezone.now())
         except IntegrityError as exc:  # connected to someone else a moment ago
             raise AccountConflict(f"{provider.slug} identity was connected concurrently") from exc
+        # Connecting on purpose is the one way back for an identity its owner disconnected.
+        DisconnectedIdentity.objects.filter(issuer=issuer, subject=subject).delete()
     transaction.on_commit(
         lambda: signals.identity_connected.send(sender=Provider, request=request, user=user, identity=identity)
     )
     return identity
 
 
-def disconnect_identity(*, request: HttpRequest | None, user: AbstractBaseUser, identity_id: int) -> Identity:
-    """Remove one of ``user``'s identities, unless it is their last way to sign in."""
+@dataclass(frozen=True)
+class Disconnected:
+    identity: Identity
+    #: The sessions it had signed in have ended; ``ended.includes_current`` means the caller's own
+    #: session was one of them, and the caller must sign the person out (``auth.logout``).
+    ended: provider_sessions.Ended
+
+
+def disconnect_identity(
+    *, request: HttpRequest | None, user: AbstractBaseUser, identity_id: int, current_session_key: str | None = None
+) -> Disconnected:
+    """Remove one of ``user``'s identities, unless it is their last way to sign in.
+
+    Disconnecting is meant to last: every session that provider account signed in here ends (a
+    person disconnects an account that is compromised or no longer theirs), and the account is
+    remembered as disconnected, so verified-email linking never attaches it again by itself.
+    """
     with transaction.atomic():
         # Lock the user's identities so two parallel disconnects cannot remove the last two.
         identities = list(Identity.objects.select_for_update().filter(user=user).select_related("provider"))
@@ -199,20 +219,44 @@ def disconnect_identity(*, request: HttpRequest | None, user: AbstractBaseUser, 
             )
         if len(identities) == 1 and not user.has_usable_password():
             raise LastSignInMethod(f"user {user.pk} tried to remove their only sign-in method")
+        DisconnectedIdentity.objects.update_or_create(user=user, issuer=identity.issuer, subject=identity.subject)
+        ended = provider_sessions.end(
+            ProviderSession.objects.filter(user=user, issuer=identity.issuer, subject=identity.subject),
+            current_key=current_session_key,
+        )
         identity.delete()
     transaction.on_commit(
         lambda: signals.identity_disconnected.send(sender=Provider, request=request, user=user, identity=identity)
     )
-    return identity
+    return Disconnected(identity=identity, ended=ended)
 
 
 def _user_by_verified_email(provider: Provider, email: str, email_verified: bool) -> AbstractBaseUser | None:
-    """The one user whose email the provider verified, when the admin opted in to linking; else None."""
-    if provider.email_linking != Provider.EmailLinking.VERIFIED or not email_verified:
+    """The one user whose email the provider verified, when the admin opted in to linking; else None.
+
+    Two addresses are the same only if they are equal once ASCII letters are lowercased. Databases
+    fold case more widely -- PostgreSQL's ``UPPER()`` turns the dotless i (U+0131) into ``I`` and the
+    long s (U+017F) into ``S`` -- so ``admin@b\u0131gcorp.example`` would "match" ``admin@bigcorp.example``,
+    and whoever registered the look-alike at a provider would take over the account. The database
+    query only narrows the candidates; the comparison that decides is made here. A non-ASCII
+    address is never linked automatically: Unicode offers too many ways to look the same.
+    """
+    if provider.email_linking != Provider.EmailLinking.VERIFIED or not email_verified or not email.isascii():
         return None
     User = get_user_model()
-    matches = list(User._default_manager.filter(**{f"{User.get_email_field_name()}__iexact": email})[:2])
+    field = User.get_email_field_name()
+    wanted = _ascii_lower(email)
+    candidates = User._default_manager.filter(**{f"{field}__iexact": email})[:10]
+    matches = [user for user in candidates if _ascii_lower(getattr(user, field) or "") == wanted]
     return matches[0] if len(matches) == 1 else None
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(value: str) -> str:
+    """Lowercase A-Z only: unlike ``str.lower``/``casefold``, it never folds a look-alike into ASCII."""
+    return value.translate(_ASCII_LOWER)
 
 
 def _create_user(claims: dict[str, Any], *, email_verified: bool) -> AbstractBaseUser:

@@ -3,16 +3,17 @@
 * ``end_session_url`` -- when the provider has an ``end_session_endpoint``, local logout continues
   there with ``id_token_hint``, ``client_id`` and ``post_logout_redirect_uri``, so the person is
   signed out at the provider too and comes back to this site.
-* ``remember_session`` / ``backchannel_logout`` -- every sign-in records which Django session it
-  created under the provider's ``sid`` and the subject; a verified logout token from the provider
-  deletes exactly those sessions, through the configured session engine.
+* ``backchannel_logout`` -- every sign-in records which Django session it created under the
+  provider's ``sid`` and the subject (``accounts.provider_sessions``); a verified logout token from
+  the provider ends exactly those sessions, through the configured session engine.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from importlib import import_module
+import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from authlib.common.urls import add_params_to_uri
@@ -20,13 +21,13 @@ from django.conf import settings
 from django.core.cache import caches
 from django.shortcuts import resolve_url
 
+from . import provider_sessions
 from .conf import conf
 from .errors import InvalidRequest, SignInError
 from .models import ProviderSession
 from .oidc import client, discovery, tokens
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
     from django.http import HttpRequest
 
     from .models import Provider
@@ -59,26 +60,6 @@ def end_session_url(request: HttpRequest, provider: Provider, id_token: str | No
     return add_params_to_uri(endpoint, params)
 
 
-def remember_session(request: HttpRequest, provider: Provider, user: AbstractBaseUser, claims: dict[str, Any]) -> None:
-    """Record that this session came from (provider, sid, sub), for back-channel logout."""
-    if request.session.session_key is None:
-        request.session.save()
-    sid = claims.get("sid")
-    ProviderSession.objects.create(
-        provider=provider,
-        user=user,
-        issuer=claims["iss"],
-        subject=claims["sub"],
-        sid=sid if isinstance(sid, str) else "",
-        session_key=request.session.session_key,
-    )
-
-
-def forget_session(session_key: str | None) -> None:
-    if session_key:
-        ProviderSession.objects.filter(session_key=session_key).delete()
-
-
 def backchannel_logout(provider: Provider, raw_token: str) -> int:
     """Verify a logout token and end every session it names; returns how many were ended."""
     if not isinstance(raw_token, str) or not raw_token:
@@ -93,18 +74,18 @@ def backchannel_logout(provider: Provider, raw_token: str) -> int:
         links = links.filter(sid=claims["sid"])
     if claims.get("sub"):
         links = links.filter(subject=claims["sub"])
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    keys = list(links.values_list("session_key", flat=True).distinct())
-    for key in keys:
-        store(session_key=key).delete()
-    links.delete()
-    return len(keys)
+    return provider_sessions.end(links).count
 
 
 def _refuse_replay(provider: Provider, claims: dict[str, Any]) -> None:
-    """A logout token is single-use: remember its jti until it expires (section 2.6, step 8)."""
-    ttl = max(int(claims.get("exp", 0) - claims.get("iat", 0)), 0) + conf.OIDC_CLOCK_LEEWAY * 2
+    """A logout token is single-use: remember its jti for as long as it could be accepted (2.6, step 8).
+
+    That is until its ``exp`` plus the clock leeway, however far away: a shorter memory would let a
+    captured token be replayed once it is forgotten. The jti is hashed with the issuer so that two
+    providers' jtis never collide and no provider value becomes a cache key.
+    """
+    remaining = float(claims["exp"]) - time.time() + conf.OIDC_CLOCK_LEEWAY
     digest = hashlib.sha256(f"{provider.issuer} {claims['jti']}".encode()).hexdigest()
     key = f"accounts:oidc:logout-jti:{digest}"
-    if not caches[conf.OIDC_CACHE_ALIAS].add(key, 1, timeout=min(max(ttl, 60), 86400)):
+    if not caches[conf.OIDC_CACHE_ALIAS].add(key, 1, timeout=max(math.ceil(remaining), 1)):
         raise InvalidRequest("logout token was already used (jti replay)")

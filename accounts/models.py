@@ -224,6 +224,32 @@ class Identity(models.Model):
         return f"{self.provider} identity {self.subject} of {self.user}"
 
 
+class DisconnectedIdentity(models.Model):
+    """A provider account its owner disconnected: never attached to that user again behind their back.
+
+    Without this, a person who disconnects a provider account (because it was compromised, or is
+    no longer theirs) would find it silently re-attached by verified-email linking at its next
+    sign-in. Connecting it again on purpose, from the profile page, removes the record.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    disconnected_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "disconnected identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "issuer", "subject"], name="accounts_disconnected_unique_user_issuer_subject"
+            ),
+        ]
+        indexes = [models.Index(fields=["issuer", "subject"])]
+
+    def __str__(self) -> str:
+        return f"identity {self.subject} disconnected from {self.user}"
+
+
 class ProviderSession(models.Model):
     """Which Django session a sign-in created, so the provider can end it (Back-Channel Logout 1.0).
 
@@ -267,6 +293,10 @@ class SignInEvent(models.Model):
     reason = models.CharField(max_length=500, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
+    suppressed = models.PositiveIntegerField(
+        default=0,
+        help_text=_("Anonymous failures from the same address not recorded since the previous row (rate limit)."),
+    )
 
     class Meta:
         ordering = ["-created_at"]

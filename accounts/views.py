@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,12 +19,22 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import audit, flow, signals
-from .errors import ProviderUnavailable, SignInError, UnknownProvider
+from . import audit, flow, provider_sessions, signals
+from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnknownProvider
 from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
-from .logout import end_session_url, forget_session
+from .logout import end_session_url
 from .models import Provider
+
+#: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
+#: may work). Integrity and programming errors are bugs and are left to surface as such.
+_DATABASE_BUSY = (OperationalError, InterfaceError)
+
+
+def _database_busy(exc: DatabaseError) -> DatabaseBusy:
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return DatabaseBusy(f"database unavailable ({type(exc).__name__}: {first_line[:200]})")
+
 
 logger = logging.getLogger(__name__)
 
@@ -39,22 +50,32 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, provider: Pro
     signals.sign_in_failed.send(
         sender=Provider, request=request, provider=provider, code=error.code, reason=error.reason
     )
-    audit.record(
-        request,
-        outcome="failure",
-        action=error.action,
-        provider=provider,
-        code=error.code,
-        reason=error.reason,
-        issuer=error.issuer,
-        subject=error.subject,
-        user=request.user if request.user.is_authenticated else None,
-    )
+    if not isinstance(error, DatabaseBusy):  # the audit trail lives in that very database
+        audit.record(
+            request,
+            outcome="failure",
+            action=error.action,
+            provider=provider,
+            code=error.code,
+            reason=error.reason,
+            issuer=error.issuer,
+            subject=error.subject,
+            user=request.user if request.user.is_authenticated else None,
+        )
     context = {"error": error, "provider": provider}
     response = render(request, "accounts/error.html", context, status=error.status)
-    # The warning above is this failure's one log line; Django's generic "Bad Request: /path" would
-    # be a second, reason-less one. (The flag is how Django marks a response it logged itself.)
-    response._has_been_logged = True
+    if isinstance(error, DatabaseBusy):
+        response["Retry-After"] = "5"
+    return _logged(response)
+
+
+def _logged(response: HttpResponse) -> HttpResponse:
+    """Mark a refusal we logged ourselves, with its reason, so it stays one log line.
+
+    Django's generic "Bad Request: /path" would be a second, reason-less one; the flag is how
+    Django marks a response it has logged itself (``django.utils.log.log_response``).
+    """
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 
@@ -63,13 +84,16 @@ def _sign_in_view(view: Callable[[HttpRequest, Provider], HttpResponse]) -> Call
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, slug: str) -> HttpResponse:
-        provider = Provider.objects.filter(slug=slug, enabled=True).first()
+        provider = None
         try:
+            provider = Provider.objects.filter(slug=slug, enabled=True).first()
             if provider is None:
                 raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
             return view(request, provider)
         except SignInError as error:
             return render_sign_in_error(request, error, provider)
+        except _DATABASE_BUSY as exc:
+            return render_sign_in_error(request, _database_busy(exc), provider)
 
     return never_cache(wrapper)
 
@@ -126,12 +150,25 @@ def connect(request: HttpRequest, provider: Provider) -> HttpResponse:
 @_signed_in_or_back_to_profile
 def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
     try:
-        identity = disconnect_identity(request=request, user=request.user, identity_id=identity_id)
+        done = disconnect_identity(
+            request=request,
+            user=request.user,
+            identity_id=identity_id,
+            current_session_key=request.session.session_key,
+        )
     except SignInError as error:
         messages.error(request, error.message)
         logger.info("disconnect refused: %s", error.reason)
-    else:
-        messages.success(request, f"{identity.provider.name} was disconnected from your account.")
+        return redirect("accounts:profile")
+    except _DATABASE_BUSY as exc:
+        return render_sign_in_error(request, _database_busy(exc), None)
+    name = done.identity.provider.name
+    if done.ended.includes_current:
+        # This very session was signed in with the account just disconnected: it ends too.
+        auth_logout(request)
+        messages.success(request, f"{name} was disconnected, and you were signed out because you signed in with it.")
+        return redirect(settings.LOGIN_URL)
+    messages.success(request, f"{name} was disconnected from your account.")
     return redirect("accounts:profile")
 
 
@@ -142,7 +179,7 @@ def logout(request: HttpRequest) -> HttpResponse:
     id_token = request.session.get(flow.ID_TOKEN_SESSION_KEY)
     session_key = request.session.session_key
     auth_logout(request)
-    forget_session(session_key)
+    provider_sessions.forget(session_key)
     messages.info(request, "You have been signed out.")
     if provider is not None and provider.enabled:
         url = end_session_url(request, provider, id_token)
@@ -160,11 +197,22 @@ def backchannel_logout(request: HttpRequest, slug: str) -> HttpResponse:
     Called server to server, so CSRF does not apply; the signed logout token is the authentication.
     Answers 200 when the sessions are ended, 400 with an OAuth error otherwise (section 2.8).
     """
-    provider = Provider.objects.filter(slug=slug, enabled=True).first()
+    provider = None
     try:
+        provider = Provider.objects.filter(slug=slug, enabled=True).first()
         if provider is None:
             raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
         ended = end_backchannel_sessions(provider, request.POST.get("logout_token", ""))
+    except _DATABASE_BUSY as exc:
+        error = _database_busy(exc)
+        logger.warning("back-channel logout failed: provider=%s reason=%s", slug[:50], error.reason)
+        return _logged(
+            JsonResponse(
+                {"error": "temporarily_unavailable", "error_description": error.title},
+                status=error.status,
+                headers={"Retry-After": "5", "Cache-Control": "no-store"},
+            )
+        )
     except SignInError as error:
         logger.warning("back-channel logout refused: provider=%s reason=%s", slug[:50], error.reason)
         audit.record(
@@ -178,7 +226,7 @@ def backchannel_logout(request: HttpRequest, slug: str) -> HttpResponse:
         status = 404 if isinstance(error, UnknownProvider) else 400
         if isinstance(error, ProviderUnavailable):
             status = error.status
-        return JsonResponse({"error": "invalid_request", "error_description": error.title}, status=status)
+        return _logged(JsonResponse({"error": "invalid_request", "error_description": error.title}, status=status))
     logger.info("back-channel logout: provider=%s ended %d session(s)", provider.slug, ended)
     audit.record(
         request, outcome="success", action="backchannel-logout", provider=provider, reason=f"ended {ended} session(s)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -226,3 +227,55 @@ def test_prune_refuses_a_cut_off_before_the_calendar_begins(aged_events):
     with pytest.raises(CommandError, match="too large"):
         prune("--days", "1000000")
     assert len(remaining()) == 3
+
+
+# --- anonymous failures cannot grow the table without bound ----------------------------------------
+
+
+def stranger(address: str) -> Client:
+    return Client(REMOTE_ADDR=address)
+
+
+def made_up_callback(client: Client) -> None:
+    assert client.get("/accounts/test-op/callback/", {"state": "made-up", "code": "x"}).status_code == 400
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """A settable clock, 10 s into a minute, so that rate-limit windows are exact."""
+    clock = {"now": 1_800_000_010.0}
+    monkeypatch.setattr(time, "time", lambda: clock["now"])
+    return clock
+
+
+def test_anonymous_failures_are_rate_limited_per_address_and_counted(provider, settings, frozen_clock):
+    settings.ACCOUNTS_AUDIT_ANONYMOUS_FAILURES_PER_MINUTE = 3
+    for _ in range(5):
+        made_up_callback(stranger("198.51.100.1"))
+    made_up_callback(stranger("198.51.100.2"))  # another address has a budget of its own
+    assert SignInEvent.objects.filter(ip_address="198.51.100.1").count() == 3
+    assert SignInEvent.objects.filter(ip_address="198.51.100.2").count() == 1
+
+    frozen_clock["now"] += 60
+    made_up_callback(stranger("198.51.100.1"))
+
+    latest = SignInEvent.objects.filter(ip_address="198.51.100.1").latest("id")
+    assert latest.suppressed == 2
+    assert list(SignInEvent.objects.values_list("suppressed", flat=True).order_by("id")) == [0, 0, 0, 0, 2]
+
+
+def test_one_ipv6_client_cannot_dodge_the_limit_by_changing_addresses(provider, settings, frozen_clock):
+    settings.ACCOUNTS_AUDIT_ANONYMOUS_FAILURES_PER_MINUTE = 2
+    for host in range(1, 6):  # a host owns its whole /64
+        made_up_callback(stranger(f"2001:db8:1:2::{host}"))
+    assert SignInEvent.objects.count() == 2
+
+
+def test_failures_of_signed_in_people_and_successes_are_always_recorded(op, provider, settings):
+    settings.ACCOUNTS_AUDIT_ANONYMOUS_FAILURES_PER_MINUTE = 1
+    browser = Client(**BROWSER)
+    for _ in range(3):
+        sign_in(browser, op, provider)
+        made_up_callback(browser)  # signed in: a failure with a user attached
+    assert SignInEvent.objects.filter(outcome="success").count() == 3
+    assert SignInEvent.objects.filter(outcome="failure", user__isnull=False).count() == 3

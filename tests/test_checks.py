@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accounts.checks import check_cache, check_insecure_http, check_session_engine
+from accounts.checks import check_cache, check_insecure_http, check_middleware, check_session_engine
 
 
 def ids(messages) -> list[str]:
@@ -26,3 +26,13 @@ def test_signed_cookie_sessions_are_reported(settings):
     assert ids(check_session_engine(None)) == ["accounts.W004"]
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
     assert check_session_engine(None) == []
+
+
+def test_missing_or_misplaced_provider_session_middleware_is_reported(settings):
+    ours = "accounts.middleware.ProviderSessionMiddleware"
+    sessions = "django.contrib.sessions.middleware.SessionMiddleware"
+    assert check_middleware(None) == []  # the demo project's order
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != ours]
+    assert ids(check_middleware(None)) == ["accounts.W005"]
+    settings.MIDDLEWARE = [ours, sessions]  # before SessionMiddleware it would see no session
+    assert ids(check_middleware(None)) == ["accounts.W005"]

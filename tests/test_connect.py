@@ -12,7 +12,7 @@ import pytest
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.test import Client
 
-from accounts.models import Identity, Provider
+from accounts.models import DisconnectedIdentity, Identity, Provider, SignInEvent
 from tests.conftest import sign_in
 from tests.op_double import OpenIDProviderDouble
 
@@ -277,3 +277,53 @@ def test_session_json_lists_every_identity_with_its_provider_name(client, op, op
         {"provider": "test-op", "provider_name": "Test OP", "issuer": op.issuer, "sub": "user-1"},
         {"provider": "second-op", "provider_name": "Second OP", "issuer": op2.issuer, "sub": "second-1"},
     ]
+
+
+# --- disconnecting lasts --------------------------------------------------------------------------
+
+
+def test_disconnect_ends_the_sessions_that_provider_account_signed_in(client, op2, alice, second):
+    connect(client, op2, second)
+    elsewhere = Client()  # Alice's other browser, signed in with the second provider
+    assert sign_in(elsewhere, op2, second).status_code == 302 and signed_in_user(elsewhere) == alice
+    disconnect(client, Identity.objects.get(provider=second))
+    assert signed_in_user(elsewhere) is None
+    assert signed_in_user(client) == alice  # this session came from the first provider: it stays
+
+
+def test_disconnect_signs_out_the_session_that_signed_in_with_it(client, op2, alice, second):
+    connect(client, op2, second)
+    browser = Client()
+    assert sign_in(browser, op2, second).status_code == 302 and signed_in_user(browser) == alice
+    response = disconnect(browser, Identity.objects.get(provider=second))
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert signed_in_user(browser) is None
+    assert "you were signed out because you signed in with it" in browser.get("/accounts/login/").content.decode()
+
+
+def test_disconnected_account_is_not_linked_again_by_verified_email(client, op2, alice, second):
+    second.email_linking = Provider.EmailLinking.VERIFIED
+    second.save()
+    op2.next_user["email"] = alice.email  # the provider vouches for Alice's own address
+    connect(client, op2, second)
+    disconnect(client, Identity.objects.get(provider=second))
+
+    response = sign_in(Client(), op2, second)
+
+    assert_error_page(response, 403, "connect it again from your profile page")
+    assert not Identity.objects.filter(provider=second).exists()
+    assert SignInEvent.objects.filter(code="identity_disconnected").count() == 1
+
+
+def test_disconnected_account_can_be_connected_again_on_purpose(client, op2, alice, second):
+    second.email_linking = Provider.EmailLinking.VERIFIED
+    second.save()
+    op2.next_user["email"] = alice.email
+    connect(client, op2, second)
+    disconnect(client, Identity.objects.get(provider=second))
+
+    assert connect(client, op2, second).status_code == 302
+    assert Identity.objects.get(provider=second).user == alice
+    assert not DisconnectedIdentity.objects.exists()
+    browser = Client()
+    assert sign_in(browser, op2, second).status_code == 302 and signed_in_user(browser) == alice

@@ -7,7 +7,10 @@ import logging
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.sessions.models import Session
+from django.db import InterfaceError, OperationalError
 from django.test import Client
 
 from accounts.models import Identity, Provider
@@ -431,3 +434,44 @@ def test_an_unreachable_provider_is_logged_once_with_its_reason(client, op, prov
         client.get("/accounts/test-op/login/")
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(lines) == 1 and "discovery document unreachable" in lines[0]
+
+
+# --- anonymous strangers leave nothing behind; a busy database is a 503, not a 500 -----------------
+
+
+def test_callback_matching_no_started_sign_in_creates_no_session(client, op, provider):
+    response = client.get("/accounts/test-op/callback/", {"state": "made-up", "code": "made-up"})
+    assert_error_page(response, 400, "did not match a sign-in started from this browser")
+    assert settings.SESSION_COOKIE_NAME not in response.cookies
+    assert Session.objects.count() == 0
+
+
+@pytest.mark.parametrize("error", [OperationalError("database is locked"), InterfaceError("connection already closed")])
+def test_busy_database_is_a_503_page_with_one_log_line(client, op, provider, monkeypatch, caplog, error):
+    def busy(**kwargs):
+        raise error
+
+    monkeypatch.setattr("accounts.flow.sign_in_identity", busy)
+    with caplog.at_level(logging.WARNING):
+        response = sign_in(client, op, provider)
+    assert_error_page(response, 503, "the site is busy right now")
+    assert response["Retry-After"] == "5"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"sign-in failed: provider=test-op code=database_busy reason=database unavailable "
+        f"({type(error).__name__}: {error})"
+    ]
+    assert_signed_out(client)
+    assert not Identity.objects.exists()
+
+
+def test_sign_in_writes_commit_together_or_not_at_all(client, op, provider, monkeypatch):
+    """A failure after the user and identity were written (here: the session link) leaves neither."""
+
+    def fails(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr("accounts.provider_sessions.remember", fails)
+    response = sign_in(client, op, provider)
+    assert response.status_code == 503
+    assert not User.objects.exists() and not Identity.objects.exists()
+    assert_signed_out(client)

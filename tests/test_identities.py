@@ -150,3 +150,52 @@ def test_concurrent_first_sign_ins_create_one_user():
         t.join(timeout=30)
     assert len(results) == 8 and len(set(results)) == 1, results
     assert User.objects.count() == 1 and Identity.objects.count() == 1
+
+
+# --- verified-email linking compares exactly (look-alike addresses) -------------------------------
+
+DOTLESS_I, LONG_S = "\u0131", "\u017f"  # PostgreSQL's UPPER() folds them to I and S, as casefold() does
+
+
+@pytest.fixture
+def linking(idp):
+    idp.email_linking = Provider.EmailLinking.VERIFIED
+    idp.save()
+    return idp
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(
+    "look_alike",
+    [f"admin@b{DOTLESS_I}gcorp.example", f"{LONG_S}ecurity@bigcorp.example", f"ADM{DOTLESS_I}N@BIGCORP.EXAMPLE"],
+    ids=["dotless-i", "long-s", "upper-case-dotless-i"],
+)
+def test_look_alike_verified_email_never_takes_over_an_account(linking, look_alike):
+    """The takeover a review found on PostgreSQL: a provider-verified look-alike of the admin's email."""
+    User.objects.create_superuser("admin", email="admin@bigcorp.example", password="a long password")
+    User.objects.create_user("security", email="security@bigcorp.example")
+    result = login(linking, sub="attacker", email=look_alike, email_verified=True)
+    assert result.user_created and not result.user.is_superuser
+    assert result.user.username not in ("admin", "security")
+
+
+@pytest.mark.services
+def test_verified_email_links_when_equal_ignoring_ascii_case(linking):
+    existing = User.objects.create_user("someone", email="Someone@Example.com")
+    result = login(linking, sub="s-1", email="someone@EXAMPLE.com", email_verified=True)
+    assert result.user == existing and not result.user_created
+
+
+@pytest.mark.services
+def test_non_ascii_verified_email_is_never_linked_automatically(linking):
+    User.objects.create_user("elodie", email="\u00e9lodie@example.com")
+    result = login(linking, sub="s-2", email="\u00e9lodie@example.com", email_verified=True)
+    assert result.user_created and result.user.username != "elodie"
+
+
+@pytest.mark.services
+def test_ascii_verified_email_does_not_link_to_a_stored_look_alike(linking):
+    """The other direction: the stored address is the look-alike, the provider's is plain ASCII."""
+    look_alike = User.objects.create_user("lookalike", email=f"admin@b{DOTLESS_I}gcorp.example")
+    result = login(linking, sub="s-3", email="admin@bigcorp.example", email_verified=True)
+    assert result.user != look_alike and result.user_created

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import time
 from urllib.parse import parse_qsl, urlsplit
@@ -9,12 +11,13 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.models import Session
 from django.core.cache import caches
 from django.test import Client
 from joserfc.jwk import RSAKey
 
 from accounts.errors import TokenRejected
-from accounts.models import Provider, ProviderSession
+from accounts.models import Provider, ProviderSession, SignInEvent
 from accounts.oidc import discovery, tokens
 from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
 from tests.conftest import sign_in
@@ -333,3 +336,75 @@ def test_pruning_forgets_links_to_sessions_that_no_longer_exist(op, provider, se
     assert "Forgot 1 link(s)" in out.getvalue()
     assert list(ProviderSession.objects.values_list("sid", flat=True)) == ["sid-alive"]
     assert signed_in(alive)
+
+
+# --- the provider-session record follows the session; counts are true; replay memory lasts --------
+
+
+@pytest.mark.parametrize(
+    "session_engine",
+    ["django.contrib.sessions.backends.db", "django.contrib.sessions.backends.cache"],
+    indirect=True,
+)
+def test_logout_after_a_password_change_still_ends_the_session(op, provider, session_engine, settings):
+    """A password change gives the session a new key (Django's update_session_auth_hash)."""
+    settings.ROOT_URLCONF = "tests.urls_password_change"
+    browser = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    old_key = browser.session.session_key
+    assert browser.post("/password-change/").status_code == 200
+    assert browser.session.session_key != old_key and signed_in(browser)
+
+    assert post_logout_token(logout_token(op, sid="op-session-1")).status_code == 200
+
+    assert not signed_in(browser)
+    assert ProviderSession.objects.count() == 0
+
+
+def test_logout_counts_only_sessions_really_ended(op, provider, caplog):
+    browser = browser_signed_in_as(op, provider, "user-1", "op-session-1")
+    browser.session.flush()  # ended here without a logout (expired and cleared, say)
+    with caplog.at_level("INFO", logger="accounts"):
+        assert post_logout_token(logout_token(op, sid="op-session-1")).status_code == 200
+    assert "ended 0 session(s)" in caplog.text
+    assert SignInEvent.objects.get(action="backchannel-logout").reason == "ended 0 session(s)"
+
+
+def test_logout_token_jti_is_remembered_until_the_token_expires(op, provider, monkeypatch):
+    """A token valid for three days must not be replayable after one (the old memory was 24 h)."""
+    now = time.time()
+    token = logout_token(op, iat=int(now), exp=int(now) + 3 * 86400)
+    assert post_logout_token(token).status_code == 200
+    monkeypatch.setattr(time, "time", lambda: now + 25 * 3600)
+    response = post_logout_token(token)
+    assert response.status_code == 400
+    assert SignInEvent.objects.filter(reason__contains="jti replay").count() == 1
+
+
+# --- anonymous requests leave nothing behind; what they send cannot forge a log line --------------
+
+
+def test_refused_logout_post_creates_no_session(op, provider):
+    response = post_logout_token("not-a-token")
+    assert response.status_code == 400
+    assert settings_session_cookie() not in response.cookies
+    assert Session.objects.count() == 0
+
+
+def test_logout_token_alg_cannot_forge_a_log_line(op, provider, caplog):
+    header = {"alg": "RS256\n2026-12-01 09:00:00 ERROR accounts admin signed in", "kid": "k"}
+    forged = ".".join(b64(json.dumps(part).encode()) for part in (header, logout_claims(op))) + ".c2ln"
+    with caplog.at_level("INFO", logger="accounts"):
+        assert post_logout_token(forged).status_code == 400
+    lines = [record.getMessage() for record in caplog.records if record.levelname != "INFO"]
+    assert len(lines) == 1 and "\n" not in lines[0] and "\\x0a2026-12-01" in lines[0]
+    assert "\n" not in SignInEvent.objects.get().reason
+
+
+def settings_session_cookie() -> str:
+    from django.conf import settings
+
+    return settings.SESSION_COOKIE_NAME
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

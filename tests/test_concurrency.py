@@ -1,0 +1,63 @@
+"""Parallel sign-ins against a real threaded server on the embedded default, SQLite.
+
+These run the demo site in its own process with its own database file, because an in-process
+test client serialises everything and the test database lives in memory: neither would show a
+"database is locked" that real browsers signing in at the same moment cause.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.op_double import DEFAULT_USER, OpenIDProviderDouble
+from tests.sites import SiteProcess
+
+PARALLEL = 20
+
+
+@pytest.fixture(scope="module")
+def op():
+    with OpenIDProviderDouble() as double:
+        yield double
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, op):
+    with SiteProcess(tmp_path_factory.mktemp("site")) as process:
+        process.manage(
+            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
+            "--client-id", op.client_id, "--client-secret", op.client_secret,
+        )  # fmt: skip
+        yield process
+
+
+def finish_all_at_once(site: SiteProcess, flows) -> list[tuple[int, str | None]]:
+    with ThreadPoolExecutor(max_workers=len(flows)) as pool:
+        return list(pool.map(site.finish_sign_in, flows))
+
+
+def test_concurrent_first_sign_ins_of_one_identity_make_one_user_and_all_sign_in(site, op):
+    op.next_user = {**DEFAULT_USER, "sub": "same-person", "preferred_username": "same"}
+    flows = [site.start_sign_in(op, "test-op") for _ in range(PARALLEL)]
+
+    results = finish_all_at_once(site, flows)
+
+    assert [status for status, _ in results] == [302] * PARALLEL, site.log()[-3000:]
+    assert {username for _, username in results} == {"same"}
+    assert site.query("SELECT count(*) FROM accounts_identity WHERE subject = 'same-person'") == [(1,)]
+    assert site.query("SELECT count(*) FROM auth_user WHERE username LIKE 'same%'") == [(1,)]
+
+
+def test_concurrent_first_sign_ins_of_different_identities_all_sign_in(site, op):
+    flows = []
+    for n in range(PARALLEL):
+        op.next_user = {**DEFAULT_USER, "sub": f"person-{n}", "preferred_username": f"person{n}", "email": ""}
+        flows.append(site.start_sign_in(op, "test-op"))
+
+    results = finish_all_at_once(site, flows)
+
+    assert [status for status, _ in results] == [302] * PARALLEL, site.log()[-3000:]
+    assert sorted(username for _, username in results) == sorted(f"person{n}" for n in range(PARALLEL))
+    assert site.query("SELECT count(*) FROM accounts_identity WHERE subject LIKE 'person-%'") == [(PARALLEL,)]
