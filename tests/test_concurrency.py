@@ -7,6 +7,7 @@ test client serialises everything and the test database lives in memory: neither
 
 from __future__ import annotations
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -61,3 +62,26 @@ def test_concurrent_first_sign_ins_of_different_identities_all_sign_in(site, op)
     assert [status for status, _ in results] == [302] * PARALLEL, site.log()[-3000:]
     assert sorted(username for _, username in results) == sorted(f"person{n}" for n in range(PARALLEL))
     assert site.query("SELECT count(*) FROM accounts_identity WHERE subject LIKE 'person-%'") == [(PARALLEL,)]
+
+
+def test_a_database_locked_past_its_busy_timeout_is_a_503_page_not_a_500(tmp_path, op):
+    # A busy timeout of 1 s instead of 10, so the wait for the lock ends quickly.
+    with SiteProcess(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}?timeout=1") as site:
+        site.manage(
+            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
+            "--client-id", op.client_id, "--client-secret", op.client_secret,
+        )  # fmt: skip
+        op.next_user = {**DEFAULT_USER, "sub": "patient"}
+        flow = site.start_sign_in(op, "test-op")
+        blocker = sqlite3.connect(site.database, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database (a long migration, say)
+            response = flow.browser.get(flow.callback_url, allow_redirects=False, timeout=30)
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert response.status_code == 503, site.log()[-2000:]
+        assert "The site is busy" in response.text and response.headers["Retry-After"] == "5"
+        assert flow.browser.get(f"{site.url}/accounts/session/", timeout=10).json()["authenticated"] is False
+        failures = [line for line in site.log().splitlines() if "sign-in failed" in line]
+        assert len(failures) == 1 and "code=database_busy" in failures[0], site.log()[-2000:]
