@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from django.contrib.auth import SESSION_KEY, get_user_model
 
-from accounts.models import Identity, Provider
+from accounts.models import Identity, Provider, SignInEvent
 from accounts.presets import preset_values
 from tests.github_double import GitHubDouble
 
@@ -145,6 +145,17 @@ def test_user_api_without_numeric_id_is_refused(client, github, gh):
     gh.user = {"login": "octo", "id": "583231"}
     response = sign_in(client, gh, github)
     assert response.status_code == 502 and SESSION_KEY not in client.session
+
+
+def test_user_api_id_too_long_for_a_subject_is_refused(client, github, gh):
+    """JSON integers are unbounded: 10**300 would be a 301-character subject PostgreSQL refuses."""
+    gh.user = {**gh.user, "id": 10**300}
+    response = sign_in(client, gh, github)
+    assert response.status_code == 502 and SESSION_KEY not in client.session
+    event = SignInEvent.objects.get()
+    assert (event.outcome, event.code) == ("failure", "provider_misconfigured")
+    assert event.reason == "user API answered an id of 301 digits, more than the 255 a subject can hold"
+    assert not Identity.objects.exists()
 
 
 def test_github_sign_in_needs_no_discovery_or_keys(client, github, gh):

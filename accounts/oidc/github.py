@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from ..models import Provider
 
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+#: The longest subject an identity can store (``Identity.subject`` is a varchar(255)), and the
+#: limit OpenID Connect Core 2 sets for ``sub``.
+MAX_SUBJECT_LENGTH = 255
 
 
 def metadata(provider: Provider) -> dict[str, Any]:
@@ -44,9 +47,14 @@ def fetch_identity(provider: Provider, *, access_token: str) -> dict[str, Any]:
     user_id = user.get("id")
     if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
         raise ProviderMisconfigured("user API answered no numeric id")
+    subject = str(user_id)
+    if len(subject) > MAX_SUBJECT_LENGTH:  # JSON integers have no bound; PostgreSQL would refuse the row
+        raise ProviderMisconfigured(
+            f"user API answered an id of {len(subject)} digits, more than the {MAX_SUBJECT_LENGTH} a subject can hold"
+        )
     claims: dict[str, Any] = {
         "iss": provider.issuer,
-        "sub": str(user_id),
+        "sub": subject,
         "preferred_username": user.get("login") if isinstance(user.get("login"), str) else None,
         "name": user.get("name") if isinstance(user.get("name"), str) else None,
         "picture": user.get("avatar_url") if isinstance(user.get("avatar_url"), str) else None,

@@ -2,13 +2,15 @@
 
 Every outbound call goes through ``request_json`` so that no code path can forget a timeout or
 read an unbounded body from a hostile provider. One ``requests.Session`` keeps connections alive
-between logins (TLS handshakes cost milliseconds; a verified login costs microseconds).
+between logins (TLS handshakes cost milliseconds; a verified login costs microseconds); it keeps
+no cookies, so one call never carries state a provider set on another.
 """
 
 from __future__ import annotations
 
+import http.client
+import http.cookiejar
 import ipaddress
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -16,16 +18,33 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3.exceptions
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from requests.structures import CaseInsensitiveDict
 
 from ..conf import conf
 from ..errors import ProviderMisconfigured, ProviderTimeout, ProviderUnavailable
+from . import safejson
 
 logger = logging.getLogger(__name__)
 
 _session = requests.Session()
 _session.headers["User-Agent"] = "django-accounts-oidc/1.0"
+# The session is shared by every login in the process: a cookie one provider answer sets would ride
+# along on other people's later calls (and let a provider link them). A policy that allows no
+# domain refuses every Set-Cookie and sends nothing; connections are still pooled and reused.
+_session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+#: Waits that ran out, whoever noticed: requests before the answer, urllib3 while the body streams
+#: in (``ReadTimeoutError`` is not a ``requests`` exception), the socket itself.
+_TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+#: Everything else a call can fail with. With ``stream=True`` the body is read from urllib3 directly,
+#: so its errors (``ProtocolError`` for a body cut short, reset or badly chunked, ``DecodeError`` for
+#: a body that is not in its declared Content-Encoding) arrive unwrapped; so do a host urllib3
+#: cannot parse (``LocationParseError``, a ``ValueError``) and a header value that is not Latin-1
+#: (``UnicodeEncodeError``, e.g. a provider's access token sent back as a bearer token).
+_FAILURES = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -63,7 +82,10 @@ def require_secure_url(url: str, *, what: str) -> None:
 
     Tokens and client secrets travel to these URLs; plain http would hand them to anyone on the path.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1/": an unclosed IPv6 bracket
+        raise ProviderMisconfigured(f"{what} is not a valid URL") from None
     if parts.scheme == "https" and parts.hostname:
         return
     if parts.scheme == "http" and parts.hostname:
@@ -73,6 +95,25 @@ def require_secure_url(url: str, *, what: str) -> None:
     raise ProviderMisconfigured(f"{what} is not an absolute https URL")
 
 
+def _describe(exc: BaseException) -> str:
+    """The exception's type, and for urllib3's ``ProtocolError`` the type it wraps; never its message.
+
+    Messages can quote what went over the wire (a header value, part of a body), and the reason
+    ends up in the log and the audit trail.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        inner = next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+        if inner is not None:
+            name += f": {type(inner).__name__}"
+    return name
+
+
+# ``data`` and ``headers`` carry the client secret (client_secret_post) and bearer tokens or Basic
+# credentials; ``body``, ``chunk``, ``text`` and ``parsed`` carry the answer (the token endpoint's
+# holds the tokens). Django's error reports mask these names in this frame and in every frame it
+# calls (requests', urllib3's and http.client's, where the encoded request is also called ``body``).
+@sensitive_variables("data", "headers", "body", "chunk", "text", "parsed")
 def request_json(
     method: str,
     url: str,
@@ -86,15 +127,18 @@ def request_json(
     """Make one call to a provider and return its decoded JSON body.
 
     ``what`` names the call in errors and logs ("token endpoint"). Raises ``ProviderTimeout``,
-    ``ProviderUnavailable`` (unreachable, too large, not JSON), or ``ProviderHTTPError`` for a
-    4xx/5xx answer. Redirects are not followed: a provider endpoint that redirects is misconfigured,
-    and following it would send credentials somewhere nobody configured.
+    ``ProviderUnavailable`` (unreachable, broken off or unreadable, too large, not JSON, nested too
+    deep), ``ProviderHTTPError`` for a 4xx/5xx answer, or ``ProviderMisconfigured`` for a URL that
+    is not https; never anything that is not a ``SignInError``. Redirects are not followed: a
+    provider endpoint that redirects is misconfigured, and following it would send credentials
+    somewhere nobody configured.
     """
     require_secure_url(url, what=what)
     limit = conf.OIDC_MAX_RESPONSE_BYTES
     # The read timeout bounds each wait for a byte; this bounds the whole answer, so a provider
     # dripping one byte at a time cannot hold a request (and a worker) for minutes.
     deadline = time.monotonic() + conf.OIDC_HTTP_TOTAL_TIMEOUT
+    reading = False
     try:
         with _session.request(
             method,
@@ -105,6 +149,7 @@ def request_json(
             allow_redirects=False,
             stream=True,
         ) as resp:
+            reading = True
             declared = resp.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > limit:
                 raise ProviderUnavailable(f"{what} answered {declared} bytes, more than the {limit} allowed")
@@ -117,10 +162,15 @@ def request_json(
                 if time.monotonic() > deadline:
                     raise ProviderTimeout(f"{what} took more than {conf.OIDC_HTTP_TOTAL_TIMEOUT}s to answer")
             status, resp_headers = resp.status_code, resp.headers
-    except requests.Timeout as exc:
-        raise ProviderTimeout(f"{what} timed out ({type(exc).__name__})") from exc
-    except requests.RequestException as exc:
-        raise ProviderUnavailable(f"{what} unreachable ({type(exc).__name__})") from exc
+    except _TIMEOUTS as exc:
+        during = " while sending its answer" if reading else ""
+        raise ProviderTimeout(f"{what} timed out{during} ({_describe(exc)})") from exc
+    except _FAILURES as exc:
+        if reading:
+            raise ProviderUnavailable(f"{what} sent an answer that could not be read ({_describe(exc)})") from exc
+        if isinstance(exc, ValueError):  # a URL or header value the HTTP stack refuses before any connection
+            raise ProviderUnavailable(f"{what} could not be called ({_describe(exc)})") from exc
+        raise ProviderUnavailable(f"{what} unreachable ({_describe(exc)})") from exc
 
     text = body.decode("utf-8", errors="replace")
     content_type = resp_headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -128,8 +178,14 @@ def request_json(
         parsed: Any = None
     else:
         try:
-            parsed = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: hostile nesting like [[[[...
+            parsed = safejson.loads(text)
+        except safejson.TooDeep:  # valid JSON like [[[[...: every later walk of it would overflow the stack
+            parsed = None  # an error answer nested like that simply has no usable error body
+            if 200 <= status < 300:
+                raise ProviderUnavailable(
+                    f"{what} answered JSON that nests more than {safejson.MAX_DEPTH} levels"
+                ) from None
+        except ValueError:
             parsed = None
             if 200 <= status < 300:
                 raise ProviderUnavailable(f"{what} answered HTTP {status} with a body that is not JSON") from None
