@@ -2,16 +2,151 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.checks import ModelAdminChecks
+from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.auth import get_user_model
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import Identity, Provider, SignInEvent
+from .models import Identity, Provider, ProviderSession, SignInEvent
 from .presets import preset_values
+
+
+class _SecretFieldsChecks(ModelAdminChecks):
+    def check(self, admin_obj: SecretFieldsAdmin, **kwargs: Any) -> list[checks.CheckMessage]:
+        return [*super().check(admin_obj, **kwargs), *admin_obj.check_secret_fields()]
+
+
+class SecretFieldsAdmin(admin.ModelAdmin):
+    """The one rule for secrets in the admin: nobody can read one back, not even one bit at a time.
+
+    Django's changelist turns query-string parameters into queryset filters, and
+    ``ModelAdmin.lookup_allowed`` lets through any lookup on the model's own fields, so
+    ``?client_secret__startswith=a`` answers yes/no about the secret to anyone allowed to view the
+    list (Django's own ``UserAdmin`` refuses ``password`` lookups for that reason). Here a lookup is
+    refused whenever its path, followed through relations, reaches a field listed in
+    ``secret_fields``; Django then answers 400 (``DisallowedModelAdminLookup``). The system checks
+    refuse a secret in ``search_fields``, ``list_filter``, ``ordering``, ``date_hierarchy``,
+    ``list_display`` (shown, or sortable through ``?o=``) and ``readonly_fields``; a read-only
+    change page (view permission only) shows a secret field as ``secret_displays`` says, or not at all.
+    """
+
+    checks_class = _SecretFieldsChecks
+
+    #: Secret fields by model, for every model a lookup path may reach (an app extends this mapping).
+    secret_fields: Mapping[type[models.Model], frozenset[str]] = {
+        Provider: frozenset({"client_secret"}),
+        ProviderSession: frozenset({"session_key"}),  # whoever holds it is signed in
+        get_user_model(): frozenset({"password"}),  # a hash, still nothing to filter on
+    }
+    #: On a read-only change page, the admin display shown instead of a secret field (else none).
+    secret_displays: Mapping[str, str] = {}
+
+    def secret_reached(self, path: str | models.Expression) -> str | None:
+        """The ``app.Model.field`` secret a lookup or an ordering reaches, following relations; else None."""
+        if not isinstance(path, str):  # an ordering expression, e.g. Lower("provider__client_secret").desc()
+            names = [node.name for node in path.flatten() if isinstance(node, models.F)]
+            return next(filter(None, map(self.secret_reached, names)), None)
+        model = self.model
+        for part in path.split(LOOKUP_SEP):
+            try:
+                field = model._meta.pk if part == "pk" else model._meta.get_field(part)
+            except FieldDoesNotExist:
+                return None  # a transform or lookup type (startswith, regex, year...): the path ends here
+            owner = getattr(field, "model", None) or model  # a parent's field, under multi-table inheritance
+            for candidate in (model, model._meta.concrete_model, owner):
+                if field.name in self.secret_fields.get(candidate, ()):
+                    return f"{owner._meta.label}.{field.name}"
+            if not field.is_relation or field.related_model is None:
+                return None
+            model = field.related_model
+        return None
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        """Refused (Django answers 400) when the lookup reaches a secret, even through a relation."""
+        return self.secret_reached(lookup) is None and super().lookup_allowed(lookup, value, request)
+
+    def get_fieldsets(self, request: HttpRequest, obj: models.Model | None = None) -> list:
+        """Django prints a read-only field's stored value, so a secret shown read-only gets swapped out."""
+        fieldsets = super().get_fieldsets(request, obj)
+        read_only = set(self.get_readonly_fields(request, obj))
+        if obj is not None and not self.has_change_permission(request, obj):
+            read_only.update(flatten_fieldsets(fieldsets))  # a view-only page: every field is read-only
+
+        def shown(name: Any) -> list[Any]:
+            if not isinstance(name, str) or name not in read_only or self.secret_reached(name) is None:
+                return [name]
+            return [self.secret_displays[name]] if name in self.secret_displays else []
+
+        result = []
+        for title, options in fieldsets:
+            fields: list[Any] = []
+            for item in options["fields"]:
+                if isinstance(item, (list, tuple)):  # several fields on one line
+                    line = tuple(n for name in item for n in shown(name))
+                    fields.extend([line] if line else [])
+                else:
+                    fields.extend(shown(item))
+            if fields:
+                result.append((title, {**options, "fields": fields}))
+        return result
+
+    def check_secret_fields(self) -> list[checks.CheckMessage]:
+        """No option may filter, search, sort or show by a secret (each would answer questions about it)."""
+        options = [
+            ("search_fields", "accounts.E101", [s.lstrip("^=@") for s in self.search_fields]),
+            ("list_filter", "accounts.E102", [_filter_path(item) for item in self.list_filter]),
+            ("ordering", "accounts.E103", [_order_path(o) for o in self.ordering or ()]),
+            ("list_display", "accounts.E104", [p for item in self.list_display for p in self._display_paths(item)]),
+            ("date_hierarchy", "accounts.E105", [self.date_hierarchy] if self.date_hierarchy else []),
+            ("readonly_fields", "accounts.E106", [f for f in self.readonly_fields if isinstance(f, str)]),
+        ]
+        errors = []
+        for option, error_id, paths in options:
+            for path in filter(None, paths):
+                secret = self.secret_reached(path)
+                if secret:
+                    errors.append(
+                        checks.Error(
+                            f"{option} of {type(self).__name__} uses {path!r}, which reaches the secret {secret}.",
+                            hint="A secret can be written in the admin, never filtered, searched, sorted or shown.",
+                            obj=type(self),
+                            id=error_id,
+                        )
+                    )
+        return errors
+
+    def _display_paths(self, item: Any) -> list[Any]:
+        """What a list_display entry shows (a field path) and what ``?o=`` would sort it by."""
+        paths = [item] if isinstance(item, str) else []
+        attr = item if callable(item) else getattr(self, item, None) or getattr(self.model, str(item), None)
+        if isinstance(attr, property):
+            attr = attr.fget
+        order = getattr(attr, "admin_order_field", None)
+        return [*paths, _order_path(order)] if order is not None else paths
+
+
+def _filter_path(item: Any) -> str | None:
+    """A list_filter entry's field path; a SimpleListFilter's queries are its own (None)."""
+    if isinstance(item, (list, tuple)):
+        item = item[0]
+    return item if isinstance(item, str) else None
+
+
+def _order_path(value: Any) -> Any:
+    return value.lstrip("-?") if isinstance(value, str) else value
 
 
 class ProviderForm(forms.ModelForm):
@@ -39,7 +174,8 @@ class ProviderForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["issuer"].required = False  # a preset can fill it in; the model still requires it
+        if "issuer" in self.fields:  # a view-only page's form has no model fields at all
+            self.fields["issuer"].required = False  # a preset can fill it in; the model still requires it
 
     def clean_client_secret(self) -> str:
         secret = self.cleaned_data.get("client_secret", "")
@@ -74,8 +210,9 @@ class ProviderForm(forms.ModelForm):
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(SecretFieldsAdmin):
     form = ProviderForm
+    secret_displays = {"client_secret": "secret_set"}
     list_display = ("name", "slug", "preset", "kind", "issuer", "enabled", "display_order", "secret_set")
     list_editable = ("enabled", "display_order")
     list_filter = ("enabled", "kind", "preset")
@@ -113,6 +250,13 @@ class ProviderAdmin(admin.ModelAdmin):
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
+    def get_fieldsets(self, request: HttpRequest, obj: Provider | None = None) -> list:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only: the preset options are form-only fields (used when adding), nothing stored to show.
+        return [(title, options) for title, options in fieldsets if title != "Preset options"]
+
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Provider | None:
         obj = super().get_object(request, object_id, from_field)
         if obj is not None:
@@ -145,7 +289,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(Identity)
-class IdentityAdmin(admin.ModelAdmin):
+class IdentityAdmin(SecretFieldsAdmin):
     list_display = ("user", "provider", "subject", "email", "email_verified", "last_login_at", "created_at")
     list_filter = ("provider", "email_verified")
     search_fields = ("user__username", "user__email", "subject", "email", "issuer")
@@ -155,7 +299,7 @@ class IdentityAdmin(admin.ModelAdmin):
 
 
 @admin.register(SignInEvent)
-class SignInEventAdmin(admin.ModelAdmin):
+class SignInEventAdmin(SecretFieldsAdmin):
     """Read-only: an audit trail that admins could edit would prove nothing."""
 
     list_display = ("created_at", "outcome", "action", "provider_slug", "user", "subject", "code", "ip_address")

@@ -1,24 +1,45 @@
-"""Admin pages for looking around the dev IdP: users and clients are editable, keys read-only."""
+"""Admin pages for looking around the dev IdP: users and clients are editable, keys read-only.
+
+Every admin here follows the accounts app's rule for secrets (``SecretFieldsAdmin``): client
+secrets, private keys, codes and access tokens can be neither filtered, searched, sorted nor shown.
+"""
 
 from django.contrib import admin
 
-from .models import Client, DevUser, SigningKey
+from accounts.admin import SecretFieldsAdmin
+
+from .models import AuthorizationCode, Client, DevUser, SigningKey, Token
+
+
+class DevIdPAdmin(SecretFieldsAdmin):
+    secret_fields = {
+        **SecretFieldsAdmin.secret_fields,
+        Client: frozenset({"client_secret"}),
+        SigningKey: frozenset({"private_jwk"}),
+        AuthorizationCode: frozenset({"code"}),  # bearer credentials too, reachable through relations
+        Token: frozenset({"access_token"}),
+    }
 
 
 @admin.register(DevUser)
-class DevUserAdmin(admin.ModelAdmin):
+class DevUserAdmin(DevIdPAdmin):
     list_display = ["name", "email", "email_verified", "sub", "created_at"]
     search_fields = ["name", "email", "sub"]
     readonly_fields = ["sub", "created_at"]
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(DevIdPAdmin):
     list_display = ["client_name", "client_id", "token_endpoint_auth_method", "id_token_signed_response_alg"]
+    secret_displays = {"client_secret": "secret_set"}
+
+    @admin.display(boolean=True, description="Secret set")
+    def secret_set(self, obj: Client) -> bool:
+        return bool(obj.client_secret)
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(DevIdPAdmin):
     list_display = ["kid", "alg", "active", "created_at", "retired_at"]
     list_filter = ["alg", "active"]
     exclude = ["private_jwk"]  # never put private key material on a page
