@@ -122,6 +122,19 @@ def callback(request: HttpRequest, provider: Provider) -> HttpResponse:
     return HttpResponseRedirect(next_url)
 
 
+def _busy_database_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A view that writes to the database answers 503 when it is busy, like the sign-in views."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except _DATABASE_BUSY as exc:
+            return render_sign_in_error(request, _database_busy(exc), None)
+
+    return wrapper
+
+
 def _signed_in_or_back_to_profile(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """``login_required`` for the profile page's POST-only buttons.
 
@@ -148,6 +161,7 @@ def connect(request: HttpRequest, provider: Provider) -> HttpResponse:
 
 @require_POST
 @_signed_in_or_back_to_profile
+@_busy_database_page
 def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
     try:
         done = disconnect_identity(
@@ -160,8 +174,6 @@ def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
         messages.error(request, error.message)
         logger.info("disconnect refused: %s", error.reason)
         return redirect("accounts:profile")
-    except _DATABASE_BUSY as exc:
-        return render_sign_in_error(request, _database_busy(exc), None)
     name = done.identity.provider.name
     if done.ended.includes_current:
         # This very session was signed in with the account just disconnected: it ends too.
@@ -173,6 +185,7 @@ def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
 
 
 @require_POST
+@_busy_database_page
 def logout(request: HttpRequest) -> HttpResponse:
     """Sign out here, then at the provider too when it supports RP-initiated logout."""
     provider = Provider.objects.filter(slug=request.session.get(flow.PROVIDER_SESSION_KEY) or "").first()

@@ -475,3 +475,15 @@ def test_sign_in_writes_commit_together_or_not_at_all(client, op, provider, monk
     assert response.status_code == 503
     assert not User.objects.exists() and not Identity.objects.exists()
     assert_signed_out(client)
+
+
+@pytest.mark.parametrize("path", ["/accounts/logout/", "/accounts/identities/1/disconnect/"])
+def test_busy_database_when_signing_out_or_disconnecting_is_a_503_page(client, op, provider, monkeypatch, path):
+    sign_in(client, op, provider)
+
+    def busy(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr("accounts.views.auth_logout", busy)
+    monkeypatch.setattr("accounts.views.disconnect_identity", busy)
+    assert_error_page(client.post(path), 503, "the site is busy right now")
