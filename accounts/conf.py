@@ -34,8 +34,16 @@ DEFAULTS: dict[str, Any] = {
     "ACCOUNTS_OIDC_CACHE_MIN_TTL": 300,
     "ACCOUNTS_OIDC_CACHE_MAX_TTL": 86400,
     "ACCOUNTS_OIDC_CACHE_DEFAULT_TTL": 3600,
-    # Minimum seconds between two JWKS refetches caused by an unknown key id, per key set.
-    "ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL": 60,
+    # A token whose key id is not in the cached JWKS makes the app refetch it, within a budget per
+    # key set that depends on where the token came from (accounts.oidc.discovery.KeyOrigin):
+    # - ID tokens and signed userinfo answers come from the provider over the back channel, so an
+    #   unknown kid means a key rotation: refetch, at most once per COOLDOWN seconds (keep it a few
+    #   seconds: a rotation within the cooldown fails sign-ins until it has passed);
+    "ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN": 2.0,
+    # - tokens anyone can submit (back-channel logout tokens, bearer tokens) refetch at most once
+    #   per UNTRUSTED_REFETCH_INTERVAL seconds, a budget of their own that never delays the above.
+    #   (Formerly ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL, which still sets it when this is not set.)
+    "ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL": 60,
     # How long a request waits for another process's in-flight fetch of the same document.
     "ACCOUNTS_OIDC_FETCH_WAIT": 5.0,
     # Name of Django's cache alias used for discovery/JWKS documents and the refetch lock.
@@ -48,6 +56,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Former names still honoured when the current name is not set: current name -> former name.
+RENAMED: dict[str, str] = {
+    # Until unknown-kid refetches were budgeted by token origin, one interval bounded them all.
+    "ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL": "ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL",
+}
+
+
 class _Conf:
     """Attribute access to the settings above: ``conf.FLOW_TTL`` reads ``ACCOUNTS_OIDC_FLOW_TTL``."""
 
@@ -55,6 +70,8 @@ class _Conf:
         for prefix in ("ACCOUNTS_OIDC_", "ACCOUNTS_"):
             key = prefix + name
             if key in DEFAULTS:
+                if not hasattr(settings, key) and key in RENAMED and hasattr(settings, RENAMED[key]):
+                    return getattr(settings, RENAMED[key])
                 return getattr(settings, key, DEFAULTS[key])
         raise AttributeError(name)
 

@@ -7,8 +7,8 @@ secrets (state, nonce, PKCE verifier) between the two halves is ``accounts.flow`
 
 from __future__ import annotations
 
-import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -98,8 +98,10 @@ def authorization_url(provider: Provider, *, redirect_uri: str, next_url: str, n
 
     State, nonce and PKCE S256 are always sent, whatever the provider advertises: state binds the
     callback to this browser, nonce binds the ID token to this request, PKCE binds the code.
-    GitHub-style providers issue no ID token, so they get no nonce.
+    GitHub-style providers issue no ID token, so they get no nonce. A ``max_age`` among the extra
+    parameters is checked here, before it is sent, and remembered for the callback's ID token check.
     """
+    max_age = requested_max_age(provider)
     metadata = provider_metadata(provider)
     pending = PendingLogin(
         provider=provider.slug,
@@ -110,6 +112,8 @@ def authorization_url(provider: Provider, *, redirect_uri: str, next_url: str, n
         next_url=next_url,
         created_at=now,
     )
+    if max_age is not None:
+        pending.extra["max_age"] = max_age
     params = {
         **provider.extra_auth_params,
         "response_type": "code",
@@ -124,6 +128,27 @@ def authorization_url(provider: Provider, *, redirect_uri: str, next_url: str, n
     if provider.kind == provider.Kind.GITHUB:
         del params["nonce"]
     return add_params_to_uri(metadata["authorization_endpoint"], list(params.items())), pending
+
+
+_WHOLE_SECONDS = re.compile(r"[0-9]{1,10}")
+
+
+def requested_max_age(provider: Provider) -> int | None:
+    """The ``max_age`` the provider's extra authorization parameters ask for, in seconds, or None.
+
+    Section 3.1.2.1: a whole number of seconds. Anything else is the configuration's fault, so it
+    is a ``ProviderMisconfigured`` rather than a request the provider would read its own way.
+    """
+    value = (provider.extra_auth_params or {}).get("max_age")
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**10:
+        return value
+    if isinstance(value, str) and _WHOLE_SECONDS.fullmatch(value):
+        return int(value)
+    raise ProviderMisconfigured(
+        f"extra authorization parameter max_age of {provider.slug} is not a whole number of seconds: {value!r:.40}"
+    )
 
 
 def check_authorization_response(provider: Provider, params: dict[str, str], pending: PendingLogin) -> str:
@@ -239,11 +264,12 @@ def complete_login(provider: Provider, params: dict[str, str], pending: PendingL
         nonce=pending.nonce,
         issuers=presets.accepted_issuers(provider, metadata),
         access_token=token["access_token"],
+        max_age=pending.extra.get("max_age"),
     )
     if metadata.get("userinfo_endpoint"):
         userinfo = fetch_userinfo(provider, access_token=token["access_token"], metadata=metadata)
         # Section 5.3.4: the userinfo sub must be the ID token's, or the answer is for someone else.
-        if not isinstance(userinfo.get("sub"), str) or not hmac.compare_digest(userinfo["sub"], claims["sub"]):
+        if not isinstance(userinfo.get("sub"), str) or not tokens.same_text(userinfo["sub"], claims["sub"]):
             raise TokenRejected("userinfo sub differs from the ID token sub")
         claims = {**claims, **{k: v for k, v in userinfo.items() if k not in _PROTOCOL_CLAIMS}}
     claims["iss"] = presets.canonical_issuer(provider, claims["iss"])

@@ -9,16 +9,24 @@ Two levels of caching keep a login free of network calls in steady state:
   verifying a signature ~25 µs), keyed by the document's URL and content hash.
 
 A token whose ``kid`` is not in the key set may mean the provider rotated its keys, or may be an
-attacker's invention. ``keys_after_unknown_kid`` first adopts a newer copy another process already
-fetched, and otherwise refetches at most once per ``ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL`` per key
-set, with a lock in the shared cache so concurrent requests wait for that one fetch.
+attacker's invention; which is likelier depends on where the token came from (``KeyOrigin``).
+``keys_after_unknown_kid`` first adopts a newer copy another process already fetched, and
+otherwise refetches, with a lock in the shared cache so concurrent requests wait for that one
+fetch, within a budget per origin and key set:
+
+* a token from the back channel (ID token, signed userinfo) may always cause a refetch, held back
+  only by ``ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN`` (seconds) against a misbehaving provider;
+* a token anyone can submit (logout token, bearer token) gets its own, stricter budget,
+  ``ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL``, which never delays the back channel's.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -128,37 +136,109 @@ def _fetch(url: str, *, what: str) -> Document:
     return _remember(doc)
 
 
-def _fetch_single_flight(url: str, *, what: str, seen_version: str | None, rate_limited: bool) -> Document | None:
+class KeyOrigin(enum.Enum):
+    """Where a token came from, which decides how far an unknown ``kid`` in it is believed.
+
+    A key id is read before the signature can be checked, so it is whatever the sender wrote.
+    Whether a refetch of the key set is worth it therefore depends on who the sender could be:
+
+    * ``BACK_CHANNEL`` -- the token is the answer to our own request to the provider (the token
+      endpoint's ID token, a signed userinfo response), over a TLS connection we opened to a host
+      we authenticated. Nobody else could have put it there, so an unknown kid is evidence that the
+      provider rotated its keys: a refetch is always allowed, held back only by a cooldown of
+      seconds (``ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN``) in case the provider misbehaves. Blocking
+      it for longer would fail real sign-ins after a rotation.
+    * ``ANYONE`` -- the token was handed to us by whoever sent a request (a back-channel logout
+      POST, a bearer access token). Its kid may be invented to make us fetch, so its refetches get
+      their own budget (``ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL``) that such requests can
+      spend but that is never the back channel's: an anonymous POST cannot block key rotation.
+
+    Both share the fetch lock: a fetch in flight is a real fetch, so either kind may wait for it.
+    """
+
+    BACK_CHANNEL = "back-channel"
+    ANYONE = "anyone"
+
+    @property
+    def refetch_interval(self) -> float:
+        """Fewest seconds between two refetches of one key set for tokens of this origin."""
+        if self is KeyOrigin.BACK_CHANNEL:
+            return float(conf.OIDC_JWKS_REFETCH_COOLDOWN)
+        return float(conf.OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL)
+
+    def budget_key(self, url: str) -> str:
+        """Shared-cache key holding when this origin last refetched ``url`` (one per origin)."""
+        kind = "refetch-cooldown" if self is KeyOrigin.BACK_CHANNEL else "refetch-untrusted"
+        return _key(kind, url)
+
+
+def _last_refetch_age(url: str, origin: KeyOrigin) -> float | None:
+    """Seconds since ``origin`` last refetched ``url``, if that is within its interval, else None."""
+    last = _cache().get(origin.budget_key(url))
+    if not isinstance(last, int | float):
+        return None
+    age = time.time() - last
+    return age if age < origin.refetch_interval else None  # a clock ahead of ours counts as recent
+
+
+def _refuse_refetch(url: str, *, what: str, origin: KeyOrigin, age: float) -> None:
+    logger.warning(
+        "not refetching %s %s for a token from %s: refetched %.1fs ago, at most every %ss",
+        what,
+        url,
+        origin.value,
+        age,
+        origin.refetch_interval,
+    )
+
+
+def _fetch_single_flight(url: str, *, what: str, seen_version: str | None, origin: KeyOrigin | None) -> Document | None:
     """Fetch ``url`` once across all processes; others wait for the result.
 
     Returns a document other than ``seen_version`` when one is (or becomes) available, else
-    ``None``. With ``rate_limited``, at most one fetch per refetch interval happens per URL.
+    ``None``. With an ``origin``, a fetch must also fit that origin's budget (see ``KeyOrigin``).
+    A request that waited on another's fetch takes its result as its own; if the lock holder did
+    not fetch (its budget was spent), the waiter tries again within its own budget.
     """
     cache = _cache()
-    lock_key, token = _key("lock", url), uuid.uuid4().hex
+    lock_key = _key("lock", url)
     wait = conf.OIDC_FETCH_WAIT
-    if cache.add(lock_key, token, timeout=int(wait) + 5):
-        try:
-            if rate_limited and not cache.add(_key("refetch", url), 1, timeout=conf.OIDC_JWKS_REFETCH_INTERVAL):
-                logger.warning(
-                    "not refetching %s %s: refetched less than %ss ago", what, url, conf.OIDC_JWKS_REFETCH_INTERVAL
-                )
+    started, deadline = time.time(), time.monotonic() + wait
+    while True:
+        if origin is not None:
+            age = _last_refetch_age(url, origin)
+            if age is not None and cache.get(lock_key) is None:  # spent, and nothing in flight to wait for
+                _refuse_refetch(url, what=what, origin=origin, age=age)
                 return None
-            doc = _fetch(url, what=what)
-            return doc if doc.version != seen_version else None
-        finally:
-            if cache.get(lock_key) == token:
-                cache.delete(lock_key)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
+        token = uuid.uuid4().hex
+        if cache.add(lock_key, token, timeout=int(wait) + 5):
+            try:
+                if origin is not None:
+                    age = _last_refetch_age(url, origin)  # again: another process may have fetched meanwhile
+                    if age is not None:
+                        _refuse_refetch(url, what=what, origin=origin, age=age)
+                        return None
+                    # Spent before fetching, so a provider that fails or hangs is not asked again at once.
+                    cache.set(origin.budget_key(url), time.time(), timeout=math.ceil(origin.refetch_interval) + 1)
+                doc = _fetch(url, what=what)
+                return doc if doc.version != seen_version else None
+            finally:
+                if cache.get(lock_key) == token:
+                    cache.delete(lock_key)
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            shared = _shared(url)
+            if shared is not None and shared.version != seen_version:
+                return _remember(shared)
+            if cache.get(lock_key) is None:
+                break
         shared = _shared(url)
         if shared is not None and shared.version != seen_version:
             return _remember(shared)
-        if cache.get(lock_key) is None:
-            break
-    shared = _shared(url)
-    return _remember(shared) if shared is not None and shared.version != seen_version else None
+        if origin is None or time.monotonic() >= deadline:
+            return None
+        if shared is not None and shared.fetched_at >= started:
+            return None  # fetched while we waited: as fresh as a fetch of our own would be
 
 
 def load_document(url: str, *, what: str) -> Document:
@@ -174,7 +254,7 @@ def load_document(url: str, *, what: str) -> Document:
     if shared is not None and shared.fresh():
         return _remember(shared)
     try:
-        fetched = _fetch_single_flight(url, what=what, seen_version=None, rate_limited=False)
+        fetched = _fetch_single_flight(url, what=what, seen_version=None, origin=None)
     except SignInError as exc:
         stale = doc or shared
         if stale is None:
@@ -273,15 +353,16 @@ def get_keys(jwks_uri: str) -> Document:
     return _with_keys(load_document(jwks_uri, what="JWKS"))
 
 
-def keys_after_unknown_kid(jwks_uri: str, seen: Document) -> Document | None:
+def keys_after_unknown_kid(jwks_uri: str, seen: Document, *, origin: KeyOrigin) -> Document | None:
     """A newer key set after a token named a key we do not have, or ``None`` if there is none.
 
-    Adopts a copy another process already fetched; otherwise refetches, single-flight and rate-limited.
+    Adopts a copy another process already fetched; otherwise refetches, single-flight, within the
+    budget of the token's ``origin`` (see ``KeyOrigin``).
     """
     shared = _shared(jwks_uri)
     if shared is not None and shared.version != seen.version:
         return _with_keys(_remember(shared))
-    newer = _fetch_single_flight(jwks_uri, what="JWKS", seen_version=seen.version, rate_limited=True)
+    newer = _fetch_single_flight(jwks_uri, what="JWKS", seen_version=seen.version, origin=origin)
     return _with_keys(newer) if newer is not None else None
 
 

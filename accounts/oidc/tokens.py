@@ -5,14 +5,20 @@ nothing in the payload is trusted (not even ``iss``) until the signature is veri
 chosen by *our* rules -- the algorithm must be on the provider's allowlist, the key must come from
 the provider's JWKS (or, for HMAC, be the client secret), and the key's type, use and algorithm
 must fit the header. Only then are the claims checked.
+
+Every verification says where its token came from (``discovery.KeyOrigin``), because that decides
+whether an unknown ``kid`` may make us refetch the provider's keys: ``verify_id_token`` and
+``verify_userinfo_jwt`` read answers to our own back-channel requests; ``verify_logout_token`` (and
+any future ``verify_access_token``) read what anyone can post, and say so with ``KeyOrigin.ANYONE``.
 """
 
 from __future__ import annotations
 
 import functools
 import hmac
-import json
 import logging
+import math
+import time
 import warnings
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
@@ -26,7 +32,8 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from ..conf import conf
 from ..errors import TokenRejected
-from . import discovery
+from . import discovery, safejson
+from .discovery import KeyOrigin
 
 if TYPE_CHECKING:
     from ..models import Provider
@@ -46,14 +53,17 @@ def verify_id_token(
     nonce: str,
     issuers: Callable[[dict[str, Any]], Collection[str]] | None = None,
     access_token: str | None = None,
+    max_age: int | None = None,
 ) -> dict[str, Any]:
     """Verify a raw ID token from ``provider`` and return its claims.
 
-    ``issuers`` gives, from the signature-verified claims, what ``iss`` may be (default: exactly
-    the provider's issuer; a preset may add a documented alternative, e.g. Microsoft's per-tenant
-    issuer). Raises ``TokenRejected`` naming the rule that failed.
+    The token must be the token endpoint's answer (it is trusted to name a rotated key, see
+    ``KeyOrigin.BACK_CHANNEL``). ``issuers`` gives, from the signature-verified claims, what ``iss``
+    may be (default: exactly the provider's issuer; a preset may add a documented alternative, e.g.
+    Microsoft's per-tenant issuer). ``max_age`` is the value sent in the authorization request, if
+    any. Raises ``TokenRejected`` naming the rule that failed.
     """
-    header, claims = verify_signed_jwt(provider, raw, jwks_uri=jwks_uri, what="ID token")
+    header, claims = verify_signed_jwt(provider, raw, jwks_uri=jwks_uri, what="ID token", origin=KeyOrigin.BACK_CHANNEL)
     check_claims(
         claims,
         issuers=issuers(claims) if issuers is not None else [provider.issuer],
@@ -63,6 +73,8 @@ def verify_id_token(
         nonce={"essential": True, "value": nonce},
     )
     _check_at_hash(claims, header["alg"], access_token)
+    if max_age is not None:
+        _check_auth_time(claims, max_age)
     if len(claims["sub"]) > 255:  # Core 2: "MUST NOT exceed 255 ASCII characters in length"
         raise TokenRejected("ID token sub claim is longer than 255 characters")
     if "\x00" in claims["sub"]:  # no database stores it faithfully, so it could never be matched again
@@ -73,8 +85,14 @@ def verify_id_token(
 # --- signature -------------------------------------------------------------------------------
 
 
-def verify_signed_jwt(provider: Provider, raw: str, *, jwks_uri: str, what: str) -> tuple[dict, dict]:
-    """Check the JWS signature of ``raw`` and return its (header, claims); nothing else is checked."""
+def verify_signed_jwt(
+    provider: Provider, raw: str, *, jwks_uri: str, what: str, origin: KeyOrigin
+) -> tuple[dict, dict]:
+    """Check the JWS signature of ``raw`` and return its (header, claims); nothing else is checked.
+
+    ``origin`` says who could have sent the token, so how far its ``kid`` is believed (``KeyOrigin``).
+    The payload is parsed with a bound on nesting (``safejson``), as everything from outside is.
+    """
     token = _parse(raw, what)
     header = dict(token.headers())
     alg = header.get("alg")
@@ -82,7 +100,7 @@ def verify_signed_jwt(provider: Provider, raw: str, *, jwks_uri: str, what: str)
         raise TokenRejected(f"{what} is unsigned (alg {alg!r})")
     if alg not in provider.algorithms:
         raise TokenRejected(f"{what} alg {alg} is not allowed for provider {provider.slug}")
-    key = _hmac_key(provider, alg) if alg.startswith("HS") else _provider_key(header, alg, jwks_uri, what)
+    key = _hmac_key(provider, alg) if alg.startswith("HS") else _provider_key(header, alg, jwks_uri, what, origin)
     try:
         valid = jws.validate_compact(token, key, registry=_registry(alg))
     except JoseError as exc:
@@ -92,8 +110,10 @@ def verify_signed_jwt(provider: Provider, raw: str, *, jwks_uri: str, what: str)
     if not valid:
         raise TokenRejected(f"{what} signature is not valid (bad_signature)")
     try:
-        claims = json.loads(token.payload)
-    except (ValueError, RecursionError) as exc:
+        claims = safejson.loads(token.payload)
+    except safejson.TooDeep as exc:
+        raise TokenRejected(f"{what} payload nests too deeply") from exc
+    except ValueError as exc:
         raise TokenRejected(f"{what} payload is not JSON") from exc
     if not isinstance(claims, dict):
         raise TokenRejected(f"{what} payload is not a JSON object")
@@ -127,11 +147,11 @@ def _hmac_key(provider: Provider, alg: str) -> OctKey:
         raise TokenRejected(f"client secret of {provider.slug} cannot be an HMAC key") from exc
 
 
-def _provider_key(header: dict[str, Any], alg: str, jwks_uri: str, what: str) -> Key:
+def _provider_key(header: dict[str, Any], alg: str, jwks_uri: str, what: str, origin: KeyOrigin) -> Key:
     doc = discovery.get_keys(jwks_uri)
     candidates = matching_keys(doc.keys, header, alg)
     if not candidates:
-        newer = discovery.keys_after_unknown_kid(jwks_uri, doc)
+        newer = discovery.keys_after_unknown_kid(jwks_uri, doc, origin=origin)
         if newer is not None:
             candidates = matching_keys(newer.keys, header, alg)
     if not candidates:
@@ -206,13 +226,45 @@ def _check_at_hash(claims: dict[str, Any], alg: str, access_token: str | None) -
         expected = create_half_hash(access_token, alg)
     except Exception as exc:  # an algorithm authlib cannot hash for; treat as a mismatch
         raise TokenRejected(f"ID token at_hash cannot be checked for {alg}") from exc
-    if not isinstance(at_hash, str) or expected is None or not hmac.compare_digest(at_hash, expected.decode()):
+    if not isinstance(at_hash, str) or expected is None or not same_text(at_hash, expected.decode("ascii")):
         raise TokenRejected("ID token at_hash does not match the access token")
 
 
+def _check_auth_time(claims: dict[str, Any], max_age: int) -> None:
+    """Section 3.1.3.7 step 13: with max_age requested, auth_time is required and must be recent enough."""
+    auth_time = claims.get("auth_time")
+    if auth_time is None:
+        raise TokenRejected("ID token has no auth_time claim though max_age was requested")
+    try:
+        if isinstance(auth_time, bool) or not isinstance(auth_time, int | float):
+            raise TypeError
+        age = time.time() - float(auth_time)  # OverflowError for an integer beyond any float
+        if not math.isfinite(age):  # NaN or Infinity, which Python's JSON parser accepts
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise TokenRejected("ID token auth_time claim is not a number") from None
+    if age > max_age + conf.OIDC_CLOCK_LEEWAY:
+        raise TokenRejected("ID token auth_time is older than max_age allows")
+
+
+def same_text(given: str, expected: str) -> bool:
+    """Constant-time equality of two strings of any script.
+
+    ``hmac.compare_digest`` takes ``str`` only when it is ASCII (``TypeError`` otherwise), and a
+    ``sub`` or a claim may be anything, so both are compared as UTF-8 bytes. ``surrogatepass`` keeps
+    a lone surrogate (valid in JSON) from raising as well, and still maps distinct strings apart.
+    """
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
 def verify_userinfo_jwt(provider: Provider, raw: str, *, jwks_uri: str) -> dict[str, Any]:
-    """A signed userinfo response (section 5.3.2): signature, and iss/aud when present."""
-    _header, claims = verify_signed_jwt(provider, raw, jwks_uri=jwks_uri, what="userinfo")
+    """A signed userinfo response (section 5.3.2): signature, and iss/aud when present.
+
+    It is the userinfo endpoint's answer to our request, so it comes from the back channel.
+    """
+    _header, claims = verify_signed_jwt(
+        provider, raw, jwks_uri=jwks_uri, what="userinfo", origin=KeyOrigin.BACK_CHANNEL
+    )
     if "iss" in claims and claims["iss"] != provider.issuer:
         raise TokenRejected("userinfo iss is not the provider's issuer")
     aud = claims.get("aud")
@@ -231,8 +283,11 @@ def verify_logout_token(provider: Provider, raw: str, *, jwks_uri: str) -> dict[
     event must be present, ``nonce`` must be absent (so an ID token can never pass for a logout
     token), ``jti`` is required (for replay detection), and ``sid`` and/or ``sub`` must name what
     to end. An explicit ``typ`` other than ``logout+jwt`` is refused (RFC 8725 cross-JWT confusion).
+
+    Anyone can POST a logout token, so its unknown kids spend the strict budget of
+    ``KeyOrigin.ANYONE``, never the one sign-in relies on after a key rotation.
     """
-    header, claims = verify_signed_jwt(provider, raw, jwks_uri=jwks_uri, what="logout token")
+    header, claims = verify_signed_jwt(provider, raw, jwks_uri=jwks_uri, what="logout token", origin=KeyOrigin.ANYONE)
     typ = header.get("typ")
     if typ is not None and str(typ).lower() not in ("logout+jwt", "application/logout+jwt", "jwt"):
         raise TokenRejected(f"logout token has typ {str(typ)[:40]!r}")

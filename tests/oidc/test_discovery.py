@@ -1,16 +1,19 @@
-"""Discovery and JWKS: validated, cached across processes, refetched once on key rotation."""
+"""Discovery and JWKS: validated, cached across processes, refetched on key rotation within budgets."""
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from accounts.conf import conf
 from accounts.errors import ProviderMisconfigured, ProviderUnavailable, TokenRejected
 from accounts.oidc import discovery
-from accounts.oidc.tokens import verify_id_token
+from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT, verify_id_token, verify_logout_token
 from tests.conftest import claims_for
 
 pytestmark = pytest.mark.django_db
@@ -130,27 +133,118 @@ def test_key_rotation_costs_exactly_one_jwks_fetch(op, provider):
     assert op.hits["/jwks"] == 2
 
 
-def test_burst_of_unknown_kids_triggers_at_most_one_refetch(op, provider):
+_STRANGER = RSAKey.generate_key(2048)  # a key the provider never published
+
+
+def made_up_kid_token(claims: dict, kid: str) -> str:
+    """A token naming a key the provider does not have, signed by a key it does not have either."""
+    return jwt.encode({"alg": "RS256", "kid": kid}, claims, _STRANGER, algorithms=["RS256"])
+
+
+def logout_claims(op) -> dict:
+    now = int(time.time())
+    return {
+        "iss": op.issuer,
+        "aud": op.client_id,
+        "iat": now,
+        "exp": now + 120,
+        "jti": secrets.token_urlsafe(16),
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+        "sid": "op-session-1",
+    }
+
+
+def verify_logout(op, provider, token):
+    return verify_logout_token(provider, token, jwks_uri=op.metadata["jwks_uri"])
+
+
+def test_back_channel_unknown_kids_are_held_back_by_the_cooldown(op, provider, settings):
+    """Thirty ID tokens naming made-up keys within moments: one refetch per cooldown, not thirty."""
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 2.0
     verify(op, provider, op.sign(claims_for(op)))
-    attacker = RSAKey.generate_key(2048)
-    for i in range(25):
-        token = jwt.encode({"alg": "RS256", "kid": f"made-up-{i}"}, claims_for(op), attacker, algorithms=["RS256"])
-        with pytest.raises(TokenRejected):
+    assert op.hits["/jwks"] == 1
+    forged = [made_up_kid_token(claims_for(op), f"made-up-{i}") for i in range(30)]
+    started = time.monotonic()
+    for token in forged:
+        with pytest.raises(TokenRejected, match=r"kid 'made-up-\d+' matches no RS256 key"):
             verify(op, provider, token)
-    assert op.hits["/jwks"] == 2  # the first load and one refetch
+    elapsed = time.monotonic() - started
+    # Thirty refusals take milliseconds: the first load and one refetch (one more per cooldown passed).
+    assert 2 <= op.hits["/jwks"] <= 2 + int(elapsed // 2.0)
 
 
-def test_refetch_is_allowed_again_after_the_interval(op, provider, settings):
-    settings.ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL = 60
+def test_back_channel_refetch_is_allowed_again_after_the_cooldown(op, provider, settings):
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 0.3
     verify(op, provider, op.sign(claims_for(op)))
-    attacker = RSAKey.generate_key(2048)
-    token = jwt.encode({"alg": "RS256", "kid": "made-up"}, claims_for(op), attacker, algorithms=["RS256"])
-    with pytest.raises(TokenRejected):
-        verify(op, provider, token)
-    discovery._cache().delete(discovery._key("refetch", op.metadata["jwks_uri"]))  # the interval passed
+    with pytest.raises(TokenRejected, match="matches no RS256 key"):
+        verify(op, provider, made_up_kid_token(claims_for(op), "made-up"))  # a refetch: the cooldown starts
+    op.rotate("RSA")
+    rotated = op.sign(claims_for(op))
+    with pytest.raises(TokenRejected, match="matches no RS256 key"):
+        verify(op, provider, rotated)  # within the cooldown: held back
+    assert op.hits["/jwks"] == 2
+    time.sleep(0.35)
+    assert verify(op, provider, rotated)["sub"] == "user-1"
+    assert op.hits["/jwks"] == 3
+
+
+def test_untrusted_unknown_kids_are_bounded_by_their_own_budget(op, provider, caplog):
+    """Anyone can post a logout token: ten under made-up kids cause one refetch at most, and say so."""
+    verify(op, provider, op.sign(claims_for(op)))
+    for i in range(10):
+        with pytest.raises(TokenRejected, match=r"logout token kid 'made-up-\d+' matches no RS256 key"):
+            verify_logout(op, provider, made_up_kid_token(logout_claims(op), f"made-up-{i}"))
+    assert op.hits["/jwks"] - 1 <= 1  # beyond the first load: one refetch at most
+    assert "not refetching JWKS" in caplog.text and "for a token from anyone" in caplog.text
+
+
+def test_untrusted_refetch_is_allowed_again_after_its_interval(op, provider, settings):
+    settings.ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL = 0.3
+    verify(op, provider, op.sign(claims_for(op)))
+    with pytest.raises(TokenRejected, match="matches no RS256 key"):
+        verify_logout(op, provider, made_up_kid_token(logout_claims(op), "made-up"))
+    op.rotate("RSA")
+    with pytest.raises(TokenRejected, match="matches no RS256 key"):
+        verify_logout(op, provider, op.sign(logout_claims(op)))  # within the interval: held back
+    time.sleep(0.35)
+    assert verify_logout(op, provider, op.sign(logout_claims(op)))["sid"] == "op-session-1"
+    assert op.hits["/jwks"] == 3
+
+
+def test_untrusted_refetch_does_not_spend_the_back_channel_cooldown(op, provider):
+    verify(op, provider, op.sign(claims_for(op)))
+    with pytest.raises(TokenRejected, match="matches no RS256 key"):
+        verify_logout(op, provider, made_up_kid_token(logout_claims(op), "made-up"))
+    assert op.hits["/jwks"] == 2
     op.rotate("RSA")
     assert verify(op, provider, op.sign(claims_for(op)))["sub"] == "user-1"
     assert op.hits["/jwks"] == 3
+
+
+@pytest.mark.services
+def test_back_channel_refetch_adopts_an_untrusted_fetch_in_flight(op, provider):
+    """One lock for both: an ID token meeting the new key while a logout token's refetch runs waits for it."""
+    verify(op, provider, op.sign(claims_for(op)))
+    op.rotate("RSA")
+    op.faults["/jwks"] = {"delay": 0.5}
+    outcome = []
+    untrusted = threading.Thread(target=lambda: outcome.append(verify_logout(op, provider, op.sign(logout_claims(op)))))
+    untrusted.start()
+    deadline = time.monotonic() + 5
+    while op.hits["/jwks"] < 2 and time.monotonic() < deadline:  # until its refetch reached the provider
+        time.sleep(0.01)
+    assert verify(op, provider, op.sign(claims_for(op)))["sub"] == "user-1"
+    untrusted.join(timeout=5)
+    assert outcome and outcome[0]["sid"] == "op-session-1"
+    assert op.hits["/jwks"] == 2
+
+
+def test_former_refetch_interval_setting_still_sets_the_untrusted_interval(settings):
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL = 300
+    assert conf.OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL == 300
+    settings.ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL = 120  # the current name wins
+    assert conf.OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL == 120
+    assert conf.OIDC_JWKS_REFETCH_COOLDOWN == 2.0
 
 
 def test_another_process_adopts_the_rotated_keys_without_fetching(op, provider):
@@ -198,3 +292,11 @@ def test_jwks_without_keys_list_is_refused(op, provider):
     op.jwks_override = {"not-keys": []}
     with pytest.raises(ProviderMisconfigured, match="no 'keys' list"):
         discovery.get_keys(op.metadata["jwks_uri"])
+
+
+@pytest.mark.parametrize("name", ["jwks_uri", "token_endpoint", "end_session_endpoint"])
+def test_discovery_urls_with_control_characters_are_refused(op, provider, name):
+    """Endpoint URLs end up in log lines: a newline in one would forge a second line."""
+    op.metadata[name] = op.issuer + "/x\n2026-12-01 ERROR accounts forged"
+    with pytest.raises(ProviderMisconfigured, match=f"{name} contains control characters"):
+        discovery.get_metadata(provider)

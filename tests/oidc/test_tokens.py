@@ -19,8 +19,10 @@ from tests.conftest import claims_for
 pytestmark = pytest.mark.django_db
 
 
-def verify(op, provider, token, *, nonce="n-1", access_token=None):
-    return verify_id_token(provider, token, jwks_uri=op.metadata["jwks_uri"], nonce=nonce, access_token=access_token)
+def verify(op, provider, token, *, nonce="n-1", access_token=None, max_age=None):
+    return verify_id_token(
+        provider, token, jwks_uri=op.metadata["jwks_uri"], nonce=nonce, access_token=access_token, max_age=max_age
+    )
 
 
 def rejected(op, provider, token, match, **kwargs):
@@ -269,3 +271,48 @@ def test_rejects_malformed_or_unknown_crit_header(op, provider, crit):
     token = signing_input + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
     with pytest.raises(TokenRejected):
         verify(op, provider, token)
+
+
+def test_rejects_non_ascii_at_hash_as_a_mismatch(op, provider):
+    """Compared as bytes: a non-ASCII str made hmac.compare_digest raise TypeError (a 500)."""
+    token = op.sign(claims_for(op, at_hash="ålice-häsh"))
+    rejected(op, provider, token, "at_hash does not match the access token", access_token="the-real-access-token")
+
+
+# --- max_age and auth_time (section 3.1.3.7 step 13) --------------------------------------------
+
+
+def test_rejects_missing_auth_time_when_max_age_was_requested(op, provider):
+    token = op.sign(claims_for(op))
+    rejected(op, provider, token, "has no auth_time claim though max_age was requested", max_age=300)
+
+
+def test_rejects_auth_time_older_than_max_age_allows(op, provider, settings):
+    settings.ACCOUNTS_OIDC_CLOCK_LEEWAY = 30
+    token = op.sign(claims_for(op, auth_time=int(time.time()) - 300 - 31))
+    rejected(op, provider, token, "auth_time is older than max_age allows", max_age=300)
+
+
+def test_accepts_auth_time_older_than_max_age_within_leeway(op, provider, settings):
+    settings.ACCOUNTS_OIDC_CLOCK_LEEWAY = 30
+    token = op.sign(claims_for(op, auth_time=int(time.time()) - 300 - 20))
+    assert verify(op, provider, token, max_age=300)["sub"] == "user-1"
+
+
+@pytest.mark.parametrize("auth_time", ["yesterday", True, float("nan"), float("-inf"), 10**400])
+def test_rejects_auth_time_that_is_not_a_number(op, provider, auth_time):
+    token = op.sign(claims_for(op, auth_time=auth_time))
+    rejected(op, provider, token, "auth_time claim is not a number", max_age=300)
+
+
+# --- payload ----------------------------------------------------------------------------------------
+
+
+def test_rejects_payload_nesting_too_deeply(op, provider):
+    """Valid JSON hundreds of levels deep would overflow the stack wherever the claims go next."""
+    deep: list = []
+    inner = deep
+    for _ in range(500):
+        inner.append([])
+        inner = inner[0]
+    rejected(op, provider, op.sign(claims_for(op, address=deep)), "payload nests too deeply")

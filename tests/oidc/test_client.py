@@ -1,0 +1,110 @@
+"""The code flow's protocol side (accounts.oidc.client), against the provider double over HTTP.
+
+Rules are tested at this layer, where the exception says which one fired; a few also go through
+the views, to show a sign-in as a person meets it.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from django.test import Client
+
+from accounts.errors import ProviderMisconfigured, TokenRejected
+from accounts.models import Identity, SignInEvent
+from accounts.oidc import client
+from tests.conftest import sign_in, start_login
+
+pytestmark = pytest.mark.django_db
+
+
+def callback(op, provider) -> tuple[dict[str, str], client.PendingLogin]:
+    """Start a sign-in at the protocol layer and let the double authorize it: (callback params, pending)."""
+    url, pending = client.authorization_url(
+        provider, redirect_uri="http://testserver/accounts/test-op/callback/", next_url="/", now=time.time()
+    )
+    return op.authorize(dict(parse_qsl(urlsplit(url).query))), pending
+
+
+def complete(op, provider) -> client.VerifiedLogin:
+    params, pending = callback(op, provider)
+    return client.complete_login(provider, params, pending)
+
+
+def failure_reason() -> str:
+    return SignInEvent.objects.filter(outcome="failure").latest("pk").reason
+
+
+# --- subjects of any script (userinfo sub check, section 5.3.4) ----------------------------------
+
+
+def test_sign_in_with_a_non_ascii_sub_succeeds(op, provider):
+    """hmac.compare_digest raises TypeError on non-ASCII str: the callback was a 500."""
+    op.next_user = {**op.next_user, "sub": "ålice"}  # in the ID token and in userinfo
+    browser = Client()
+    response = sign_in(browser, op, provider)
+    assert response.status_code == 302 and browser.get("/accounts/session/").json()["authenticated"]
+    assert Identity.objects.get().subject == "ålice"
+
+
+def test_rejects_userinfo_sub_that_differs_in_non_ascii_characters(op, provider):
+    op.next_user = {**op.next_user, "sub": "ålice"}
+    op.userinfo_mutator = lambda info: {**info, "sub": "ålicé"}
+    with pytest.raises(TokenRejected, match="userinfo sub differs from the ID token sub"):
+        complete(op, provider)
+
+
+# --- max_age (sections 3.1.2.1 and 3.1.3.7 step 13) ----------------------------------------------
+
+
+def authenticated_ago(seconds: int):
+    """An ID token mutator: the person last authenticated at the provider ``seconds`` ago."""
+
+    def mutate(header: dict, claims: dict):
+        return header, {**claims, "auth_time": int(time.time()) - seconds}
+
+    return mutate
+
+
+def test_max_age_from_the_extra_parameters_is_enforced_on_the_id_token(op, provider, settings):
+    settings.ACCOUNTS_OIDC_CLOCK_LEEWAY = 30
+    provider.extra_auth_params = {"max_age": "300"}
+    provider.save()
+    op.id_token_mutator = authenticated_ago(3600)
+    with pytest.raises(TokenRejected, match="auth_time is older than max_age allows"):
+        complete(op, provider)
+
+
+def test_sign_in_after_a_stale_authentication_is_refused_when_max_age_was_requested(op, provider, settings):
+    settings.ACCOUNTS_OIDC_CLOCK_LEEWAY = 30
+    provider.extra_auth_params = {"max_age": "300"}
+    provider.save()
+    op.id_token_mutator = authenticated_ago(3600)
+    browser = Client()
+    assert start_login(browser, provider)["max_age"] == "300"
+    response = sign_in(browser, op, provider)
+    assert response.status_code == 400 and response.templates[0].name == "accounts/error.html"
+    assert failure_reason() == "ID token auth_time is older than max_age allows"
+    assert not browser.get("/accounts/session/").json()["authenticated"]
+
+
+def test_sign_in_with_max_age_succeeds_against_a_provider_that_sends_auth_time(op, provider):
+    provider.extra_auth_params = {"max_age": "300"}
+    provider.save()
+    assert sign_in(Client(), op, provider).status_code == 302
+
+
+def test_sign_in_within_max_age_succeeds(op, provider):
+    provider.extra_auth_params = {"max_age": "300"}
+    provider.save()
+    op.id_token_mutator = authenticated_ago(10)
+    assert sign_in(Client(), op, provider).status_code == 302
+
+
+@pytest.mark.parametrize("max_age", ["soon", "-1", "1.5", " 300", "٣٠٠", "", "12345678901"])
+def test_max_age_that_is_not_whole_seconds_is_a_configuration_problem(op, provider, max_age):
+    provider.extra_auth_params = {"max_age": max_age}
+    with pytest.raises(ProviderMisconfigured, match="max_age of test-op is not a whole number of seconds"):
+        callback(op, provider)

@@ -1,0 +1,81 @@
+"""Key rotation end to end: sign-in keeps working through rotations, and nobody can block a refetch.
+
+Through the real views against the provider double. ``op.rotate()`` replaces the signing key with
+a new one under a fresh kid and removes the old one from the JWKS, as a real rotation does, so a
+sign-in after it succeeds only if the app refetched the key set.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+from django.test import Client
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
+from tests.conftest import sign_in
+
+pytestmark = pytest.mark.django_db
+
+_STRANGER = RSAKey.generate_key(2048)  # a key the provider never published
+
+
+def signs_in(op, provider) -> bool:
+    """A whole sign-in in a fresh browser; True if it ended signed in."""
+    browser = Client()
+    response = sign_in(browser, op, provider)
+    return response.status_code == 302 and browser.get("/accounts/session/").json()["authenticated"]
+
+
+def rotate_and_check_old_key_is_gone(op) -> None:
+    old = op.signing_key_for("RS256").kid
+    new = op.rotate("RSA").kid
+    published = [jwk["kid"] for jwk in op.jwks()["keys"]]
+    assert new in published and old not in published
+
+
+def bogus_logout_token(op, kid: str) -> str:
+    """A well-formed logout token for ``op``'s issuer and client, under a kid it never published."""
+    now = int(time.time())
+    claims = {
+        "iss": op.issuer,
+        "aud": op.client_id,
+        "iat": now,
+        "exp": now + 120,
+        "jti": secrets.token_urlsafe(16),
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+        "sid": "op-session-1",
+    }
+    return jwt.encode({"alg": "RS256", "kid": kid}, claims, _STRANGER, algorithms=["RS256"])
+
+
+def test_two_rotations_seconds_apart_each_cost_one_jwks_fetch(op, provider):
+    """A provider rotating twice within a minute: sign-in survives both, one JWKS fetch each."""
+    assert signs_in(op, provider)
+    assert op.hits["/jwks"] == 1
+    rotate_and_check_old_key_is_gone(op)
+    assert signs_in(op, provider)
+    assert op.hits["/jwks"] == 2
+    time.sleep(3)  # longer than the default cooldown (ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN), far below a minute
+    rotate_and_check_old_key_is_gone(op)
+    assert signs_in(op, provider)
+    assert op.hits["/jwks"] == 3
+
+
+def test_bogus_kid_logout_posts_cannot_block_a_key_rotation(op, provider, caplog):
+    """Ten anonymous back-channel logout POSTs under made-up kids, then a real rotation: sign-in still works."""
+    assert signs_in(op, provider)
+    for i in range(10):
+        response = Client(enforce_csrf_checks=True).post(
+            f"/accounts/{provider.slug}/backchannel-logout/", {"logout_token": bogus_logout_token(op, f"made-up-{i}")}
+        )
+        assert response.status_code == 400
+        assert f"reason=logout token kid 'made-up-{i}' matches no RS256 key" in caplog.text
+    after_posts = op.hits["/jwks"]
+    assert after_posts <= 2  # the posts refetched once at most
+    rotate_and_check_old_key_is_gone(op)
+    assert signs_in(op, provider)
+    assert op.hits["/jwks"] == after_posts + 1
