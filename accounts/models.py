@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -34,6 +36,8 @@ def _validate_algorithms(value: str) -> None:
 def _validate_extra_params(value: object) -> None:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValidationError(_('Use a JSON object of strings, e.g. {"prompt": "select_account"}.'))
+    if "max_age" in value and not re.fullmatch(r"[0-9]{1,10}", value["max_age"]):
+        raise ValidationError(_('max_age must be a whole number of seconds, e.g. "3600".'))
     clash = sorted(RESERVED_AUTH_PARAMS & set(value))
     if clash:
         raise ValidationError(

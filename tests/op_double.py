@@ -108,6 +108,8 @@ class _Grant:
     scope: str
     user: dict[str, Any]
     expires_at: float
+    #: The request asked for ``max_age``: the ID token must then say when the user authenticated.
+    max_age: str | None = None
 
 
 @dataclass
@@ -351,6 +353,7 @@ class OpenIDProviderDouble:
             scope=params["scope"],
             user=copy.deepcopy(self.next_user),
             expires_at=time.time() + self.code_lifetime,
+            max_age=params.get("max_age"),
         )
         with self._lock:
             self._codes[code] = grant
@@ -562,6 +565,8 @@ class OpenIDProviderDouble:
         }
         if grant.nonce is not None:
             claims["nonce"] = grant.nonce
+        if grant.max_age is not None:  # Core 3.1.2.1: auth_time is then REQUIRED; the user "just" signed in
+            claims.setdefault("auth_time", now)
         header = _default_header(alg, self.signing_key_for(alg))
         if self.id_token_mutator is not None:
             mutated = self.id_token_mutator(header, claims)

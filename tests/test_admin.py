@@ -85,6 +85,7 @@ def test_add_provider_through_the_admin(admin_client):
         ("allowed_algorithms", "RS256 none", "Unsupported algorithm"),
         ("extra_auth_params", '{"state": "fixed"}', "set by the sign-in flow"),
         ("extra_auth_params", '["x"]', "JSON object of strings"),
+        ("extra_auth_params", '{"max_age": "an hour"}', "max_age must be a whole number of seconds"),
         ("scopes", "email profile", "needs the &#x27;openid&#x27; scope"),
     ],
 )

@@ -81,7 +81,10 @@ def require_secure_url(url: str, *, what: str) -> None:
     """Refuse non-https provider URLs, except loopback while DEBUG is on, or when explicitly allowed.
 
     Tokens and client secrets travel to these URLs; plain http would hand them to anyone on the path.
+    A URL with control characters is refused too: it is logged, and a newline in it would forge a line.
     """
+    if not url.isprintable():
+        raise ProviderMisconfigured(f"{what} contains control characters")
     try:
         parts = urlsplit(url)
     except ValueError:  # "http://[::1/": an unclosed IPv6 bracket
