@@ -38,6 +38,7 @@ browser-deps:
 # Second pass: the tests that need a real PostgreSQL and a shared Redis cache.
 test: $(VENV)/.dev browser-deps
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	DJANGO_DEBUG=0 $(PY) -m pytest
 	@if $(PY) -c "import socket; [socket.create_connection(a, timeout=2).close() for a in (('127.0.0.1', 5432), ('127.0.0.1', 6379))]" 2>/dev/null || [ -n "$$CI" ]; then \
 		echo "Second pass: PostgreSQL + Redis"; \

@@ -67,23 +67,43 @@ def main() -> None:
         )
         jwks_uri = op.metadata["jwks_uri"]
         for alg in ("RS256", "ES256"):
-            token = op.sign({"iss": op.issuer, "sub": "u", "aud": op.client_id, "exp": int(time.time()) + 600,
-                             "iat": int(time.time()), "nonce": "n"}, alg=alg)
+            token = op.sign(
+                {
+                    "iss": op.issuer,
+                    "sub": "u",
+                    "aud": op.client_id,
+                    "exp": int(time.time()) + 600,
+                    "iat": int(time.time()),
+                    "nonce": "n",
+                },
+                alg=alg,
+            )
             tokens.verify_id_token(provider, token, jwks_uri=jwks_uri, nonce="n")  # warm up: one fetch
-            report(f"verify_id_token {alg}, keys cached", timed(
-                lambda t=token: tokens.verify_id_token(provider, t, jwks_uri=jwks_uri, nonce="n"), 3000), "µs", 1e6)
+            report(
+                f"verify_id_token {alg}, keys cached",
+                timed(lambda t=token: tokens.verify_id_token(provider, t, jwks_uri=jwks_uri, nonce="n"), 3000),
+                "µs",
+                1e6,
+            )
         jwks = op.jwks()
-        report("what importing the JWKS per login would add", timed(lambda: KeySet.import_key_set(jwks), 3000),
-               "µs", 1e6)
+        report(
+            "what importing the JWKS per login would add", timed(lambda: KeySet.import_key_set(jwks), 3000), "µs", 1e6
+        )
 
         client = Client()
         sign_in(client, op, provider)  # warm up
         fetches = (op.hits["/.well-known/openid-configuration"], op.hits["/jwks"])
-        report("complete sign-in (start + token + userinfo + login)", timed(
-            lambda: sign_in(client, op, provider), 200), "ms", 1e3)
+        report(
+            "complete sign-in (start + token + userinfo + login)",
+            timed(lambda: sign_in(client, op, provider), 200),
+            "ms",
+            1e3,
+        )
         after = (op.hits["/.well-known/openid-configuration"], op.hits["/jwks"])
-        print(f"discovery/JWKS fetches during the 200 steady-state sign-ins: {after[0] - fetches[0]} / "
-              f"{after[1] - fetches[1]}")
+        print(
+            f"discovery/JWKS fetches during the 200 steady-state sign-ins: {after[0] - fetches[0]} / "
+            f"{after[1] - fetches[1]}"
+        )
         discovery._memo.clear()
 
 
