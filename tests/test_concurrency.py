@@ -85,3 +85,19 @@ def test_a_database_locked_past_its_busy_timeout_is_a_503_page_not_a_500(tmp_pat
         assert flow.browser.get(f"{site.url}/accounts/session/", timeout=10).json()["authenticated"] is False
         failures = [line for line in site.log().splitlines() if "sign-in failed" in line]
         assert len(failures) == 1 and "code=database_busy" in failures[0], site.log()[-2000:]
+
+
+def test_parallel_sign_ins_right_after_a_key_rotation_all_succeed_with_one_jwks_fetch(site, op):
+    op.next_user = {**DEFAULT_USER, "sub": "warm-up", "preferred_username": "warmup"}
+    assert site.finish_sign_in(site.start_sign_in(op, "test-op"))[0] == 302  # keys cached
+    flows = []
+    for n in range(10):
+        op.next_user = {**DEFAULT_USER, "sub": f"rotated-{n}", "preferred_username": f"rotated{n}", "email": ""}
+        flows.append(site.start_sign_in(op, "test-op"))
+    op.rotate()  # the callbacks' ID tokens are signed with a key the site has not seen
+    fetches_before = op.hits["/jwks"]
+
+    results = finish_all_at_once(site, flows)
+
+    assert [status for status, _ in results] == [302] * 10, site.log()[-3000:]
+    assert op.hits["/jwks"] - fetches_before == 1
