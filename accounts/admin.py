@@ -236,7 +236,10 @@ class ProviderAdmin(SecretFieldsAdmin):
             },
         ),
         ("Preset options", {"fields": ("base_url", "tenant"), "description": "Only used when adding with a preset."}),
-        ("Request and verification", {"fields": ("kind", "scopes", "allowed_algorithms", "extra_auth_params")}),
+        (
+            "Request and verification",
+            {"fields": ("kind", "scopes", "allowed_algorithms", "extra_auth_params", "userinfo")},
+        ),
         (
             "GitHub-style endpoints",
             {

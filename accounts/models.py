@@ -63,6 +63,11 @@ class Provider(models.Model):
         NEVER = "never", _("Never: a new provider identity always gets its own account")
         VERIFIED = "verified", _("Verified: attach to the one user whose email the provider verified")
 
+    class Userinfo(models.TextChoices):
+        ALWAYS = "always", _("Always: call the userinfo endpoint on every sign-in")
+        WHEN_NEEDED = "when-needed", _("When needed: only if the ID token lacks the email or profile claims")
+        NEVER = "never", _("Never: use the ID token's claims alone")
+
     slug = models.SlugField(unique=True, help_text=_("Used in URLs: /accounts/<slug>/login/."))
     name = models.CharField(_("display name"), max_length=100)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.OIDC)
@@ -109,6 +114,17 @@ class Provider(models.Model):
         max_length=1000,
         blank=True,
         help_text=_("Microsoft only: tenant ids ('tid') that may sign in (space separated)."),
+    )
+    userinfo = models.CharField(
+        _("userinfo endpoint"),
+        max_length=20,
+        choices=Userinfo.choices,
+        default=Userinfo.WHEN_NEEDED,
+        help_text=_(
+            "OpenID Connect only. Each userinfo call is one more round trip to the provider on every sign-in; "
+            "'when needed' skips it when the signed ID token already carries the email, whether it is verified, "
+            "and a name or username. Choose 'always' if the provider keeps claims you need out of its ID tokens."
+        ),
     )
     enabled = models.BooleanField(default=True)
     display_order = models.PositiveIntegerField(default=0)

@@ -34,6 +34,11 @@ class Preset:
     #: GitHub-style endpoints (``{base}`` and ``{api}`` filled in); OpenID Connect presets use discovery.
     endpoints: dict[str, str] = field(default_factory=dict)
     extra_auth_params: dict[str, str] = field(default_factory=dict)
+    #: OpenID Connect only: when to call userinfo (``Provider.Userinfo``'s values). "when-needed"
+    #: suits every preset here: Google's and GitLab's ID tokens carry email, email_verified and the
+    #: profile claims for the scopes asked; Microsoft's v2.0 ID token has no email_verified, so
+    #: "when-needed" calls userinfo there anyway, which is what "always" would do.
+    userinfo: str = "when-needed"
     help: str = ""
 
 
@@ -117,6 +122,8 @@ def preset_values(key: str, *, base_url: str = "", tenant: str = "common") -> di
     values.update({name: url.format(**names) for name, url in preset.endpoints.items()})
     if preset.extra_auth_params:
         values["extra_auth_params"] = dict(preset.extra_auth_params)
+    if preset.kind == "oidc":
+        values["userinfo"] = preset.userinfo
     return values
 
 

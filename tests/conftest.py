@@ -40,6 +40,18 @@ def provider(db, op) -> Provider:
     )
 
 
+@pytest.fixture
+def userinfo_always(provider) -> Provider:
+    """The provider calls userinfo on every sign-in (for tests of what userinfo answers)."""
+    return call_userinfo_always(provider)
+
+
+def call_userinfo_always(provider: Provider) -> Provider:
+    provider.userinfo = Provider.Userinfo.ALWAYS
+    provider.save()
+    return provider
+
+
 def claims_for(op: OpenIDProviderDouble, **overrides) -> dict:
     """A valid set of ID token claims for ``op``; pass ``name=None`` to drop a claim."""
     now = int(time.time())

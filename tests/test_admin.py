@@ -42,6 +42,7 @@ def form_data(**overrides):
         "scopes": "openid email profile",
         "allowed_algorithms": "RS256 ES256",
         "extra_auth_params": "{}",
+        "userinfo": "when-needed",
         "email_linking": "never",
         "profile_sync": "follow",
         "preset": "generic",

@@ -126,7 +126,7 @@ def all_field_values() -> str:
     )
 
 
-def test_events_never_hold_a_token_a_code_or_a_secret(browser, op, provider):
+def test_events_never_hold_a_token_a_code_or_a_secret(browser, op, provider, userinfo_always):
     succeeded = op.authorize(start_login(browser, provider))
     browser.get("/accounts/test-op/callback/", succeeded)
     browser.post("/accounts/logout/")

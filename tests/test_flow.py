@@ -145,14 +145,14 @@ def test_token_request_uses_client_secret_post_when_only_that_is_supported(clien
     assert "Authorization" not in headers and "client_secret=" in body
 
 
-def test_userinfo_is_called_with_the_access_token(client, op, provider):
+def test_userinfo_is_called_with_the_access_token(client, op, provider, userinfo_always):
     op.next_user = {**op.next_user, "name": "From Userinfo"}
     sign_in(client, op, provider)
     assert op.hits["/userinfo"] == 1
     assert Identity.objects.get().claims["name"] == "From Userinfo"
 
 
-def test_signed_userinfo_is_verified(client, op, provider):
+def test_signed_userinfo_is_verified(client, op, provider, userinfo_always):
     op.userinfo_as_jwt = True
     assert sign_in(client, op, provider).status_code == 302
 
@@ -306,13 +306,13 @@ def test_unsigned_id_token_is_rejected(client, op, provider):
     assert_error_page(sign_in(client, op, provider), 400, "failed our security checks")
 
 
-def test_userinfo_for_another_subject_is_rejected(client, op, provider):
+def test_userinfo_for_another_subject_is_rejected(client, op, provider, userinfo_always):
     op.userinfo_mutator = lambda info: {**info, "sub": "someone-else"}
     assert_error_page(sign_in(client, op, provider), 400, "failed our security checks")
     assert_signed_out(client)
 
 
-def test_logs_never_contain_tokens_codes_or_secrets(client, op, provider, caplog):
+def test_logs_never_contain_tokens_codes_or_secrets(client, op, provider, caplog, userinfo_always):
     op.userinfo_mutator = lambda info: {**info, "sub": "someone-else"}
     params = op.authorize(start_login(client, provider))
     with caplog.at_level(logging.DEBUG):

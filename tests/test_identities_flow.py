@@ -10,7 +10,7 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.test import Client
 
 from accounts.models import Identity, Provider
-from tests.conftest import sign_in
+from tests.conftest import call_userinfo_always, sign_in
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -74,6 +74,7 @@ def test_unverified_email_never_takes_over_an_existing_account(client, op, linki
 
 def test_unverified_email_in_userinfo_overrides_a_verified_id_token(client, op, linking, victim):
     """The provider's latest word wins: userinfo saying "not verified" means not verified."""
+    call_userinfo_always(linking)
     op.next_user = {**op.next_user, "sub": "attacker", "email": "victim@example.com", "email_verified": True}
     op.userinfo_mutator = lambda info: {**info, "email_verified": False}
     sign_in(client, op, linking)

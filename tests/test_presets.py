@@ -55,6 +55,20 @@ def test_gitlab_preset_for_gitlab_com_and_self_managed():
     assert preset_values("gitlab", base_url="https://git.example.org/")["issuer"] == "https://git.example.org"
 
 
+@pytest.mark.parametrize(
+    ("preset", "base_url"), [("generic", "https://idp.example"), ("google", ""), ("microsoft", ""), ("gitlab", "")]
+)
+def test_openid_connect_presets_call_userinfo_only_when_needed(preset, base_url):
+    """Google's and GitLab's ID tokens carry email, email_verified and the profile claims; Microsoft's
+    lacks email_verified, so "when needed" calls userinfo there anyway."""
+    assert preset_values(preset, base_url=base_url)["userinfo"] == Provider.Userinfo.WHEN_NEEDED
+
+
+def test_github_style_preset_sets_no_userinfo_choice():
+    """GitHub-style providers have no ID token: their user API is always read (accounts.oidc.github)."""
+    assert "userinfo" not in preset_values("github")
+
+
 def test_generic_preset_needs_an_issuer():
     with pytest.raises(ValueError, match="needs a base URL"):
         preset_values("generic")
@@ -114,6 +128,7 @@ def test_google_hosted_domain_restriction_refuses_personal_accounts(client, op, 
 
 def test_hosted_domain_comes_from_the_token_not_the_request_or_userinfo(client, op, google):
     google.allowed_hosted_domains = "corp.example"
+    google.userinfo = Provider.Userinfo.ALWAYS  # so that userinfo really offers its hd
     google.save()
     op.userinfo_mutator = lambda info: {**info, "hd": "corp.example"}
     response = sign_in(client, op, google, hd="corp.example")
@@ -247,7 +262,7 @@ def add_with_preset(admin_client, preset: str) -> Provider:
         "name": preset.title(), "slug": preset, "preset": preset, "enabled": "on", "display_order": "0",
         "issuer": "", "client_id": "cid", "client_secret": "sec", "kind": "oidc", "tenant": "common",
         "scopes": "openid email profile", "allowed_algorithms": "RS256", "extra_auth_params": "{}",
-        "email_linking": "never", "profile_sync": "follow",
+        "email_linking": "never", "profile_sync": "follow", "userinfo": "when-needed",
     })  # fmt: skip
     assert response.status_code == 302, response.context["adminform"].form.errors
     return Provider.objects.get(slug=preset)
@@ -256,6 +271,20 @@ def add_with_preset(admin_client, preset: str) -> Provider:
 def test_admin_add_form_fills_a_preset(admin_client):
     google = add_with_preset(admin_client, "google")
     assert google.issuer == "https://accounts.google.com" and google.extra_auth_params == {"prompt": "select_account"}
+
+
+def test_admin_form_offers_the_userinfo_choice(admin_client):
+    page = admin_client.get("/admin/accounts/provider/add/")
+    assert "userinfo" in page.context["adminform"].form.fields
+    assert 'name="userinfo"' in page.content.decode()
+    response = admin_client.post("/admin/accounts/provider/add/", {
+        "name": "Corp", "slug": "corp", "preset": "generic", "enabled": "on", "display_order": "0",
+        "issuer": "https://idp.example", "client_id": "cid", "client_secret": "sec", "kind": "oidc",
+        "scopes": "openid email profile", "allowed_algorithms": "RS256", "extra_auth_params": "{}",
+        "email_linking": "never", "profile_sync": "follow", "userinfo": "always",
+    })  # fmt: skip
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Provider.objects.get(slug="corp").userinfo == Provider.Userinfo.ALWAYS
 
 
 def test_login_page_draws_logos_inline(client, op):

@@ -123,7 +123,7 @@ def test_login_start_with_a_discovery_document_nested_too_deep_is_a_502_page(cli
     assert event.reason == "discovery document answered JSON that nests more than 32 levels"
 
 
-def test_callback_with_a_userinfo_claim_nested_too_deep_is_a_502_page(client, op, provider):
+def test_callback_with_a_userinfo_claim_nested_too_deep_is_a_502_page(client, op, provider, userinfo_always):
     op.userinfo_mutator = lambda info: {**info, "address": nested(700)}
     assert_error_page(sign_in(client, op, provider), 502)
     event = only_event()

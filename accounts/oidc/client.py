@@ -51,6 +51,36 @@ _PROTOCOL_CLAIMS = frozenset(
     }
 )
 
+#: What the user mapping (``accounts.identities``, ``accounts.adapter``) reads, as groups of which
+#: one member will do. A provider set to "when needed" calls userinfo only when the verified ID
+#: token has no claim of some group, because only then can userinfo change who the person is
+#: mapped to or what their account holds:
+#:
+#: * ``email`` and ``email_verified`` decide linking, the email-domain restriction and the user's
+#:   email; ``email_verified`` is a group of its own because an email without it counts as
+#:   unverified, which userinfo may well correct (Microsoft's v2.0 ID token never carries it).
+#: * ``given_name``, ``family_name`` and ``preferred_username`` fill the first and last name and
+#:   the new username; any one shows the token carries the profile scope's claims. ``name`` is not
+#:   among them: the mapping never reads it, so a token with only ``name`` still asks userinfo.
+#:
+#: A present claim is never re-checked at userinfo, whatever its value: ``email_verified: false``
+#: in the signed ID token is the provider's answer, not a gap.
+USERINFO_NEEDED_UNLESS = (
+    frozenset({"email"}),
+    frozenset({"email_verified"}),
+    frozenset({"given_name", "family_name", "preferred_username"}),
+)
+
+
+def userinfo_needed(provider: Provider, id_token_claims: dict[str, Any]) -> bool:
+    """Whether this sign-in calls userinfo, by the provider's ``userinfo`` choice (see above)."""
+    if provider.userinfo == provider.Userinfo.NEVER:
+        return False
+    if provider.userinfo == provider.Userinfo.ALWAYS:
+        return True
+    return any(not group & id_token_claims.keys() for group in USERINFO_NEEDED_UNLESS)
+
+
 #: Friendlier words for the standard ``error`` codes of RFC 6749 4.1.2.1 and OpenID Connect 3.1.2.6.
 _DENIAL_MESSAGES = {
     "access_denied": "The sign-in was cancelled, or the provider refused it. You can try again.",
@@ -247,7 +277,11 @@ def fetch_userinfo(provider: Provider, *, access_token: str, metadata: dict[str,
 
 
 def complete_login(provider: Provider, params: dict[str, str], pending: PendingLogin) -> VerifiedLogin:
-    """Everything after the state check: code exchange, ID token, userinfo. Raises ``SignInError``."""
+    """Everything after the state check: code exchange, ID token, userinfo. Raises ``SignInError``.
+
+    Userinfo is called only if the provider's discovery document names one and the provider's
+    ``userinfo`` choice asks for it (``userinfo_needed``); its answer obeys the same rules either way.
+    """
     code = check_authorization_response(provider, params, pending)
     token = exchange_code(provider, code=code, pending=pending)
     if provider.kind == provider.Kind.GITHUB:
@@ -266,7 +300,7 @@ def complete_login(provider: Provider, params: dict[str, str], pending: PendingL
         access_token=token["access_token"],
         max_age=pending.extra.get("max_age"),
     )
-    if metadata.get("userinfo_endpoint"):
+    if metadata.get("userinfo_endpoint") and userinfo_needed(provider, claims):
         userinfo = fetch_userinfo(provider, access_token=token["access_token"], metadata=metadata)
         # Section 5.3.4: the userinfo sub must be the ID token's, or the answer is for someone else.
         if not isinstance(userinfo.get("sub"), str) or not tokens.same_text(userinfo["sub"], claims["sub"]):

@@ -45,6 +45,17 @@ def test_add_creates_an_enabled_provider(op):
     assert "Added provider 'corp'" in output
 
 
+def test_add_sets_when_to_call_userinfo(op):
+    run("add", "corp", "--issuer", op.issuer, "--client-id", "cid", "--userinfo", "never")
+    run("add", "plain", "--issuer", op.issuer, "--client-id", "cid")
+    assert Provider.objects.get(slug="corp").userinfo == Provider.Userinfo.NEVER
+    assert Provider.objects.get(slug="plain").userinfo == Provider.Userinfo.WHEN_NEEDED
+    run("add", "corp", "--issuer", op.issuer, "--client-id", "cid", "--userinfo", "always", "--update")
+    assert Provider.objects.get(slug="corp").userinfo == Provider.Userinfo.ALWAYS
+    with pytest.raises(CommandError, match="invalid choice"):
+        run("add", "odd", "--issuer", op.issuer, "--client-id", "cid", "--userinfo", "sometimes")
+
+
 def test_add_refuses_an_existing_slug_without_update(op):
     run("add", "corp", "--issuer", op.issuer, "--client-id", "cid")
     with pytest.raises(CommandError, match="already exists"):

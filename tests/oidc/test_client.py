@@ -7,13 +7,14 @@ the views, to show a sign-in as a person meets it.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.test import Client
 
 from accounts.errors import ProviderMisconfigured, TokenRejected
-from accounts.models import Identity, SignInEvent
+from accounts.models import Identity, Provider, SignInEvent
 from accounts.oidc import client
 from tests.conftest import sign_in, start_login
 
@@ -50,6 +51,7 @@ def test_sign_in_with_a_non_ascii_sub_succeeds(op, provider):
 
 
 def test_rejects_userinfo_sub_that_differs_in_non_ascii_characters(op, provider):
+    provider.userinfo = Provider.Userinfo.ALWAYS
     op.next_user = {**op.next_user, "sub": "ålice"}
     op.userinfo_mutator = lambda info: {**info, "sub": "ålicé"}
     with pytest.raises(TokenRejected, match="userinfo sub differs from the ID token sub"):
@@ -108,3 +110,71 @@ def test_max_age_that_is_not_whole_seconds_is_a_configuration_problem(op, provid
     provider.extra_auth_params = {"max_age": max_age}
     with pytest.raises(ProviderMisconfigured, match="max_age of test-op is not a whole number of seconds"):
         callback(op, provider)
+
+
+# --- when to call userinfo (one outbound call per sign-in in steady state) ----------------------
+
+
+def without(*names: str):
+    """An ID token mutator that drops ``names`` from the ID token only; userinfo still has them."""
+
+    def mutate(header: dict, claims: dict):
+        return header, {k: v for k, v in claims.items() if k not in names}
+
+    return mutate
+
+
+def calls_made(op, sign_in_once) -> Counter:
+    """The requests the provider double saw during ``sign_in_once()``, by path."""
+    before = op.hits.copy()
+    sign_in_once()
+    return op.hits - before
+
+
+def signed_in(browser) -> bool:
+    return browser.get("/accounts/session/").json()["authenticated"]
+
+
+def test_when_needed_sign_in_with_a_complete_id_token_makes_only_the_token_call(op, provider):
+    assert provider.userinfo == Provider.Userinfo.WHEN_NEEDED  # the default
+    sign_in(Client(), op, provider)  # an earlier sign-in caches discovery and the JWKS
+    browser = Client()
+    assert calls_made(op, lambda: sign_in(browser, op, provider)) == Counter({"/token": 1})
+    assert signed_in(browser) and op.hits["/userinfo"] == 0
+    assert Identity.objects.get().email_verified
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [("email_verified",), ("email",), ("given_name", "family_name", "preferred_username")],
+    ids=["email_verified", "email", "every-name-claim"],
+)
+def test_when_needed_calls_userinfo_once_if_the_id_token_lacks_what_the_mapping_reads(op, provider, missing):
+    op.id_token_mutator = without(*missing)
+    op.userinfo_mutator = lambda info: {**info, "given_name": "From Userinfo"}
+    browser = Client()
+    assert sign_in(browser, op, provider).status_code == 302 and signed_in(browser)
+    assert op.hits["/userinfo"] == 1
+    identity = Identity.objects.get()
+    assert identity.email_verified and identity.email == "alice@example.com"  # userinfo's claims were used
+    assert identity.user.first_name == "From Userinfo"
+
+
+def test_always_calls_userinfo_on_every_sign_in(op, provider):
+    provider.userinfo = Provider.Userinfo.ALWAYS
+    provider.save()
+    for _ in range(2):
+        browser = Client()
+        assert sign_in(browser, op, provider).status_code == 302 and signed_in(browser)
+    assert op.hits["/userinfo"] == 2
+
+
+def test_never_calls_userinfo_even_when_the_id_token_lacks_the_email(op, provider):
+    provider.userinfo = Provider.Userinfo.NEVER
+    provider.save()
+    op.id_token_mutator = without("email", "email_verified")
+    browser = Client()
+    assert sign_in(browser, op, provider).status_code == 302 and signed_in(browser)
+    assert op.hits["/userinfo"] == 0
+    identity = Identity.objects.get()
+    assert (identity.email, identity.email_verified) == ("", False)

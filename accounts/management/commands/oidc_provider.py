@@ -34,6 +34,12 @@ class Command(BaseCommand):
         add.add_argument("--token-url", help="GitHub-style token endpoint.")
         add.add_argument("--userinfo-url", help="GitHub-style user API endpoint.")
         add.add_argument("--emails-url", help="GitHub-style emails API endpoint.")
+        add.add_argument(
+            "--userinfo",
+            choices=[u.value for u in Provider.Userinfo],
+            help="OpenID Connect: when to call the userinfo endpoint (default when-needed: if the ID token lacks "
+            "the email or profile claims).",
+        )
         add.add_argument("--disabled", action="store_true", help="Add it switched off.")
         add.add_argument("--update", action="store_true", help="Update the provider if the slug exists.")
         sub.add_parser("list", help="List providers.")
@@ -78,6 +84,7 @@ class Command(BaseCommand):
             "token_endpoint": options["token_url"],
             "userinfo_endpoint": options["userinfo_url"],
             "emails_endpoint": options["emails_url"],
+            "userinfo": options["userinfo"],
         }
         values.update({k: v for k, v in explicit.items() if v})
         if (
