@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.core.cache import caches
+from django.test import Client
 
 from accounts.models import Provider
 from accounts.oidc import discovery
+from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
 from tests.op_double import OpenIDProviderDouble
 
 
@@ -71,3 +74,28 @@ def sign_in(client, op: OpenIDProviderDouble, provider: Provider, **query):
     """Walk the whole flow: start, let the double authorize, and GET the callback."""
     callback_params = op.authorize(start_login(client, provider, **query))
     return client.get(f"/accounts/{provider.slug}/callback/", callback_params)
+
+
+def logout_claims(op, **overrides) -> dict:
+    """Valid logout token claims for ``op`` naming its session "op-session-1"; ``name=None`` drops a claim."""
+    now = int(time.time())
+    claims = {
+        "iss": op.issuer,
+        "aud": op.client_id,
+        "iat": now,
+        "exp": now + 120,
+        "jti": secrets.token_urlsafe(16),
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+        "sid": "op-session-1",
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def logout_token(op, **overrides) -> str:
+    return op.sign(logout_claims(op, **overrides))
+
+
+def post_logout_token(token: str, slug: str = "test-op"):
+    """POST as the provider does: server to server, no cookie, no CSRF token."""
+    return Client(enforce_csrf_checks=True).post(f"/accounts/{slug}/backchannel-logout/", {"logout_token": token})

@@ -12,9 +12,8 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import SignInEvent
-from tests.conftest import sign_in, start_login
+from tests.conftest import logout_token, post_logout_token, sign_in, start_login
 from tests.test_connect import connect
-from tests.test_logout import logout_token, post_logout_token
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,6 @@ sign-in after it succeeds only if the app refetched the key set.
 
 from __future__ import annotations
 
-import secrets
 import time
 
 import pytest
@@ -15,8 +14,7 @@ from django.test import Client
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
-from tests.conftest import sign_in
+from tests.conftest import logout_claims, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -39,17 +37,7 @@ def rotate_and_check_old_key_is_gone(op) -> None:
 
 def bogus_logout_token(op, kid: str) -> str:
     """A well-formed logout token for ``op``'s issuer and client, under a kid it never published."""
-    now = int(time.time())
-    claims = {
-        "iss": op.issuer,
-        "aud": op.client_id,
-        "iat": now,
-        "exp": now + 120,
-        "jti": secrets.token_urlsafe(16),
-        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
-        "sid": "op-session-1",
-    }
-    return jwt.encode({"alg": "RS256", "kid": kid}, claims, _STRANGER, algorithms=["RS256"])
+    return jwt.encode({"alg": "RS256", "kid": kid}, logout_claims(op), _STRANGER, algorithms=["RS256"])
 
 
 def test_two_rotations_seconds_apart_each_cost_one_jwks_fetch(op, provider):

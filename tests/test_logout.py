@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import time
 from urllib.parse import parse_qsl, urlsplit
 
@@ -19,8 +18,7 @@ from joserfc.jwk import RSAKey
 from accounts.errors import TokenRejected
 from accounts.models import Provider, ProviderSession, SignInEvent
 from accounts.oidc import discovery, tokens
-from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
-from tests.conftest import sign_in
+from tests.conftest import logout_claims, logout_token, post_logout_token, sign_in
 from tests.op_double import OpenIDProviderDouble
 
 pytestmark = pytest.mark.django_db
@@ -124,31 +122,6 @@ def test_logout_when_signed_out_goes_to_the_login_page(client, op, provider):
 
 
 # --- back-channel logout ------------------------------------------------------------------------
-
-
-def logout_claims(op, **overrides) -> dict:
-    """Valid logout token claims for ``op`` naming its session "op-session-1"; ``name=None`` drops a claim."""
-    now = int(time.time())
-    claims = {
-        "iss": op.issuer,
-        "aud": op.client_id,
-        "iat": now,
-        "exp": now + 120,
-        "jti": secrets.token_urlsafe(16),
-        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
-        "sid": "op-session-1",
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def logout_token(op, **overrides) -> str:
-    return op.sign(logout_claims(op, **overrides))
-
-
-def post_logout_token(token: str, slug: str = "test-op"):
-    """POST as the provider does: server to server, no cookie, no CSRF token."""
-    return Client(enforce_csrf_checks=True).post(f"/accounts/{slug}/backchannel-logout/", {"logout_token": token})
 
 
 def browser_signed_in_as(op, provider, sub: str, sid: str | None) -> Client:

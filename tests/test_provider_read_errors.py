@@ -9,17 +9,13 @@ JSON answer), leave its audit row, and still let an expired cached copy stand in
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 
 import pytest
 from django.contrib.auth import SESSION_KEY
-from django.test import Client
 
 from accounts.models import SignInEvent
 from accounts.oidc import discovery
-from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
-from tests.conftest import sign_in, start_login
+from tests.conftest import logout_token, post_logout_token, sign_in, start_login
 from tests.op_double import DISCOVERY_PATH
 
 pytestmark = pytest.mark.django_db
@@ -80,19 +76,7 @@ def test_callback_with_a_token_answer_that_cannot_be_read_is_a_502_page(client, 
 
 def test_backchannel_logout_with_a_jwks_answer_cut_short_is_a_502_answer(op, provider):
     op.faults["/jwks"] = CUT_SHORT
-    now = int(time.time())
-    token = op.sign(
-        {
-            "iss": op.issuer,
-            "aud": op.client_id,
-            "iat": now,
-            "exp": now + 120,
-            "jti": secrets.token_urlsafe(16),
-            "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
-            "sid": "op-session-1",
-        }
-    )
-    response = Client().post(f"/accounts/{provider.slug}/backchannel-logout/", {"logout_token": token})
+    response = post_logout_token(logout_token(op))
     assert response.status_code == 502 and response.json()["error"] == "invalid_request"
     event = only_event()
     assert (event.action, event.outcome, event.code) == ("backchannel-logout", "failure", "provider_unavailable")

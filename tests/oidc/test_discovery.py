@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 
@@ -13,8 +12,8 @@ from joserfc.jwk import RSAKey
 from accounts.conf import conf
 from accounts.errors import ProviderMisconfigured, ProviderUnavailable, TokenRejected
 from accounts.oidc import discovery
-from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT, verify_id_token, verify_logout_token
-from tests.conftest import claims_for
+from accounts.oidc.tokens import verify_id_token, verify_logout_token
+from tests.conftest import claims_for, logout_claims
 
 pytestmark = pytest.mark.django_db
 
@@ -139,19 +138,6 @@ _STRANGER = RSAKey.generate_key(2048)  # a key the provider never published
 def made_up_kid_token(claims: dict, kid: str) -> str:
     """A token naming a key the provider does not have, signed by a key it does not have either."""
     return jwt.encode({"alg": "RS256", "kid": kid}, claims, _STRANGER, algorithms=["RS256"])
-
-
-def logout_claims(op) -> dict:
-    now = int(time.time())
-    return {
-        "iss": op.issuer,
-        "aud": op.client_id,
-        "iat": now,
-        "exp": now + 120,
-        "jti": secrets.token_urlsafe(16),
-        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
-        "sid": "op-session-1",
-    }
 
 
 def verify_logout(op, provider, token):
