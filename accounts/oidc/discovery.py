@@ -181,6 +181,17 @@ def _last_refetch_age(url: str, origin: KeyOrigin) -> float | None:
     return age if age < origin.refetch_interval else None  # a clock ahead of ours counts as recent
 
 
+def _newer_or_refused(
+    url: str, *, what: str, origin: KeyOrigin, age: float, seen_version: str | None
+) -> Document | None:
+    """The budget is spent; but the refetch that spent it may have just finished, with what we came for."""
+    shared = _shared(url)
+    if shared is not None and shared.version != seen_version:
+        return _remember(shared)
+    _refuse_refetch(url, what=what, origin=origin, age=age)
+    return None
+
+
 def _refuse_refetch(url: str, *, what: str, origin: KeyOrigin, age: float) -> None:
     logger.warning(
         "not refetching %s %s for a token from %s: refetched %.1fs ago, at most every %ss",
@@ -208,16 +219,14 @@ def _fetch_single_flight(url: str, *, what: str, seen_version: str | None, origi
         if origin is not None:
             age = _last_refetch_age(url, origin)
             if age is not None and cache.get(lock_key) is None:  # spent, and nothing in flight to wait for
-                _refuse_refetch(url, what=what, origin=origin, age=age)
-                return None
+                return _newer_or_refused(url, what=what, origin=origin, age=age, seen_version=seen_version)
         token = uuid.uuid4().hex
         if cache.add(lock_key, token, timeout=int(wait) + 5):
             try:
                 if origin is not None:
                     age = _last_refetch_age(url, origin)  # again: another process may have fetched meanwhile
                     if age is not None:
-                        _refuse_refetch(url, what=what, origin=origin, age=age)
-                        return None
+                        return _newer_or_refused(url, what=what, origin=origin, age=age, seen_version=seen_version)
                     # Spent before fetching, so a provider that fails or hangs is not asked again at once.
                     cache.set(origin.budget_key(url), time.time(), timeout=math.ceil(origin.refetch_interval) + 1)
                 doc = _fetch(url, what=what)
