@@ -85,23 +85,23 @@ def _anonymous_failure_admitted(ip_address: str | None) -> tuple[bool, int]:
     source = _network(ip_address)
     window = f"{_CACHE_PREFIX}{source}:{int(time.time() // 60)}"
     pending = f"{_CACHE_PREFIX}{source}:suppressed"
-    cache.add(window, 0, timeout=120)
-    try:
-        count = cache.incr(window)
-    except ValueError:  # evicted between add and incr: count this one as the first
-        cache.set(window, 1, timeout=120)
-        count = 1
-    if count > conf.AUDIT_ANONYMOUS_FAILURES_PER_MINUTE:
-        cache.add(pending, 0, timeout=_SUPPRESSED_MEMORY)
-        try:
-            cache.incr(pending)
-        except ValueError:
-            cache.set(pending, 1, timeout=_SUPPRESSED_MEMORY)
+    if _count(cache, window, timeout=120) > conf.AUDIT_ANONYMOUS_FAILURES_PER_MINUTE:
+        _count(cache, pending, timeout=_SUPPRESSED_MEMORY)
         return False, 0
     suppressed = cache.get(pending) or 0
     if suppressed:
         cache.delete(pending)
     return True, int(suppressed)
+
+
+def _count(cache, key: str, *, timeout: int) -> int:
+    """Add one to the counter at ``key`` (created with ``timeout``) and return it; atomic where the cache is."""
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # evicted between add and incr: count this one as the first
+        cache.set(key, 1, timeout=timeout)
+        return 1
 
 
 def _network(ip_address: str | None) -> str:
