@@ -20,6 +20,7 @@ from .models import ProviderSession
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.sessions.backends.base import SessionBase
     from django.db.models import QuerySet
     from django.http import HttpRequest
 
@@ -51,6 +52,19 @@ def forget(session_key: str | None) -> None:
         ProviderSession.objects.filter(session_key=session_key).delete()
 
 
+def forget_dead() -> int:
+    """Drop the records whose session expired or ended without a logout; returns how many."""
+    store = _session_store()
+    dead = [
+        pk
+        for pk, key in ProviderSession.objects.values_list("pk", "session_key").iterator(chunk_size=500)
+        if not store().exists(key)
+    ]
+    for start in range(0, len(dead), 500):
+        ProviderSession.objects.filter(pk__in=dead[start : start + 500]).delete()
+    return len(dead)
+
+
 def follow_key_change(request: HttpRequest) -> None:
     """Move this session's row to its new key if Django changed the key during this request."""
     session = getattr(request, "session", None)
@@ -79,7 +93,7 @@ def end(links: QuerySet[ProviderSession], *, current_key: str | None = None) -> 
     happened. The caller's own session (``current_key``) is left to the caller, who must end it
     with ``django.contrib.auth.logout`` so the response does not save it again.
     """
-    store = import_module(settings.SESSION_ENGINE).SessionStore
+    store = _session_store()
     keys = set(links.values_list("session_key", flat=True))
     ended = 0
     for key in keys - {current_key}:
@@ -89,3 +103,8 @@ def end(links: QuerySet[ProviderSession], *, current_key: str | None = None) -> 
     links.delete()
     includes_current = current_key is not None and current_key in keys
     return Ended(count=ended + int(includes_current), includes_current=includes_current)
+
+
+def _session_store() -> type[SessionBase]:
+    """The configured engine's store: asked, not assumed, so every session backend works."""
+    return import_module(settings.SESSION_ENGINE).SessionStore

@@ -7,14 +7,13 @@ back-channel logout links (``ProviderSession``) whose Django session has expired
 from __future__ import annotations
 
 from datetime import timedelta
-from importlib import import_module
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from accounts.models import ProviderSession, SignInEvent
+from accounts import provider_sessions
+from accounts.models import SignInEvent
 
 
 class Command(BaseCommand):
@@ -37,17 +36,4 @@ class Command(BaseCommand):
             return
         deleted, _ = old.delete()
         self.stdout.write(f"Deleted {deleted} event(s) older than {days} days.")
-        self.stdout.write(f"Forgot {self._prune_session_links()} link(s) to sessions that no longer exist.")
-
-    @staticmethod
-    def _prune_session_links() -> int:
-        """Links whose session is gone, asked of the configured session engine (any backend works)."""
-        store = import_module(settings.SESSION_ENGINE).SessionStore
-        dead = [
-            pk
-            for pk, key in ProviderSession.objects.values_list("pk", "session_key").iterator(chunk_size=500)
-            if not store().exists(key)
-        ]
-        for start in range(0, len(dead), 500):
-            ProviderSession.objects.filter(pk__in=dead[start : start + 500]).delete()
-        return len(dead)
+        self.stdout.write(f"Forgot {provider_sessions.forget_dead()} link(s) to sessions that no longer exist.")
