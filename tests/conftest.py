@@ -9,6 +9,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from django.core.cache import caches
 from django.test import Client
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from accounts.models import Provider
 from accounts.oidc import discovery
@@ -99,3 +101,25 @@ def logout_token(op, **overrides) -> str:
 def post_logout_token(token: str, slug: str = "test-op"):
     """POST as the provider does: server to server, no cookie, no CSRF token."""
     return Client(enforce_csrf_checks=True).post(f"/accounts/{slug}/backchannel-logout/", {"logout_token": token})
+
+
+def assert_error_page(response, status: int, text: str | None = None) -> None:
+    """The app's one error page (``accounts/error.html``) with ``status`` and, if given, ``text`` on it."""
+    assert response.status_code == status, response.content[:500]
+    assert response.templates[0].name == "accounts/error.html"
+    if text is not None:
+        assert text in response.content.decode()
+
+
+def signed_in(client) -> bool:
+    """Whether this browser is signed in, as the site itself says (``/accounts/session/``)."""
+    return client.get("/accounts/session/").json()["authenticated"]
+
+
+#: A key the provider doubles never publish.
+STRANGER_KEY = RSAKey.generate_key(2048)
+
+
+def made_up_kid_token(claims: dict, kid: str) -> str:
+    """A token naming a key the provider does not have, signed by a key it does not have either."""
+    return jwt.encode({"alg": "RS256", "kid": kid}, claims, STRANGER_KEY, algorithms=["RS256"])

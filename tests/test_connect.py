@@ -13,7 +13,7 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.test import Client
 
 from accounts.models import DisconnectedIdentity, Identity, Provider, SignInEvent
-from tests.conftest import sign_in
+from tests.conftest import assert_error_page, sign_in
 from tests.op_double import OpenIDProviderDouble
 
 pytestmark = pytest.mark.django_db
@@ -49,12 +49,6 @@ def connect(client, op: OpenIDProviderDouble, provider: Provider):
 
 def signed_in_user(client):
     return User.objects.get(pk=client.session[SESSION_KEY]) if SESSION_KEY in client.session else None
-
-
-def assert_error_page(response, status, text):
-    assert response.status_code == status
-    assert response.templates[0].name == "accounts/error.html"
-    assert text in response.content.decode()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError
 from django.test import Client
 
 from accounts.models import Identity, Provider
-from tests.conftest import sign_in, start_login
+from tests.conftest import assert_error_page, sign_in, start_login
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -22,12 +22,6 @@ User = get_user_model()
 
 def assert_signed_out(client):
     assert SESSION_KEY not in client.session
-
-
-def assert_error_page(response, status, text):
-    assert response.status_code == status
-    assert text in response.content.decode()
-    assert response.templates[0].name == "accounts/error.html"
 
 
 # --- starting a sign-in ---------------------------------------------------------------------------

@@ -18,14 +18,10 @@ from joserfc.jwk import RSAKey
 from accounts.errors import TokenRejected
 from accounts.models import Provider, ProviderSession, SignInEvent
 from accounts.oidc import discovery, tokens
-from tests.conftest import logout_claims, logout_token, post_logout_token, sign_in
+from tests.conftest import logout_claims, logout_token, post_logout_token, sign_in, signed_in
 from tests.op_double import OpenIDProviderDouble
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(client) -> bool:
-    return client.get("/accounts/session/").json()["authenticated"]
 
 
 # --- local and RP-initiated logout ----------------------------------------------------------------

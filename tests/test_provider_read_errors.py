@@ -15,7 +15,7 @@ from django.contrib.auth import SESSION_KEY
 
 from accounts.models import SignInEvent
 from accounts.oidc import discovery
-from tests.conftest import logout_token, post_logout_token, sign_in, start_login
+from tests.conftest import assert_error_page, logout_token, post_logout_token, sign_in, start_login
 from tests.op_double import DISCOVERY_PATH
 
 pytestmark = pytest.mark.django_db
@@ -30,11 +30,6 @@ CUT_SHORT = {
 }
 #: Labelled gzip, but plain JSON: urllib3's decoder fails while the body is read.
 NOT_GZIP = {"status": 200, "body": "{}", "content_type": "application/json", "headers": {"Content-Encoding": "gzip"}}
-
-
-def assert_error_page(response, status: int) -> None:
-    assert response.status_code == status, response.content
-    assert response.templates[0].name == "accounts/error.html"
 
 
 def only_event() -> SignInEvent:

@@ -16,7 +16,7 @@ from django.test import Client
 from accounts.errors import ProviderMisconfigured, TokenRejected
 from accounts.models import Identity, Provider, SignInEvent
 from accounts.oidc import client
-from tests.conftest import sign_in, start_login
+from tests.conftest import sign_in, signed_in, start_login
 
 pytestmark = pytest.mark.django_db
 
@@ -129,10 +129,6 @@ def calls_made(op, sign_in_once) -> Counter:
     before = op.hits.copy()
     sign_in_once()
     return op.hits - before
-
-
-def signed_in(browser) -> bool:
-    return browser.get("/accounts/session/").json()["authenticated"]
 
 
 def test_when_needed_sign_in_with_a_complete_id_token_makes_only_the_token_call(op, provider):

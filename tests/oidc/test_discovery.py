@@ -6,14 +6,12 @@ import threading
 import time
 
 import pytest
-from joserfc import jwt
-from joserfc.jwk import RSAKey
 
 from accounts.conf import conf
 from accounts.errors import ProviderMisconfigured, ProviderUnavailable, TokenRejected
 from accounts.oidc import discovery
 from accounts.oidc.tokens import verify_id_token, verify_logout_token
-from tests.conftest import claims_for, logout_claims
+from tests.conftest import claims_for, logout_claims, made_up_kid_token
 
 pytestmark = pytest.mark.django_db
 
@@ -130,14 +128,6 @@ def test_key_rotation_costs_exactly_one_jwks_fetch(op, provider):
     assert op.hits["/jwks"] == 2
     verify(op, provider, op.sign(claims_for(op)))
     assert op.hits["/jwks"] == 2
-
-
-_STRANGER = RSAKey.generate_key(2048)  # a key the provider never published
-
-
-def made_up_kid_token(claims: dict, kid: str) -> str:
-    """A token naming a key the provider does not have, signed by a key it does not have either."""
-    return jwt.encode({"alg": "RS256", "kid": kid}, claims, _STRANGER, algorithms=["RS256"])
 
 
 def verify_logout(op, provider, token):
