@@ -16,6 +16,9 @@ from django.contrib.auth import get_user_model
 from django.utils.module_loading import import_string
 
 from .conf import conf
+from .oidc.clients import ProviderClient, client_class
+from .oidc.quirks import Quirks
+from .presets import quirks_for
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -25,13 +28,31 @@ if TYPE_CHECKING:
 
 
 class DefaultAccountAdapter:
-    def is_sign_in_allowed(self, request: HttpRequest, provider: Provider, claims: dict[str, Any]) -> bool:
+    def is_sign_in_allowed(self, request: HttpRequest | None, provider: Provider, claims: dict[str, Any]) -> bool:
         """Last word on whether verified ``claims`` may sign in (e.g. only staff emails, only one tenant).
 
-        Return False to refuse; the person sees the "cannot sign in here" page and the attempt is
-        logged. The claims are verified: the signature, issuer, audience and nonce are already checked.
+        Asked for every sign-in and every connect (``accounts.admission``), after the provider's own
+        restrictions. Return False to refuse; the person sees the "cannot sign in here" page and the
+        attempt is logged. The claims are verified: signature, issuer, audience and nonce are checked.
         """
         return True
+
+    def client_class(self, provider: Provider) -> type[ProviderClient]:
+        """The protocol client for ``provider``: by default the one for its kind.
+
+        Return a subclass of ``OpenIDConnectClient`` or ``GitHubClient`` (``accounts.oidc.clients``)
+        to adapt a provider that bends the standard -- say, one that needs an extra token request
+        parameter (override ``exchange_code``) or names its claims its own way (``verified_login``).
+        """
+        return client_class(provider.kind)
+
+    def quirks(self, provider: Provider) -> Quirks:
+        """The documented departures from the standard the client may allow (by default, its preset's)."""
+        return quirks_for(provider.preset)
+
+    def get_client(self, provider: Provider) -> ProviderClient:
+        """The client a request uses for ``provider``, its metadata loaded (``SignInError`` if it cannot be)."""
+        return self.client_class(provider).for_provider(provider, quirks=self.quirks(provider))
 
     def username_candidates(self, claims: dict[str, Any]) -> list[str]:
         """Preferred usernames for a new user, best first. A numbered suffix is added on collision.

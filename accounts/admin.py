@@ -18,7 +18,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.shortcuts import resolve_url
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from .models import Identity, Provider, ProviderSession, SignInEvent
 from .presets import preset_values
@@ -218,7 +218,7 @@ class ProviderAdmin(SecretFieldsAdmin):
     list_filter = ("enabled", "kind", "preset")
     search_fields = ("name", "slug", "issuer", "client_id")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("redirect_uri", "backchannel_logout_uri", "post_logout_redirect_uri", "created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "slug", "preset", "enabled", "display_order")}),
         (
@@ -228,11 +228,7 @@ class ProviderAdmin(SecretFieldsAdmin):
                     "issuer",
                     "client_id",
                     "client_secret",
-                    "redirect_uri",
-                    "post_logout_redirect_uri",
-                    "backchannel_logout_uri",
                 ),
-                "description": "Register the three URLs below with the provider.",
             },
         ),
         ("Preset options", {"fields": ("base_url", "tenant"), "description": "Only used when adding with a preset."}),
@@ -254,37 +250,34 @@ class ProviderAdmin(SecretFieldsAdmin):
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: Provider | None = None) -> list:
-        fieldsets = super().get_fieldsets(request, obj)
+        fieldsets = [
+            (title, {**options, "description": self._registration_urls(request, obj)})
+            if title == "Client registration"
+            else (title, options)
+            for title, options in super().get_fieldsets(request, obj)
+        ]
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
         # Read-only: the preset options are form-only fields (used when adding), nothing stored to show.
         return [(title, options) for title, options in fieldsets if title != "Preset options"]
 
-    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Provider | None:
-        obj = super().get_object(request, object_id, from_field)
-        if obj is not None:
-            obj._admin_request = request  # lets redirect_uri show an absolute URL for this site
-        return obj
-
-    def _absolute(self, obj: Provider, path: str) -> str:
-        request = getattr(obj, "_admin_request", None)
-        return format_html("<code>{}</code>", request.build_absolute_uri(path) if request else path)
-
-    @admin.display(description="Redirect URI")
-    def redirect_uri(self, obj: Provider) -> str:
-        if not obj.slug:
-            return "Shown once the provider is saved."
-        return self._absolute(obj, reverse("accounts:callback", args=[obj.slug]))
-
-    @admin.display(description="Back-channel logout URI")
-    def backchannel_logout_uri(self, obj: Provider) -> str:
-        if not obj.slug:
-            return "Shown once the provider is saved."
-        return self._absolute(obj, reverse("accounts:backchannel_logout", args=[obj.slug]))
-
-    @admin.display(description="Post-logout redirect URI")
-    def post_logout_redirect_uri(self, obj: Provider) -> str:
-        return self._absolute(obj, resolve_url(settings.LOGOUT_REDIRECT_URL or "accounts:login"))
+    @staticmethod
+    def _registration_urls(request: HttpRequest, obj: Provider | None) -> str:
+        """The URLs to register with the provider, absolute for the site the admin is looking at."""
+        logout_path = resolve_url(settings.LOGOUT_REDIRECT_URL or "accounts:login")
+        rows = [("Post-logout redirect URI", request.build_absolute_uri(logout_path))]
+        if obj is not None and obj.slug:
+            rows.insert(0, ("Redirect URI", request.build_absolute_uri(reverse("accounts:callback", args=[obj.slug]))))
+            rows.append(
+                (
+                    "Back-channel logout URI",
+                    request.build_absolute_uri(reverse("accounts:backchannel_logout", args=[obj.slug])),
+                )
+            )
+        else:
+            rows.insert(0, ("Redirect URI", "shown once the provider is saved"))
+        items = format_html_join("", "<dt>{}</dt><dd><code>{}</code></dd>", rows)
+        return format_html("Register these URLs with the provider:<dl>{}</dl>", items)
 
     @admin.display(boolean=True, description="Secret set")
     def secret_set(self, obj: Provider) -> bool:

@@ -20,12 +20,14 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from . import audit, provider_sessions
+from . import admission, audit, provider_sessions
+from .adapter import get_adapter
+from .choices import Action, Outcome
+from .claims import storable
 from .conf import conf
 from .errors import InvalidRequest, SignInError
-from .identities import connect_identity, sign_in_identity, storable_claims
-from .oidc import client
-from .restrictions import check_restrictions
+from .identities import connect_identity, sign_in_identity
+from .oidc.clients import PendingLogin, VerifiedLogin
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -35,10 +37,37 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SESSION_KEY = "accounts_pending_logins"
+#: Where the started sign-ins of a browser session wait for their callbacks, keyed by state.
+PENDING_SESSION_KEY = "accounts_pending_logins"
 #: Where the verified ID token of this session's sign-in is kept, for RP-initiated logout.
 ID_TOKEN_SESSION_KEY = "accounts_id_token"
 PROVIDER_SESSION_KEY = "accounts_provider"
+
+
+@dataclasses.dataclass
+class SignInAttempt:
+    """One sign-in or connect as it goes: started by a view, filled in by the flow, audited from here.
+
+    Each step adds what it learnt -- the pending login once the callback's state matched, the
+    verified login once the provider's answer passed every check, the user once it is mapped -- so
+    whatever step fails, the audit trail records what was attempted and by which identity.
+    """
+
+    provider: Provider | None
+    action: Action = Action.SIGN_IN
+    pending: PendingLogin | None = None
+    verified: VerifiedLogin | None = None
+    user: AbstractBaseUser | None = None
+    #: Where the browser goes next once the attempt succeeded.
+    next_url: str = ""
+
+    @property
+    def issuer(self) -> str:
+        return self.verified.issuer if self.verified is not None else ""
+
+    @property
+    def subject(self) -> str:
+        return self.verified.subject if self.verified is not None else ""
 
 
 def safe_next_url(request: HttpRequest, candidate: str | None) -> str:
@@ -50,52 +79,69 @@ def safe_next_url(request: HttpRequest, candidate: str | None) -> str:
     return resolve_url(settings.LOGIN_REDIRECT_URL)
 
 
-def begin_login(request: HttpRequest, provider: Provider, *, next_url: str | None, connect: bool = False) -> str:
-    """Start a sign-in (or, with ``connect``, the linking of another provider) and return the URL to go to.
+def begin_login(request: HttpRequest, attempt: SignInAttempt, *, next_url: str | None) -> str:
+    """Start ``attempt`` (a sign-in, or the connect of another provider) and return the URL to go to.
 
-    A connect flow remembers which user asked for it: the callback attaches the identity only if the
+    A connect remembers which user asked for it: the callback attaches the identity only if the
     same user is still signed in, so a forged callback cannot attach someone else's identity.
     """
+    provider = _provider(attempt)
+    client = get_adapter().get_client(provider)
     redirect_uri = request.build_absolute_uri(reverse("accounts:callback", args=[provider.slug]))
     url, pending = client.authorization_url(
-        provider, redirect_uri=redirect_uri, next_url=safe_next_url(request, next_url), now=time.time()
+        redirect_uri=redirect_uri, next_url=safe_next_url(request, next_url), now=time.time()
     )
-    if connect:
-        pending.extra["connect_user"] = request.user.pk
+    if attempt.action == Action.CONNECT:
+        pending.connect_user = str(request.user.pk)
+    attempt.pending = pending
     _store_pending(request, pending)
     return url
 
 
-def finish_login(request: HttpRequest, provider: Provider) -> tuple[AbstractBaseUser, str, bool]:
-    """Complete the sign-in (or connect) this callback belongs to.
+def finish_login(request: HttpRequest, attempt: SignInAttempt) -> None:
+    """Complete the sign-in (or connect) this callback belongs to; ``attempt`` says how it went.
 
-    Returns the user, where to send them, and whether this was a connect.
+    The pending login is removed from the session before anything else, every network call
+    follows, and the writes come last, in one short transaction: identity, user, session, its
+    provider link and the audit row commit together or not at all, and SQLite's single writer is
+    held for milliseconds.
     """
+    provider = _provider(attempt)
     params = _single_valued(request)
-    pending = _pop_pending(request, params.get("state"), provider)
-    action = "connect" if "connect_user" in pending.extra else "login"
-    verified = None
-    try:
-        verified = client.complete_login(provider, params, pending)  # every network call happens here
-        verified.claims = storable_claims(verified.claims)
-        check_restrictions(provider, verified.claims)
-        # Then one short write transaction: identity, user, session, its provider link and the audit
-        # row commit together or not at all, and SQLite's single writer is held for milliseconds.
-        with transaction.atomic():
-            if action == "connect":
-                user = _finish_connect(request, provider, verified, pending)
-            else:
-                user = _finish_sign_in(request, provider, verified)
-    except SignInError as error:
-        # For the audit trail: what was attempted and, once the token was verified, by whom.
-        error.action = action
-        if verified is not None:
-            error.issuer, error.subject = verified.issuer, verified.subject
-        raise
-    return user, safe_next_url(request, pending.next_url), action == "connect"
+    attempt.pending = pending = _pop_pending(request, params.get("state"), provider)
+    attempt.action = Action.CONNECT if pending.connect_user is not None else Action.SIGN_IN
+    attempt.next_url = safe_next_url(request, pending.next_url)
+    verified = get_adapter().get_client(provider).complete(params, pending)  # every network call
+    verified.claims = storable(verified.claims)
+    attempt.verified = verified
+    admission.admit(request, provider, verified.claims)
+    with transaction.atomic():
+        if attempt.action == Action.CONNECT:
+            _finish_connect(request, attempt, provider, verified)
+        else:
+            _finish_sign_in(request, attempt, provider, verified)
+        record(request, attempt)
 
 
-def _finish_sign_in(request: HttpRequest, provider: Provider, verified: client.VerifiedLogin) -> AbstractBaseUser:
+def record(request: HttpRequest, attempt: SignInAttempt, error: SignInError | None = None) -> None:
+    """The attempt's row in the audit trail: a success, or the failure ``error`` ended it with."""
+    user = attempt.user
+    if user is None and request.user.is_authenticated:
+        user = request.user  # a failed connect, or a failure while signed in: whose session it was
+    audit.record(
+        request,
+        outcome=Outcome.FAILURE if error is not None else Outcome.SUCCESS,
+        action=attempt.action,
+        provider=attempt.provider,
+        user=user,
+        issuer=attempt.issuer,
+        subject=attempt.subject,
+        code=error.code if error is not None else "",
+        reason=error.reason if error is not None else "",
+    )
+
+
+def _finish_sign_in(request: HttpRequest, attempt: SignInAttempt, provider: Provider, verified: VerifiedLogin) -> None:
     result = sign_in_identity(
         request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
     )
@@ -104,18 +150,13 @@ def _finish_sign_in(request: HttpRequest, provider: Provider, verified: client.V
     if verified.id_token:
         request.session[ID_TOKEN_SESSION_KEY] = verified.id_token
     provider_sessions.remember(request, provider, result.user, verified.claims)
-    audit.record(
-        request, outcome="success", provider=provider, user=result.user, issuer=verified.issuer,
-        subject=verified.subject,
-    )  # fmt: skip
-    return result.user
+    attempt.user = result.user
 
 
-def _finish_connect(
-    request: HttpRequest, provider: Provider, verified: client.VerifiedLogin, pending: client.PendingLogin
-) -> AbstractBaseUser:
+def _finish_connect(request: HttpRequest, attempt: SignInAttempt, provider: Provider, verified: VerifiedLogin) -> None:
     user = request.user
-    if not user.is_authenticated or user.pk != pending.extra["connect_user"]:
+    pending = attempt.pending
+    if not user.is_authenticated or pending is None or str(user.pk) != pending.connect_user:
         raise InvalidRequest("connect callback arrived in a session of another (or no) user")
     connect_identity(
         request=request,
@@ -125,16 +166,13 @@ def _finish_connect(
         subject=verified.subject,
         claims=verified.claims,
     )
-    audit.record(
-        request,
-        outcome="success",
-        action="connect",
-        provider=provider,
-        user=user,
-        issuer=verified.issuer,
-        subject=verified.subject,
-    )
-    return user
+    attempt.user = user
+
+
+def _provider(attempt: SignInAttempt) -> Provider:
+    if attempt.provider is None:
+        raise ValueError("a sign-in attempt needs its provider before it can start")
+    return attempt.provider
 
 
 def _single_valued(request: HttpRequest) -> dict[str, str]:
@@ -147,23 +185,26 @@ def _single_valued(request: HttpRequest) -> dict[str, str]:
     return params
 
 
-def _store_pending(request: HttpRequest, pending: client.PendingLogin) -> None:
+def _store_pending(request: HttpRequest, pending: PendingLogin) -> None:
     now = pending.created_at
     flows = {s: f for s, f in _pending(request).items() if now - f["created_at"] < conf.OIDC_FLOW_TTL}
     flows[pending.state] = dataclasses.asdict(pending)
     # Keep the newest few: enough for several tabs, not a session that grows without bound.
     newest = sorted(flows.items(), key=lambda item: item[1]["created_at"])[-conf.OIDC_MAX_PENDING_FLOWS :]
-    request.session[SESSION_KEY] = dict(newest)
+    request.session[PENDING_SESSION_KEY] = dict(newest)
 
 
-def _pop_pending(request: HttpRequest, state: str | None, provider: Provider) -> client.PendingLogin:
+def _pop_pending(request: HttpRequest, state: str | None, provider: Provider) -> PendingLogin:
     flows = _pending(request)
     entry = flows.pop(state, None) if state else None
     if entry is None:
         # Nothing to remove, so nothing is written: a stranger's made-up callback creates no session.
         raise InvalidRequest("callback state matches no sign-in started in this session")
-    request.session[SESSION_KEY] = flows  # removed before anything else happens: single use
-    pending = client.PendingLogin(**entry)
+    request.session[PENDING_SESSION_KEY] = flows  # removed before anything else happens: single use
+    try:
+        pending = PendingLogin(**entry)
+    except TypeError:  # stored by another version of this app
+        raise InvalidRequest("the stored sign-in for this callback is unreadable") from None
     if pending.provider != provider.slug:
         raise InvalidRequest(f"callback for {provider.slug} carries the state of a {pending.provider} sign-in")
     if time.time() - pending.created_at > conf.OIDC_FLOW_TTL:
@@ -172,5 +213,7 @@ def _pop_pending(request: HttpRequest, state: str | None, provider: Provider) ->
 
 
 def _pending(request: HttpRequest) -> dict[str, dict]:
-    flows = request.session.get(SESSION_KEY)
-    return dict(flows) if isinstance(flows, dict) else {}
+    flows = request.session.get(PENDING_SESSION_KEY)
+    if not isinstance(flows, dict):
+        return {}
+    return {s: f for s, f in flows.items() if isinstance(f, dict) and isinstance(f.get("created_at"), int | float)}

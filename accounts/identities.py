@@ -16,7 +16,6 @@ with exactly this issuer and subject.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,9 @@ from django.utils import timezone
 
 from . import provider_sessions, signals
 from .adapter import get_adapter
-from .errors import AccountConflict, LastSignInMethod, ReconnectRequired, SignInError, SignInRefused
+from .admission import admit_user
+from .claims import storable, verified_email
+from .errors import AccountConflict, LastSignInMethod, ReconnectRequired, SignInError
 from .models import DisconnectedIdentity, Identity, Provider, ProviderSession
 
 if TYPE_CHECKING:
@@ -46,21 +47,10 @@ class SignInResult:
     identity_created: bool
 
 
-def verified_email(claims: dict[str, Any]) -> tuple[str, bool]:
-    """The claimed email and whether the provider vouches for it (``email_verified`` strictly true)."""
-    email = claims.get("email")
-    if not isinstance(email, str) or "@" not in email or len(email) > 254:
-        return "", False
-    return email.strip(), claims.get("email_verified") is True
-
-
 def sign_in_identity(
     *, request: HttpRequest | None, provider: Provider, issuer: str, subject: str, claims: dict[str, Any]
 ) -> SignInResult:
-    """Find or create the user for a verified identity; see the module docstring for the policy."""
-    adapter = get_adapter()
-    if not adapter.is_sign_in_allowed(request, provider, claims):
-        raise SignInRefused(f"adapter refused {provider.slug} subject")
+    """Find or create the user for a verified, admitted identity (``accounts.admission``); see above."""
     for _attempt in range(_ATTEMPTS):
         try:
             result = _sign_in_once(provider=provider, issuer=issuer, subject=subject, claims=claims)
@@ -77,9 +67,9 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
     now = timezone.now()
     identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
     if identity is not None:
-        _require_active(identity.user)
+        admit_user(identity.user)
         _refresh(identity, claims, email, email_verified, now)
-        if provider.profile_sync == "follow":
+        if provider.profile_sync == Provider.ProfileSync.FOLLOW:
             _sync_profile(identity.user, claims, email_verified)
         return SignInResult(identity.user, identity, user_created=False, identity_created=False)
 
@@ -91,8 +81,8 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
     if user is None:
         user = _create_user(claims, email_verified=email_verified)
     else:
-        _require_active(user)
-        if provider.profile_sync == "follow":
+        admit_user(user)
+        if provider.profile_sync == Provider.ProfileSync.FOLLOW:
             _sync_profile(user, claims, email_verified)
     identity = _create_identity(user, provider, issuer, subject, claims, now)
     return SignInResult(user, identity, user_created=user_created, identity_created=True)
@@ -109,20 +99,14 @@ def _create_identity(
         subject=subject,
         email=email,
         email_verified=email_verified,
-        claims=_storable(claims),
+        claims=storable(claims),
         last_login_at=now,
     )
 
 
-def _require_active(user: AbstractBaseUser) -> None:
-    """Refuse a disabled account before anything is written for it (this runs inside the transaction)."""
-    if not user.is_active:
-        raise SignInRefused(f"user {user.pk} is inactive", message="This account has been disabled.")
-
-
 def _refresh(identity: Identity, claims: dict[str, Any], email: str, email_verified: bool, now) -> None:
     identity.email, identity.email_verified = email, email_verified
-    identity.claims, identity.last_login_at = _storable(claims), now
+    identity.claims, identity.last_login_at = storable(claims), now
     identity.save(update_fields=["email", "email_verified", "claims", "last_login_at"])
 
 
@@ -133,27 +117,6 @@ def _sync_profile(user: AbstractBaseUser, claims: dict[str, Any], email_verified
     get_adapter().populate_user(user, claims, email_verified=email_verified)
     if [getattr(user, f, None) for f in fields] != before:
         user.save(update_fields=[f for f in fields if hasattr(user, f)])
-
-
-def storable_claims(claims: dict[str, Any]) -> dict[str, Any]:
-    """Claims as every database can hold them, before anything reads them for a user or identity.
-
-    A hostile provider may send NaN or Infinity (not JSON, refused by JSON columns) or NUL
-    characters (refused by PostgreSQL text), which would otherwise fail the sign-in with a 500.
-    """
-    return _storable(claims)
-
-
-def _storable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {str(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    return value
 
 
 def connect_identity(
@@ -171,6 +134,7 @@ def connect_identity(
     whoever controls that provider account take over, or lock out, the other user.
     """
     email, email_verified = verified_email(claims)
+    admit_user(user)
     with transaction.atomic():
         identity = Identity.objects.select_for_update().filter(issuer=issuer, subject=subject).first()
         if identity is not None and identity.user_id != user.pk:

@@ -9,8 +9,10 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .choices import Action, EmailLinking, Kind, Outcome, ProfileSync, Userinfo
 from .conf import DEFAULT_ALGORITHMS
-from .presets import PRESET_CHOICES
+from .oidc.clients import CLIENT_CLASSES
+from .presets import PRESET_CHOICES, PresetKey
 
 #: Authorization request parameters the flow sets itself; an admin's extra parameters may not
 #: override them, or a misconfiguration could silently switch off state, nonce or PKCE.
@@ -55,18 +57,10 @@ class HttpsURLField(models.URLField):
 class Provider(models.Model):
     """An identity provider people can sign in with."""
 
-    class Kind(models.TextChoices):
-        OIDC = "oidc", _("OpenID Connect")
-        GITHUB = "github", _("GitHub-style OAuth 2.0 (no ID token)")
-
-    class EmailLinking(models.TextChoices):
-        NEVER = "never", _("Never: a new provider identity always gets its own account")
-        VERIFIED = "verified", _("Verified: attach to the one user whose email the provider verified")
-
-    class Userinfo(models.TextChoices):
-        ALWAYS = "always", _("Always: call the userinfo endpoint on every sign-in")
-        WHEN_NEEDED = "when-needed", _("When needed: only if the ID token lacks the email or profile claims")
-        NEVER = "never", _("Never: use the ID token's claims alone")
+    Kind = Kind
+    EmailLinking = EmailLinking
+    Userinfo = Userinfo
+    ProfileSync = ProfileSync
 
     slug = models.SlugField(unique=True, help_text=_("Used in URLs: /accounts/<slug>/login/."))
     name = models.CharField(_("display name"), max_length=100)
@@ -74,7 +68,7 @@ class Provider(models.Model):
     preset = models.CharField(
         max_length=20,
         choices=PRESET_CHOICES,
-        default="generic",
+        default=PresetKey.GENERIC,
         help_text=_("Turns on the documented quirks of a big provider (see accounts/presets.py)."),
     )
     issuer = HttpsURLField(
@@ -147,11 +141,8 @@ class Provider(models.Model):
     profile_sync = models.CharField(
         _("profile data"),
         max_length=20,
-        choices=[
-            ("follow", _("Follow the provider: refresh name and email from verified claims on each sign-in")),
-            ("keep", _("Keep local edits: copy name and email only when the account is created")),
-        ],
-        default="follow",
+        choices=ProfileSync.choices,
+        default=ProfileSync.FOLLOW,
     )
     email_linking = models.CharField(
         max_length=20,
@@ -201,16 +192,10 @@ class Provider(models.Model):
         super().clean()
         if self.issuer:
             self.issuer = self.issuer.strip()
-        if self.kind == self.Kind.OIDC and "openid" not in self.scope_list:
-            raise ValidationError({"scopes": _("An OpenID Connect provider needs the 'openid' scope.")})
-        if self.kind == self.Kind.GITHUB:
-            missing = {
-                name: _("Required for a GitHub-style provider.")
-                for name in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint")
-                if not getattr(self, name)
-            }
-            if missing:
-                raise ValidationError(missing)
+        kind = CLIENT_CLASSES.get(self.kind)  # an unknown kind is already a field error
+        problems = kind.configuration_problems(self) if kind is not None else {}
+        if problems:
+            raise ValidationError(problems)
         if any(a.startswith("HS") for a in self.algorithms) and not self.client_secret:
             raise ValidationError({"allowed_algorithms": _("HMAC algorithms need a client secret.")})
 
@@ -295,13 +280,12 @@ class ProviderSession(models.Model):
 class SignInEvent(models.Model):
     """One sign-in attempt, successful or not: the audit trail. Never holds a token or a secret."""
 
-    class Outcome(models.TextChoices):
-        SUCCESS = "success", _("Success")
-        FAILURE = "failure", _("Failure")
+    Outcome = Outcome
+    Action = Action
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
-    action = models.CharField(max_length=20, default="login", help_text=_("login, connect or backchannel-logout"))
+    action = models.CharField(max_length=20, choices=Action.choices, default=Action.SIGN_IN)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     provider_slug = models.CharField(max_length=50, blank=True)
     user = models.ForeignKey(

@@ -1,32 +1,36 @@
 """Presets: what an admin would otherwise have to know about each big provider, declared once.
 
 A preset is data, not a subclass: the endpoints, scopes and documented quirks of a provider, so
-that adding Google, GitHub, Microsoft or GitLab takes only a client id and secret. The quirks
-each preset turns on are handled by small functions below, and every one is tested against a
-local double that behaves the way that provider documents.
+that adding Google, GitHub, Microsoft or GitLab takes only a client id and secret. The quirks a
+preset turns on are data too (``accounts.oidc.quirks.Quirks``), handed to the provider's client;
+each is tested against a local double that behaves the way that provider documents.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import Any
 
-if TYPE_CHECKING:
-    from .models import Provider
+from django.db import models
 
-#: Microsoft's multi-tenant discovery documents name their issuer with this placeholder.
-TENANT_PLACEHOLDER = "{tenantid}"
-_TENANT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+from .choices import Kind, Userinfo
+from .oidc.quirks import STANDARD, Quirks
+
+
+class PresetKey(models.TextChoices):
+    """The presets there are; stored in ``Provider.preset``."""
+
+    GENERIC = "generic", "OpenID Connect (Keycloak, Okta, Auth0, Authentik, ...)"
+    GOOGLE = "google", "Google"
+    GITHUB = "github", "GitHub"
+    MICROSOFT = "microsoft", "Microsoft"
+    GITLAB = "gitlab", "GitLab"
 
 
 @dataclass(frozen=True)
 class Preset:
-    key: str
-    label: str
-    kind: str  # "oidc" or "github"
+    key: PresetKey
+    kind: Kind
     #: Issuer, or GitHub-style identity namespace; ``{base}`` and ``{tenant}`` are filled from options.
     issuer: str
     scopes: str
@@ -34,37 +38,42 @@ class Preset:
     #: GitHub-style endpoints (``{base}`` and ``{api}`` filled in); OpenID Connect presets use discovery.
     endpoints: dict[str, str] = field(default_factory=dict)
     extra_auth_params: dict[str, str] = field(default_factory=dict)
-    #: OpenID Connect only: when to call userinfo (``Provider.Userinfo``'s values). "when-needed"
-    #: suits every preset here: Google's and GitLab's ID tokens carry email, email_verified and the
-    #: profile claims for the scopes asked; Microsoft's v2.0 ID token has no email_verified, so
-    #: "when-needed" calls userinfo there anyway, which is what "always" would do.
-    userinfo: str = "when-needed"
+    #: OpenID Connect only: when to call userinfo. "When needed" suits every preset here: Google's
+    #: and GitLab's ID tokens carry email, email_verified and the profile claims for the scopes
+    #: asked; Microsoft's v2.0 ID token has no email_verified, so "when needed" calls userinfo
+    #: there anyway, which is what "always" would do.
+    #: None where there is no userinfo choice to make (GitHub-style providers have no ID token).
+    userinfo: Userinfo | None = Userinfo.WHEN_NEEDED
+    #: The documented ways this provider departs from the standard, handed to its client.
+    quirks: Quirks = STANDARD
     help: str = ""
+
+    @property
+    def label(self) -> str:
+        return str(self.key.label)
 
 
 PRESETS: dict[str, Preset] = {
     p.key: p
     for p in (
         Preset(
-            key="generic",
-            label="OpenID Connect (Keycloak, Okta, Auth0, Authentik, ...)",
-            kind="oidc",
+            key=PresetKey.GENERIC,
+            kind=Kind.OIDC,
             issuer="{base}",
             scopes="openid email profile",
             help="Give the issuer URL exactly as the provider's discovery document states it.",
         ),
         Preset(
-            key="google",
-            label="Google",
-            kind="oidc",
+            key=PresetKey.GOOGLE,
+            kind=Kind.OIDC,
             issuer="https://accounts.google.com",
             scopes="openid email profile",
             extra_auth_params={"prompt": "select_account"},
+            quirks=Quirks(issuer_without_scheme=True),
         ),
         Preset(
-            key="github",
-            label="GitHub",
-            kind="github",
+            key=PresetKey.GITHUB,
+            kind=Kind.GITHUB,
             issuer="{base}",
             default_base="https://github.com",
             scopes="read:user user:email",
@@ -74,21 +83,21 @@ PRESETS: dict[str, Preset] = {
                 "userinfo_endpoint": "{api}/user",
                 "emails_endpoint": "{api}/user/emails",
             },
+            userinfo=None,
             help="For GitHub Enterprise Server give its base URL, e.g. https://github.example.com.",
         ),
         Preset(
-            key="microsoft",
-            label="Microsoft",
-            kind="oidc",
+            key=PresetKey.MICROSOFT,
+            kind=Kind.OIDC,
             issuer="https://login.microsoftonline.com/{tenant}/v2.0",
             scopes="openid email profile",
             extra_auth_params={"prompt": "select_account"},
+            quirks=Quirks(tenant_issuer=True),
             help="Tenant: 'common' (work, school and personal accounts), 'organizations', 'consumers' or a tenant id.",
         ),
         Preset(
-            key="gitlab",
-            label="GitLab",
-            kind="oidc",
+            key=PresetKey.GITLAB,
+            kind=Kind.OIDC,
             issuer="{base}",
             default_base="https://gitlab.com",
             scopes="openid email profile",
@@ -97,7 +106,7 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-PRESET_CHOICES = [(p.key, p.label) for p in PRESETS.values()]
+PRESET_CHOICES = PresetKey.choices
 
 
 def github_api_base(base: str) -> str:
@@ -122,57 +131,12 @@ def preset_values(key: str, *, base_url: str = "", tenant: str = "common") -> di
     values.update({name: url.format(**names) for name, url in preset.endpoints.items()})
     if preset.extra_auth_params:
         values["extra_auth_params"] = dict(preset.extra_auth_params)
-    if preset.kind == "oidc":
+    if preset.userinfo is not None:
         values["userinfo"] = preset.userinfo
     return values
 
 
-# --- quirks ---------------------------------------------------------------------------------------
-
-
-def metadata_issuer_matches(provider: Provider, metadata_issuer: str) -> bool:
-    """Discovery 4.3 demands an exact match; Microsoft's multi-tenant endpoints are the documented exception.
-
-    Their discovery document says ``https://login.microsoftonline.com/{tenantid}/v2.0``: the
-    real issuer differs per tenant and is checked per token (see ``accepted_issuers``).
-    """
-    if metadata_issuer == provider.issuer:
-        return True
-    return provider.preset == "microsoft" and _tenant_template_for(provider) == metadata_issuer
-
-
-def _tenant_template_for(provider: Provider) -> str:
-    parts = urlsplit(provider.issuer)
-    segments = parts.path.strip("/").split("/")
-    if len(segments) < 1 or not segments[0]:
-        return ""
-    segments[0] = TENANT_PLACEHOLDER
-    return f"{parts.scheme}://{parts.netloc}/" + "/".join(segments)
-
-
-def accepted_issuers(provider: Provider, metadata: dict[str, Any]) -> Callable[[dict[str, Any]], list[str]]:
-    """Which ``iss`` values a verified token may carry, given its (signature-verified) claims."""
-
-    def issuers(claims: dict[str, Any]) -> list[str]:
-        accepted = [provider.issuer]
-        if provider.preset == "google":
-            # Google documents ID tokens with iss "https://accounts.google.com" or "accounts.google.com".
-            parts = urlsplit(provider.issuer)
-            accepted.append(parts.netloc + parts.path)
-        template = metadata.get("issuer", "")
-        if provider.preset == "microsoft" and TENANT_PLACEHOLDER in template:
-            tid = claims.get("tid")
-            if isinstance(tid, str) and _TENANT_ID.match(tid):
-                accepted.append(template.replace(TENANT_PLACEHOLDER, tid))
-        return accepted
-
-    return issuers
-
-
-def canonical_issuer(provider: Provider, iss: str) -> str:
-    """One spelling per issuer, so Google's two spellings never make one account two identities."""
-    if provider.preset == "google":
-        parts = urlsplit(provider.issuer)
-        if iss == parts.netloc + parts.path:
-            return provider.issuer
-    return iss
+def quirks_for(key: str) -> Quirks:
+    """The quirks of the preset a provider was added from; an unknown or generic one has none."""
+    preset = PRESETS.get(key)
+    return preset.quirks if preset is not None else STANDARD

@@ -15,12 +15,15 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.log import log_response
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from . import audit, flow, provider_sessions, signals
+from .choices import Action, Outcome
 from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnknownProvider
+from .flow import SignInAttempt
 from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
 from .logout import end_session_url
@@ -39,63 +42,60 @@ def _database_busy(exc: DatabaseError) -> DatabaseBusy:
 logger = logging.getLogger(__name__)
 
 
-def render_sign_in_error(request: HttpRequest, error: SignInError, provider: Provider | None) -> HttpResponse:
+def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: SignInAttempt) -> HttpResponse:
     """The single place a failed sign-in becomes a response: one log line, a signal, a friendly page."""
-    logger.warning(
+    provider = attempt.provider
+    signals.sign_in_failed.send(
+        sender=Provider, request=request, provider=provider, code=error.code, reason=error.reason
+    )
+    if not isinstance(error, DatabaseBusy):  # the audit trail lives in that very database
+        flow.record(request, attempt, error)
+    context = {"error": error, "provider": provider}
+    response = render(request, "accounts/error.html", context, status=error.status)
+    if isinstance(error, DatabaseBusy):
+        response["Retry-After"] = "5"
+    return _logged(
+        response,
+        request,
         "sign-in failed: provider=%s code=%s reason=%s",
         provider.slug if provider else "-",
         error.code,
         error.reason,
     )
-    signals.sign_in_failed.send(
-        sender=Provider, request=request, provider=provider, code=error.code, reason=error.reason
-    )
-    if not isinstance(error, DatabaseBusy):  # the audit trail lives in that very database
-        audit.record(
-            request,
-            outcome="failure",
-            action=error.action,
-            provider=provider,
-            code=error.code,
-            reason=error.reason,
-            issuer=error.issuer,
-            subject=error.subject,
-            user=request.user if request.user.is_authenticated else None,
-        )
-    context = {"error": error, "provider": provider}
-    response = render(request, "accounts/error.html", context, status=error.status)
-    if isinstance(error, DatabaseBusy):
-        response["Retry-After"] = "5"
-    return _logged(response)
 
 
-def _logged(response: HttpResponse) -> HttpResponse:
-    """Mark a refusal we logged ourselves, with its reason, so it stays one log line.
+def _logged(response: HttpResponse, request: HttpRequest, message: str, *args: object) -> HttpResponse:
+    """Log a refusal once, with its reason, through Django's own ``log_response``.
 
-    Django's generic "Bad Request: /path" would be a second, reason-less one; the flag is how
-    Django marks a response it has logged itself (``django.utils.log.log_response``).
+    ``log_response`` marks the response as logged, so Django does not add its generic,
+    reason-less "Bad Request: /path" line; the line goes to this module's logger.
     """
-    response._has_been_logged = True  # type: ignore[attr-defined]
+    log_response(message, *args, response=response, request=request, logger=logger, level="warning")
     return response
 
 
-def _sign_in_view(view: Callable[[HttpRequest, Provider], HttpResponse]) -> Callable[..., HttpResponse]:
-    """Look the provider up by slug and turn any ``SignInError`` into the error page."""
+def _sign_in_view(
+    action: Action,
+) -> Callable[[Callable[[HttpRequest, SignInAttempt], HttpResponse]], Callable[..., HttpResponse]]:
+    """Look the provider up by slug, start an attempt, and turn any ``SignInError`` into the error page."""
 
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, slug: str) -> HttpResponse:
-        provider = None
-        try:
-            provider = Provider.objects.filter(slug=slug, enabled=True).first()
-            if provider is None:
-                raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
-            return view(request, provider)
-        except SignInError as error:
-            return render_sign_in_error(request, error, provider)
-        except _DATABASE_BUSY as exc:
-            return render_sign_in_error(request, _database_busy(exc), provider)
+    def decorator(view: Callable[[HttpRequest, SignInAttempt], HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, slug: str) -> HttpResponse:
+            attempt = SignInAttempt(provider=None, action=action)
+            try:
+                attempt.provider = Provider.objects.filter(slug=slug, enabled=True).first()
+                if attempt.provider is None:
+                    raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
+                return view(request, attempt)
+            except SignInError as error:
+                return render_sign_in_error(request, error, attempt)
+            except _DATABASE_BUSY as exc:
+                return render_sign_in_error(request, _database_busy(exc), attempt)
 
-    return never_cache(wrapper)
+        return never_cache(wrapper)
+
+    return decorator
 
 
 @require_GET
@@ -106,20 +106,21 @@ def login_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@_sign_in_view
-def start(request: HttpRequest, provider: Provider) -> HttpResponse:
-    return HttpResponseRedirect(flow.begin_login(request, provider, next_url=request.GET.get("next")))
+@_sign_in_view(Action.SIGN_IN)
+def start(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
+    return HttpResponseRedirect(flow.begin_login(request, attempt, next_url=request.GET.get("next")))
 
 
 @require_GET
-@_sign_in_view
-def callback(request: HttpRequest, provider: Provider) -> HttpResponse:
-    _user, next_url, connected = flow.finish_login(request, provider)
-    if connected:
-        messages.success(request, f"{provider.name} is now connected to your account.")
+@_sign_in_view(Action.SIGN_IN)  # a connect's callback says so in its pending login
+def callback(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
+    flow.finish_login(request, attempt)
+    name = attempt.provider.name if attempt.provider is not None else ""
+    if attempt.action == Action.CONNECT:
+        messages.success(request, f"{name} is now connected to your account.")
     else:
-        messages.success(request, f"Signed in with {provider.name}.")
-    return HttpResponseRedirect(next_url)
+        messages.success(request, f"Signed in with {name}.")
+    return HttpResponseRedirect(attempt.next_url)
 
 
 def _busy_database_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -130,7 +131,7 @@ def _busy_database_page(view: Callable[..., HttpResponse]) -> Callable[..., Http
         try:
             return view(request, *args, **kwargs)
         except _DATABASE_BUSY as exc:
-            return render_sign_in_error(request, _database_busy(exc), None)
+            return render_sign_in_error(request, _database_busy(exc), SignInAttempt(provider=None))
 
     return wrapper
 
@@ -153,10 +154,10 @@ def _signed_in_or_back_to_profile(view: Callable[..., HttpResponse]) -> Callable
 
 @require_POST
 @_signed_in_or_back_to_profile
-@_sign_in_view
-def connect(request: HttpRequest, provider: Provider) -> HttpResponse:
+@_sign_in_view(Action.CONNECT)
+def connect(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
     """Link another provider to the signed-in account. POST (CSRF-protected): it changes the account."""
-    return HttpResponseRedirect(flow.begin_login(request, provider, next_url=reverse("accounts:profile"), connect=True))
+    return HttpResponseRedirect(flow.begin_login(request, attempt, next_url=reverse("accounts:profile")))
 
 
 @require_POST
@@ -218,20 +219,17 @@ def backchannel_logout(request: HttpRequest, slug: str) -> HttpResponse:
         ended = end_backchannel_sessions(provider, request.POST.get("logout_token", ""))
     except _DATABASE_BUSY as exc:
         error = _database_busy(exc)
-        logger.warning("back-channel logout failed: provider=%s reason=%s", slug[:50], error.reason)
-        return _logged(
-            JsonResponse(
-                {"error": "temporarily_unavailable", "error_description": error.title},
-                status=error.status,
-                headers={"Retry-After": "5", "Cache-Control": "no-store"},
-            )
+        response = JsonResponse(
+            {"error": "temporarily_unavailable", "error_description": error.title},
+            status=error.status,
+            headers={"Retry-After": "5", "Cache-Control": "no-store"},
         )
+        return _logged(response, request, "back-channel logout failed: provider=%s reason=%s", slug[:50], error.reason)
     except SignInError as error:
-        logger.warning("back-channel logout refused: provider=%s reason=%s", slug[:50], error.reason)
         audit.record(
             request,
-            outcome="failure",
-            action="backchannel-logout",
+            outcome=Outcome.FAILURE,
+            action=Action.BACKCHANNEL_LOGOUT,
             provider=provider,
             code=error.code,
             reason=error.reason,
@@ -239,10 +237,15 @@ def backchannel_logout(request: HttpRequest, slug: str) -> HttpResponse:
         status = 404 if isinstance(error, UnknownProvider) else 400
         if isinstance(error, ProviderUnavailable):
             status = error.status
-        return _logged(JsonResponse({"error": "invalid_request", "error_description": error.title}, status=status))
+        response = JsonResponse({"error": "invalid_request", "error_description": error.title}, status=status)
+        return _logged(response, request, "back-channel logout refused: provider=%s reason=%s", slug[:50], error.reason)
     logger.info("back-channel logout: provider=%s ended %d session(s)", provider.slug, ended)
     audit.record(
-        request, outcome="success", action="backchannel-logout", provider=provider, reason=f"ended {ended} session(s)"
+        request,
+        outcome=Outcome.SUCCESS,
+        action=Action.BACKCHANNEL_LOGOUT,
+        provider=provider,
+        reason=f"ended {ended} session(s)",
     )
     return HttpResponse(status=200, headers={"Cache-Control": "no-store"})
 

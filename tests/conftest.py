@@ -7,6 +7,7 @@ import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core.cache import caches
 from django.test import Client
 from joserfc import jwt
@@ -23,9 +24,9 @@ def _fresh_document_caches():
     """Each test starts with no cached discovery/JWKS documents, shared or in-process."""
     for cache in caches.all(initialized_only=True):
         cache.clear()
-    discovery._memo.clear()
+    discovery.forget_in_process()
     yield
-    discovery._memo.clear()
+    discovery.forget_in_process()
 
 
 @pytest.fixture
@@ -78,6 +79,34 @@ def sign_in(client, op: OpenIDProviderDouble, provider: Provider, **query):
     return client.get(f"/accounts/{provider.slug}/callback/", callback_params)
 
 
+@pytest.fixture
+def op2():
+    """A second OpenID provider, for connecting another sign-in method to an account."""
+    with OpenIDProviderDouble() as double:
+        double.next_user = {**double.next_user, "sub": "second-1", "email": "alice@second.example"}
+        yield double
+
+
+@pytest.fixture
+def second(db, op2) -> Provider:
+    return Provider.objects.create(
+        slug="second-op", name="Second OP", issuer=op2.issuer, client_id=op2.client_id,
+        client_secret=op2.client_secret, display_order=1,
+    )  # fmt: skip
+
+
+def start_connect(client, provider: Provider) -> dict[str, str]:
+    """POST the profile page's connect button and return the authorization request's parameters."""
+    response = client.post(f"/accounts/{provider.slug}/connect/")
+    assert response.status_code == 302, response.content
+    return dict(parse_qsl(urlsplit(response["Location"]).query))
+
+
+def connect(client, op: OpenIDProviderDouble, provider: Provider):
+    """Walk the whole connect flow and return the callback's response."""
+    return client.get(f"/accounts/{provider.slug}/callback/", op.authorize(start_connect(client, provider)))
+
+
 def logout_claims(op, **overrides) -> dict:
     """Valid logout token claims for ``op`` naming its session "op-session-1"; ``name=None`` drops a claim."""
     now = int(time.time())
@@ -109,6 +138,11 @@ def assert_error_page(response, status: int, text: str | None = None) -> None:
     assert response.templates[0].name == "accounts/error.html"
     if text is not None:
         assert text in response.content.decode()
+
+
+def signed_in_user(client):
+    """The user this test client's session is signed in as, or None."""
+    return get_user_model().objects.filter(pk=client.session.get(SESSION_KEY)).first()
 
 
 def signed_in(client) -> bool:

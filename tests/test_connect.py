@@ -6,49 +6,15 @@ session, and to the user, that started it.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
-
 import pytest
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from accounts.models import DisconnectedIdentity, Identity, Provider, SignInEvent
-from tests.conftest import assert_error_page, sign_in
-from tests.op_double import OpenIDProviderDouble
+from tests.conftest import assert_error_page, connect, sign_in, signed_in_user, start_connect
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
-
-
-@pytest.fixture
-def op2():
-    with OpenIDProviderDouble() as double:
-        double.next_user = {**double.next_user, "sub": "second-1", "email": "alice@second.example"}
-        yield double
-
-
-@pytest.fixture
-def second(db, op2) -> Provider:
-    return Provider.objects.create(
-        slug="second-op", name="Second OP", issuer=op2.issuer, client_id=op2.client_id,
-        client_secret=op2.client_secret, display_order=1,
-    )  # fmt: skip
-
-
-def start_connect(client, provider: Provider) -> dict[str, str]:
-    """POST the profile page's connect button and return the authorization request's parameters."""
-    response = client.post(f"/accounts/{provider.slug}/connect/")
-    assert response.status_code == 302, response.content
-    return dict(parse_qsl(urlsplit(response["Location"]).query))
-
-
-def connect(client, op: OpenIDProviderDouble, provider: Provider):
-    """Walk the whole connect flow and return the callback's response."""
-    return client.get(f"/accounts/{provider.slug}/callback/", op.authorize(start_connect(client, provider)))
-
-
-def signed_in_user(client):
-    return User.objects.get(pk=client.session[SESSION_KEY]) if SESSION_KEY in client.session else None
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from accounts import signals
-from accounts.errors import SignInRefused
 from accounts.identities import sign_in_identity
 from accounts.models import Identity, Provider
 
@@ -96,18 +95,6 @@ def test_username_collision_gets_a_suffix_and_never_reuses_the_user(idp):
     User.objects.create_user("alice2")
     result = login(idp, sub="alice", preferred_username="alice")  # every candidate is taken
     assert result.user != taken and result.user.username == "alice3"
-
-
-def test_adapter_can_refuse(idp, settings):
-    settings.ACCOUNTS_ADAPTER = "tests.test_identities.RefusingAdapter"
-    with pytest.raises(SignInRefused):
-        login(idp)
-    assert User.objects.count() == 0
-
-
-class RefusingAdapter:
-    def is_sign_in_allowed(self, request, provider, claims):
-        return False
 
 
 def test_signals_are_sent_once_on_first_sign_in(idp, django_capture_on_commit_callbacks):

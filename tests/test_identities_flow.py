@@ -10,14 +10,10 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.test import Client
 
 from accounts.models import Identity, Provider
-from tests.conftest import call_userinfo_always, sign_in
+from tests.conftest import call_userinfo_always, sign_in, signed_in_user
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
-
-
-def signed_in_user(client):
-    return User.objects.get(pk=client.session[SESSION_KEY])
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ def test_following_the_providers_redirect_comes_back_signed_out(client, op, prov
 def forget_provider_documents():
     """Make the next metadata lookup go to the network, as after the cached copy expired."""
     caches["default"].clear()
-    discovery._memo.clear()
+    discovery.forget_in_process()
 
 
 def test_logout_works_when_the_provider_is_unreachable(client, op, provider):

@@ -81,7 +81,7 @@ def test_backchannel_logout_with_a_jwks_answer_cut_short_is_a_502_answer(op, pro
 def test_expired_discovery_copy_is_used_when_its_refresh_breaks_off(client, op, provider, caplog):
     assert sign_in(client, op, provider).status_code == 302
     client.post("/accounts/logout/")
-    discovery._memo[discovery.discovery_url(provider.issuer)].expires_at = 0
+    discovery.in_process(discovery.discovery_url(provider.issuer)).expires_at = 0
     discovery._cache().clear()  # the JWKS stays fresh in this process
     op.faults[DISCOVERY_PATH] = CUT_SHORT
     with caplog.at_level(logging.WARNING, logger="accounts.oidc.discovery"):

@@ -8,13 +8,10 @@ from django.test import Client
 
 from accounts import signals
 from accounts.models import Identity, Provider
-from tests import test_connect
-from tests.conftest import sign_in
-from tests.test_connect import connect
+from tests.conftest import connect, sign_in
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
-op2, second = test_connect.op2, test_connect.second  # the second provider's fixtures
 
 SIGNALS = {
     "user_created": signals.user_created_from_provider,

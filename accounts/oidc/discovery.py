@@ -32,19 +32,16 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.cache import caches
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from .. import presets
 from ..conf import conf
 from ..errors import ProviderMisconfigured, SignInError
 from .http import request_json, require_secure_url
-
-if TYPE_CHECKING:
-    from ..models import Provider
+from .quirks import STANDARD, Quirks
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +60,8 @@ class Document:
     expires_at: float
     #: Parsed key set (JWKS documents) -- parsed once per process and version.
     keys: KeySet | None = field(default=None, compare=False)
-    #: Whether the metadata was validated (discovery documents) -- once per process and version.
-    validated_for: str | None = field(default=None, compare=False)
+    #: For which issuer and quirks the metadata was validated (discovery documents): once per process and version.
+    validated_for: tuple[str, Quirks] | None = field(default=None, compare=False)
 
     def fresh(self, now: float | None = None) -> bool:
         return (now or time.time()) < self.expires_at
@@ -284,8 +281,29 @@ def cached_data(url: str) -> dict[str, Any] | None:
 def forget(url: str) -> None:
     """Drop a document from the shared cache and from this process (``oidc_provider refresh``)."""
     _cache().delete(_key("doc", url))
+    forget_in_process(url)
+
+
+def forget_in_process(url: str | None = None) -> None:
+    """Drop this process's copy of one document, or of all (``url=None``); the shared cache keeps its own.
+
+    The next use reads the shared copy again, as a freshly started process would.
+    """
     with _memo_lock:
-        _memo.pop(url, None)
+        if url is None:
+            _memo.clear()
+        else:
+            _memo.pop(url, None)
+
+
+def remember_in_process(doc: Document) -> Document:
+    """Keep ``doc`` as this process's copy, unless it already holds that version (whose parsed keys it keeps)."""
+    return _remember(doc)
+
+
+def in_process(url: str) -> Document | None:
+    """This process's copy of the document at ``url``, if it holds one (for diagnostics and tests)."""
+    return _memo.get(url)
 
 
 # --- discovery --------------------------------------------------------------------------------
@@ -297,24 +315,24 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
-def get_metadata(provider: Provider) -> dict[str, Any]:
-    """The provider's validated discovery document (OpenID Connect Discovery 1.0, section 4)."""
-    require_secure_url(provider.issuer, what="issuer")
-    doc = load_document(discovery_url(provider.issuer), what="discovery document")
-    if doc.validated_for != provider.issuer:
-        validate_metadata(doc.data, provider)
-        doc.validated_for = provider.issuer
+def get_metadata(issuer: str, *, quirks: Quirks = STANDARD) -> dict[str, Any]:
+    """The validated discovery document of ``issuer`` (OpenID Connect Discovery 1.0, section 4)."""
+    require_secure_url(issuer, what="issuer")
+    doc = load_document(discovery_url(issuer), what="discovery document")
+    if doc.validated_for != (issuer, quirks):
+        validate_metadata(doc.data, issuer=issuer, quirks=quirks)
+        doc.validated_for = (issuer, quirks)
     return doc.data
 
 
-def validate_metadata(data: dict[str, Any], provider: Provider) -> None:
+def validate_metadata(data: dict[str, Any], *, issuer: str, quirks: Quirks = STANDARD) -> None:
     missing = [name for name in REQUIRED_METADATA if not isinstance(data.get(name), str)]
     if missing:
         raise ProviderMisconfigured(f"discovery document lacks {', '.join(missing)}")
-    if not presets.metadata_issuer_matches(provider, data["issuer"]):
+    if not quirks.metadata_issuer_matches(issuer, data["issuer"]):
         # Section 4.3: the issuer must match exactly, or tokens could be accepted from a look-alike.
         raise ProviderMisconfigured(
-            f"discovery document says issuer {data['issuer']!r}, configured issuer is {provider.issuer!r}"
+            f"discovery document says issuer {data['issuer']!r}, configured issuer is {issuer!r}"
         )
     for name in ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint", "end_session_endpoint"):
         if data.get(name) is not None:
@@ -326,13 +344,24 @@ def validate_metadata(data: dict[str, Any], provider: Provider) -> None:
 # --- signing keys ------------------------------------------------------------------------------
 
 
-def _with_keys(doc: Document) -> Document:
+@dataclass(frozen=True)
+class JWKS:
+    """A provider's key set, parsed: what token verification reads."""
+
+    url: str
+    keys: KeySet
+    version: str
+    fetched_at: float
+    expires_at: float
+
+
+def _with_keys(doc: Document) -> JWKS:
     if doc.keys is None:
         try:
             doc.keys = KeySet.import_key_set(_public_jwks(doc.data))
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise ProviderMisconfigured(f"JWKS at {doc.url} cannot be parsed: {type(exc).__name__}") from exc
-    return doc
+    return JWKS(url=doc.url, keys=doc.keys, version=doc.version, fetched_at=doc.fetched_at, expires_at=doc.expires_at)
 
 
 def _public_jwks(data: dict[str, Any]) -> dict[str, Any]:
@@ -357,12 +386,12 @@ def _public_jwks(data: dict[str, Any]) -> dict[str, Any]:
     return {"keys": usable}
 
 
-def get_keys(jwks_uri: str) -> Document:
-    """The provider's current key set, parsed (``doc.keys``) and memoised for this process."""
+def get_keys(jwks_uri: str) -> JWKS:
+    """The provider's current key set, parsed and memoised for this process."""
     return _with_keys(load_document(jwks_uri, what="JWKS"))
 
 
-def keys_after_unknown_kid(jwks_uri: str, seen: Document, *, origin: KeyOrigin) -> Document | None:
+def keys_after_unknown_kid(jwks_uri: str, seen: JWKS, *, origin: KeyOrigin) -> JWKS | None:
     """A newer key set after a token named a key we do not have, or ``None`` if there is none.
 
     Adopts a copy another process already fetched; otherwise refetches, single-flight, within the
@@ -373,35 +402,3 @@ def keys_after_unknown_kid(jwks_uri: str, seen: Document, *, origin: KeyOrigin) 
         return _with_keys(_remember(shared))
     newer = _fetch_single_flight(jwks_uri, what="JWKS", seen_version=seen.version, origin=origin)
     return _with_keys(newer) if newer is not None else None
-
-
-def problems(provider: Provider, metadata: dict[str, Any], keys: KeySet) -> list[str]:
-    """What would make sign-ins with this provider fail, in words an admin can act on."""
-    from .tokens import matching_keys  # tokens imports this module
-
-    found = []
-
-    def listed(name: str, default: list[str]) -> list[str]:
-        value = metadata.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, list):
-            found.append(f"{name} is not a list")
-            return default
-        return [v for v in value if isinstance(v, str)]
-
-    advertised = listed("id_token_signing_alg_values_supported", [])
-    allowed = provider.algorithms
-    if advertised and not set(advertised) & set(allowed):
-        found.append(f"the provider signs ID tokens with {advertised}, none of which is allowed ({allowed})")
-    usable = [alg for alg in allowed if not alg.startswith("HS") and matching_keys(keys, {}, alg)]
-    if not usable and not any(alg.startswith("HS") for alg in allowed):
-        found.append("no published key can verify any allowed algorithm")
-    if not any(k.kid for k in keys.keys) and len(keys.keys) > 1:
-        found.append("several keys have no kid, so tokens without a kid cannot be verified")
-    methods = listed("token_endpoint_auth_methods_supported", ["client_secret_basic"])
-    if not {"client_secret_basic", "client_secret_post"} & set(methods):
-        found.append(f"token endpoint supports neither client_secret_basic nor client_secret_post ({methods})")
-    if "S256" not in listed("code_challenge_methods_supported", ["S256"]):
-        found.append("the provider does not advertise PKCE S256 (PKCE is sent anyway)")
-    return found

@@ -24,27 +24,27 @@ def verify(op, provider, token):
 
 def forget_this_process():
     """What another process sees: the shared cache, but none of this process's memory."""
-    discovery._memo.clear()
+    discovery.forget_in_process()
 
 
 # --- discovery document -------------------------------------------------------------------------
 
 
 def test_metadata_comes_from_the_well_known_url(op, provider):
-    assert discovery.get_metadata(provider)["token_endpoint"] == op.issuer + "/token"
+    assert discovery.get_metadata(provider.issuer)["token_endpoint"] == op.issuer + "/token"
     assert op.hits[DISCOVERY] == 1
 
 
 def test_issuer_in_discovery_must_match_configuration_exactly(op, provider):
     op.metadata["issuer"] = op.issuer + "/"
     with pytest.raises(ProviderMisconfigured, match="configured issuer is"):
-        discovery.get_metadata(provider)
+        discovery.get_metadata(provider.issuer)
 
 
 def test_discovery_without_jwks_uri_is_refused(op, provider):
     del op.metadata["jwks_uri"]
     with pytest.raises(ProviderMisconfigured, match="lacks jwks_uri"):
-        discovery.get_metadata(provider)
+        discovery.get_metadata(provider.issuer)
 
 
 def test_discovery_pointing_to_plain_http_elsewhere_is_refused(op, provider, settings):
@@ -52,14 +52,14 @@ def test_discovery_pointing_to_plain_http_elsewhere_is_refused(op, provider, set
     settings.DEBUG = True  # loopback http is allowed in debug, but not a token endpoint on another host
     op.metadata["token_endpoint"] = "http://idp.example/token"
     with pytest.raises(ProviderMisconfigured, match="token_endpoint uses http"):
-        discovery.get_metadata(provider)
+        discovery.get_metadata(provider.issuer)
 
 
 def test_metadata_is_cached_in_process_and_shared(op, provider):
-    discovery.get_metadata(provider)
-    discovery.get_metadata(provider)
+    discovery.get_metadata(provider.issuer)
+    discovery.get_metadata(provider.issuer)
     forget_this_process()
-    discovery.get_metadata(provider)
+    discovery.get_metadata(provider.issuer)
     assert op.hits[DISCOVERY] == 1
 
 
@@ -80,27 +80,27 @@ def test_cache_lifetime_honours_max_age_within_bounds(header, ttl):
 
 
 def test_expired_document_is_refetched(op, provider, monkeypatch):
-    discovery.get_metadata(provider)
-    doc = discovery._memo[discovery.discovery_url(provider.issuer)]
+    discovery.get_metadata(provider.issuer)
+    doc = discovery.in_process(discovery.discovery_url(provider.issuer))
     doc.expires_at = 0
     discovery._cache().clear()
-    discovery.get_metadata(provider)
+    discovery.get_metadata(provider.issuer)
     assert op.hits[DISCOVERY] == 2
 
 
 def test_stale_copy_is_used_when_the_provider_is_down(op, provider, caplog):
-    discovery.get_metadata(provider)
-    discovery._memo[discovery.discovery_url(provider.issuer)].expires_at = 0
+    discovery.get_metadata(provider.issuer)
+    discovery.in_process(discovery.discovery_url(provider.issuer)).expires_at = 0
     discovery._cache().clear()
     op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
-    assert discovery.get_metadata(provider)["issuer"] == op.issuer
+    assert discovery.get_metadata(provider.issuer)["issuer"] == op.issuer
     assert "using expired discovery document" in caplog.text
 
 
 def test_unreachable_provider_without_a_copy_raises(op, provider):
     op.faults[DISCOVERY] = {"close": True}
     with pytest.raises(ProviderUnavailable):
-        discovery.get_metadata(provider)
+        discovery.get_metadata(provider.issuer)
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -225,10 +225,10 @@ def test_former_refetch_interval_setting_still_sets_the_untrusted_interval(setti
 
 def test_another_process_adopts_the_rotated_keys_without_fetching(op, provider):
     verify(op, provider, op.sign(claims_for(op)))
-    stale = discovery._memo[op.metadata["jwks_uri"]]
+    stale = discovery.in_process(op.metadata["jwks_uri"])
     op.rotate("RSA")
     verify(op, provider, op.sign(claims_for(op)))  # "process A" refetches: 2 fetches in all
-    discovery._memo[op.metadata["jwks_uri"]] = stale  # "process B" still holds the old set
+    discovery.remember_in_process(stale)  # "process B" still holds the old set
     verify(op, provider, op.sign(claims_for(op)))
     assert op.hits["/jwks"] == 2
 
@@ -275,4 +275,4 @@ def test_discovery_urls_with_control_characters_are_refused(op, provider, name):
     """Endpoint URLs end up in log lines: a newline in one would forge a second line."""
     op.metadata[name] = op.issuer + "/x\n2026-12-01 ERROR accounts forged"
     with pytest.raises(ProviderMisconfigured, match=f"{name} contains control characters"):
-        discovery.get_metadata(provider)
+        discovery.get_metadata(provider.issuer)

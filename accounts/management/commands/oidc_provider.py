@@ -8,10 +8,12 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts import diagnostics
 from accounts.errors import SignInError
 from accounts.models import Provider
 from accounts.oidc import discovery
-from accounts.presets import PRESETS, preset_values
+from accounts.oidc.clients import client_class
+from accounts.presets import PRESETS, PresetKey, preset_values
 
 
 class Command(BaseCommand):
@@ -87,24 +89,21 @@ class Command(BaseCommand):
             "userinfo": options["userinfo"],
         }
         values.update({k: v for k, v in explicit.items() if v})
-        if (
-            values.get("kind") == Provider.Kind.GITHUB
-            and not values.get("issuer")
-            and values.get("authorization_endpoint")
-        ):
+        try:
+            kind = client_class(values.get("kind") or Provider.Kind.OIDC)
+        except SignInError as exc:
+            raise CommandError(exc.reason) from None
+        if not kind.discovers and not values.get("issuer") and values.get("authorization_endpoint"):
             parts = urlsplit(values["authorization_endpoint"])  # the identity namespace: the provider's origin
             values["issuer"] = f"{parts.scheme}://{parts.netloc}"
         if not values.get("issuer"):
             raise CommandError("Give --issuer (or a --preset that knows it).")
-        if "scopes" not in values:
-            values["scopes"] = (
-                "read:user user:email" if values.get("kind") == Provider.Kind.GITHUB else "openid email profile"
-            )
+        values.setdefault("scopes", kind.default_scopes)
         return values
 
     @staticmethod
     def _default_name(slug: str, preset: str | None) -> str:
-        if preset and preset != "generic":
+        if preset and preset != PresetKey.GENERIC:
             return PRESETS[preset].label
         return slug.replace("-", " ").title()
 
@@ -117,13 +116,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{p.slug:<20} {state} {p.kind:<8} {p.issuer}  client_id={p.client_id}")
 
     def handle_check(self, *, slug: str, **_: Any) -> None:
-        provider = self._provider(slug)
-        if provider.kind == Provider.Kind.GITHUB:
-            self.stdout.write(f"Provider {provider.slug} ({provider.name}) is GitHub-style: no discovery or keys.")
-            for field in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "emails_endpoint"):
-                self.stdout.write(f"  {field:<24} {getattr(provider, field) or '(none)'}")
-            return
-        self._report(provider)
+        self._report(self._provider(slug))
 
     def handle_refresh(self, *, slug: str, **_: Any) -> None:
         provider = self._provider(slug)
@@ -153,23 +146,20 @@ class Command(BaseCommand):
 
     def _report(self, provider: Provider) -> None:
         try:
-            metadata = discovery.get_metadata(provider)
-            keys = discovery.get_keys(metadata["jwks_uri"])
+            report = diagnostics.check(provider)
         except SignInError as exc:
             raise CommandError(f"{provider.slug}: {exc.reason}") from None
-        self.stdout.write(f"Provider {provider.slug} ({provider.name}) - issuer {metadata['issuer']}")
-        for name in (
-            "authorization_endpoint",
-            "token_endpoint",
-            "userinfo_endpoint",
-            "jwks_uri",
-            "end_session_endpoint",
-        ):
-            self.stdout.write(f"  {name:<24} {metadata.get(name) or '(none)'}")
-        self.stdout.write(f"  keys ({len(keys.keys.keys)}):")
-        for key in keys.keys.keys:
-            self.stdout.write(
-                f"    kid={key.kid!r} kty={key.key_type} alg={key.get('alg') or '-'} use={key.get('use') or '-'}"
-            )
-        for problem in discovery.problems(provider, metadata, keys.keys):
+        if report.keys is None:
+            self.stdout.write(f"Provider {provider.slug} ({provider.name}) is GitHub-style: no discovery or keys.")
+        else:
+            self.stdout.write(f"Provider {provider.slug} ({provider.name}) - issuer {report.metadata['issuer']}")
+        for name, url in report.endpoints.items():
+            self.stdout.write(f"  {name:<24} {url or '(none)'}")
+        if report.keys is not None:
+            self.stdout.write(f"  keys ({len(report.keys.keys)}):")
+            for key in report.keys.keys:
+                self.stdout.write(
+                    f"    kid={key.kid!r} kty={key.key_type} alg={key.get('alg') or '-'} use={key.get('use') or '-'}"
+                )
+        for problem in report.problems:
             self.stdout.write(self.style.WARNING(f"  problem: {problem}"))

@@ -1,4 +1,4 @@
-"""The code flow's protocol side (accounts.oidc.client), against the provider double over HTTP.
+"""The code flow's protocol side (accounts.oidc.clients), against the provider double over HTTP.
 
 Rules are tested at this layer, where the exception says which one fired; a few also go through
 the views, to show a sign-in as a person meets it.
@@ -13,25 +13,28 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from django.test import Client
 
+from accounts.adapter import get_adapter
 from accounts.errors import ProviderMisconfigured, TokenRejected
 from accounts.models import Identity, Provider, SignInEvent
-from accounts.oidc import client
+from accounts.oidc.clients import PendingLogin, VerifiedLogin
 from tests.conftest import sign_in, signed_in, start_login
 
 pytestmark = pytest.mark.django_db
 
 
-def callback(op, provider) -> tuple[dict[str, str], client.PendingLogin]:
+def callback(op, provider) -> tuple[dict[str, str], PendingLogin]:
     """Start a sign-in at the protocol layer and let the double authorize it: (callback params, pending)."""
-    url, pending = client.authorization_url(
-        provider, redirect_uri="http://testserver/accounts/test-op/callback/", next_url="/", now=time.time()
+    url, pending = (
+        get_adapter()
+        .get_client(provider)
+        .authorization_url(redirect_uri="http://testserver/accounts/test-op/callback/", next_url="/", now=time.time())
     )
     return op.authorize(dict(parse_qsl(urlsplit(url).query))), pending
 
 
-def complete(op, provider) -> client.VerifiedLogin:
+def complete(op, provider) -> VerifiedLogin:
     params, pending = callback(op, provider)
-    return client.complete_login(provider, params, pending)
+    return get_adapter().get_client(provider).complete(params, pending)
 
 
 def failure_reason() -> str:

@@ -1,0 +1,69 @@
+"""Who may sign in here: one policy for sign-in and connect alike, decided from verified claims only.
+
+Three things are asked, in this order, and the first that refuses wins (``SignInRefused``, whose
+message says why):
+
+1. the provider's restrictions an admin configured: email domains (checked against
+   provider-verified emails only), Google Workspace domains (the ``hd`` claim of the verified ID
+   token -- never a request parameter, which anybody can edit) and Microsoft tenants (``tid``);
+2. the adapter's ``is_sign_in_allowed`` (``accounts.adapter``), the project's own rule;
+3. once the account is known, that it is active (``admit_user``, run by ``accounts.identities``
+   inside the sign-in's transaction, before anything is written for it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .adapter import get_adapter
+from .claims import verified_email
+from .errors import SignInRefused
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.http import HttpRequest
+
+    from .models import Provider
+
+
+def admit(request: HttpRequest | None, provider: Provider, claims: dict[str, Any]) -> None:
+    """Raise ``SignInRefused`` when these verified ``claims`` may not sign in (or be connected) here."""
+    check_restrictions(provider, claims)
+    if not get_adapter().is_sign_in_allowed(request, provider, claims):
+        raise SignInRefused(f"adapter refused {provider.slug} subject")
+
+
+def admit_user(user: AbstractBaseUser) -> None:
+    """Refuse a disabled account, whichever identity leads to it."""
+    if not user.is_active:
+        raise SignInRefused(f"user {user.pk} is inactive", message="This account has been disabled.")
+
+
+def check_restrictions(provider: Provider, claims: dict[str, Any]) -> None:
+    """The provider's configured restrictions (see the module docstring)."""
+    email, verified = verified_email(claims)
+    domain = email.rsplit("@", 1)[-1] if email and verified else None
+    _require(
+        domain, provider.email_domains, f"{provider.slug}: verified email domain",
+        "Only people with a verified email address at {allowed} can sign in here.",
+    )  # fmt: skip
+    _require(
+        claims.get("hd"), provider.hosted_domains, f"{provider.slug}: Google hosted domain",
+        "Only Google Workspace accounts of {allowed} can sign in here.",
+    )  # fmt: skip
+    _require(
+        claims.get("tid"), provider.tenants, f"{provider.slug}: Microsoft tenant",
+        "Only accounts of this organisation's Microsoft tenant can sign in here.",
+    )  # fmt: skip
+
+
+def _require(value: object, allowed: list[str], what: str, message: str) -> None:
+    """``value`` (case-insensitive) must be one of ``allowed``, unless no restriction is configured."""
+    if not allowed:
+        return
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise SignInRefused(f"{what} {str(value)[:64]!r} not allowed", message=message.format(allowed=_listed(allowed)))
+
+
+def _listed(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]

@@ -1,0 +1,47 @@
+"""The closed sets of values the app stores or compares, as enums.
+
+They live apart from ``models`` so that data modules (``presets``) can use them without importing
+the models (which import the presets for the preset field's choices). ``Provider.Kind`` and the
+other model attributes are these same classes.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Kind(models.TextChoices):
+    """Which protocol a provider speaks; it chooses the client class (``accounts.oidc.clients``)."""
+
+    OIDC = "oidc", _("OpenID Connect")
+    GITHUB = "github", _("GitHub-style OAuth 2.0 (no ID token)")
+
+
+class EmailLinking(models.TextChoices):
+    NEVER = "never", _("Never: a new provider identity always gets its own account")
+    VERIFIED = "verified", _("Verified: attach to the one user whose email the provider verified")
+
+
+class Userinfo(models.TextChoices):
+    ALWAYS = "always", _("Always: call the userinfo endpoint on every sign-in")
+    WHEN_NEEDED = "when-needed", _("When needed: only if the ID token lacks the email or profile claims")
+    NEVER = "never", _("Never: use the ID token's claims alone")
+
+
+class ProfileSync(models.TextChoices):
+    FOLLOW = "follow", _("Follow the provider: refresh name and email from verified claims on each sign-in")
+    KEEP = "keep", _("Keep local edits: copy name and email only when the account is created")
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", _("Success")
+    FAILURE = "failure", _("Failure")
+
+
+class Action(models.TextChoices):
+    """What an audited attempt tried to do."""
+
+    SIGN_IN = "login", _("Sign-in")
+    CONNECT = "connect", _("Connect another provider")
+    BACKCHANNEL_LOGOUT = "backchannel-logout", _("Back-channel logout")

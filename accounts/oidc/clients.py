@@ -1,0 +1,415 @@
+"""One client per provider kind: the authorization code flow, protocol side.
+
+``ProviderClient`` is the interface every kind offers -- an authorization URL, a callback
+completed into a ``VerifiedLogin``, the provider's metadata, an end-session URL -- built once per
+request from the ``Provider``, its metadata and its ``Quirks``:
+
+* ``OpenIDConnectClient``: discovered metadata, an ID token verified by every rule of Core
+  3.1.3.7, userinfo when the ID token lacks what the user mapping needs;
+* ``GitHubClient``: OAuth 2.0 without OpenID Connect, the identity read from a REST API
+  (``accounts.oidc.github``).
+
+``client_class`` is the one place a provider's kind is looked at. A reusing project adapts a
+provider that bends the standard by subclassing a client and returning it from its adapter's
+``client_class`` (see ``accounts.adapter``); the methods below are the points to override.
+
+Framework-light on purpose: clients take a ``Provider`` and plain values and return plain values,
+so every protocol rule can be tested without a browser session. Keeping the per-login secrets
+(state, nonce, PKCE verifier) between the two halves is ``accounts.flow``'s job.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote_plus
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.auth import ClientAuth
+from authlib.oauth2.rfc6749.parameters import prepare_token_request
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
+
+from ..errors import InvalidRequest, ProviderDenied, ProviderMisconfigured, TokenRejected
+from . import discovery, github, tokens
+from .http import ProviderHTTPError, request_json
+from .quirks import STANDARD, Quirks
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ..models import Provider
+
+#: Claims that describe the token rather than the person; userinfo may not override them.
+_PROTOCOL_CLAIMS = frozenset(
+    {
+        "iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "c_hash", "auth_time", "jti",
+        "sid", "hd", "tid",
+    }
+)  # fmt: skip
+
+#: What the user mapping (``accounts.identities``, ``accounts.adapter``) reads, as groups of which
+#: one member will do. A provider set to "when needed" calls userinfo only when the verified ID
+#: token has no claim of some group, because only then can userinfo change who the person is
+#: mapped to or what their account holds:
+#:
+#: * ``email`` and ``email_verified`` decide linking, the email-domain restriction and the user's
+#:   email; ``email_verified`` is a group of its own because an email without it counts as
+#:   unverified, which userinfo may well correct (Microsoft's v2.0 ID token never carries it).
+#: * ``given_name``, ``family_name`` and ``preferred_username`` fill the first and last name and
+#:   the new username; any one shows the token carries the profile scope's claims. ``name`` is not
+#:   among them: the mapping never reads it, so a token with only ``name`` still asks userinfo.
+#:
+#: A present claim is never re-checked at userinfo, whatever its value: ``email_verified: false``
+#: in the signed ID token is the provider's answer, not a gap.
+USERINFO_NEEDED_UNLESS = (
+    frozenset({"email"}),
+    frozenset({"email_verified"}),
+    frozenset({"given_name", "family_name", "preferred_username"}),
+)
+
+#: Friendlier words for the standard ``error`` codes of RFC 6749 4.1.2.1 and OpenID Connect 3.1.2.6.
+_DENIAL_MESSAGES = {
+    "access_denied": "The sign-in was cancelled, or the provider refused it. You can try again.",
+    "login_required": "The provider needs you to sign in there first. Please try again.",
+    "consent_required": "The provider needs your consent to share your details with this site.",
+    "interaction_required": "The provider needs you to complete a step there. Please try again.",
+    "temporarily_unavailable": "The provider is temporarily unavailable. Please try again in a few minutes.",
+    "server_error": "The provider had a problem. Please try again in a few minutes.",
+}
+
+_WHOLE_SECONDS = re.compile(r"[0-9]{1,10}")
+
+
+@dataclass
+class PendingLogin:
+    """What one started sign-in must remember until its callback; stored server-side only.
+
+    It goes into the session as a plain dict (``asdict``), so every field is JSON-serialisable.
+    """
+
+    provider: str
+    state: str
+    nonce: str
+    code_verifier: str
+    redirect_uri: str
+    next_url: str
+    created_at: float
+    #: The ``max_age`` sent in the authorization request, which the ID token's auth_time must honour.
+    max_age: int | None = None
+    #: For a connect: the primary key (as text) of the user who asked to link another provider.
+    connect_user: str | None = None
+
+
+@dataclass
+class VerifiedLogin:
+    """The outcome of a successful callback: verified claims and the raw tokens the session may need."""
+
+    claims: dict[str, Any]
+    id_token: str | None
+    issuer: str
+    subject: str
+
+
+class ProviderClient:
+    """The protocol side of signing in with one provider, for one request.
+
+    Subclasses say how metadata is obtained (``load_metadata``) and how a token response becomes a
+    verified identity (``verified_login``); the authorization request, the callback's checks and
+    the code exchange are shared, because RFC 6749 and RFC 7636 are.
+    """
+
+    #: Scopes a new provider of this kind asks for unless configured otherwise.
+    default_scopes: ClassVar[str] = ""
+    #: Whether the provider issues ID tokens, so a nonce is sent and checked.
+    uses_nonce: ClassVar[bool] = False
+    #: Whether the metadata comes from a discovery document (else from the provider's fields).
+    discovers: ClassVar[bool] = False
+
+    def __init__(self, provider: Provider, *, metadata: dict[str, Any], quirks: Quirks = STANDARD) -> None:
+        self.provider = provider
+        self.metadata = metadata
+        self.quirks = quirks
+
+    @classmethod
+    def for_provider(cls, provider: Provider, *, quirks: Quirks = STANDARD) -> Self:
+        """A client with its metadata loaded (from the cache, or the network if it must)."""
+        return cls(provider, metadata=cls.load_metadata(provider, quirks), quirks=quirks)
+
+    @classmethod
+    def load_metadata(cls, provider: Provider, quirks: Quirks) -> dict[str, Any]:
+        """Endpoints and capabilities, in the shape of an OpenID discovery document."""
+        raise NotImplementedError
+
+    @classmethod
+    def configuration_problems(cls, provider: Provider) -> dict[str, Any]:
+        """Field name -> what is wrong with a provider of this kind as configured (for ``clean``)."""
+        return {}
+
+    # --- the authorization request -------------------------------------------------------------
+
+    def authorization_url(self, *, redirect_uri: str, next_url: str, now: float) -> tuple[str, PendingLogin]:
+        """The provider URL to send the browser to, and the secrets to keep for the callback.
+
+        State and PKCE S256 are always sent, whatever the provider advertises: state binds the
+        callback to this browser, PKCE binds the code. Providers with ID tokens also get a nonce,
+        which binds the ID token to this request. A ``max_age`` among the extra parameters is
+        checked here, before it is sent, and remembered for the callback's ID token check.
+        """
+        pending = PendingLogin(
+            provider=self.provider.slug,
+            state=secrets.token_urlsafe(32),
+            nonce=secrets.token_urlsafe(32),
+            code_verifier=secrets.token_urlsafe(64),
+            redirect_uri=redirect_uri,
+            next_url=next_url,
+            created_at=now,
+            max_age=self.requested_max_age(),
+        )
+        params = self.authorization_params(pending)
+        return add_params_to_uri(self.metadata["authorization_endpoint"], list(params.items())), pending
+
+    def authorization_params(self, pending: PendingLogin) -> dict[str, str]:
+        """The authorization request's parameters; the flow's own always win over the extra ones."""
+        params = {
+            **self.provider.extra_auth_params,
+            "response_type": "code",
+            "client_id": self.provider.client_id,
+            "redirect_uri": pending.redirect_uri,
+            "scope": " ".join(self.provider.scope_list),
+            "state": pending.state,
+            "code_challenge": create_s256_code_challenge(pending.code_verifier),
+            "code_challenge_method": "S256",
+        }
+        if self.uses_nonce:
+            params["nonce"] = pending.nonce
+        return params
+
+    def requested_max_age(self) -> int | None:
+        """The ``max_age`` the provider's extra authorization parameters ask for, in seconds, or None.
+
+        Section 3.1.2.1: a whole number of seconds. Anything else is the configuration's fault, so it
+        is a ``ProviderMisconfigured`` rather than a request the provider would read its own way.
+        """
+        value = (self.provider.extra_auth_params or {}).get("max_age")
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**10:
+            return value
+        if isinstance(value, str) and _WHOLE_SECONDS.fullmatch(value):
+            return int(value)
+        raise ProviderMisconfigured(
+            f"extra authorization parameter max_age of {self.provider.slug} is not a whole number of seconds: "
+            f"{value!r:.40}"
+        )
+
+    # --- the callback ----------------------------------------------------------------------------
+
+    def complete(self, params: dict[str, str], pending: PendingLogin) -> VerifiedLogin:
+        """Everything after the state check: the callback's parameters, the code exchange, the identity.
+
+        Every network call of a sign-in happens in here. Raises a ``SignInError`` naming the rule.
+        """
+        code = self.check_authorization_response(params)
+        token = self.exchange_code(code=code, pending=pending)
+        return self.verified_login(token, pending)
+
+    def check_authorization_response(self, params: dict[str, str]) -> str:
+        """Validate the callback's query parameters (state already matched) and return the code."""
+        self._check_iss_parameter(params.get("iss"))
+        error = params.get("error")
+        if error:
+            code = error if error in _DENIAL_MESSAGES else "other"
+            raise ProviderDenied(f"provider answered error={error[:64]!r}", message=_DENIAL_MESSAGES.get(code))
+        code = params.get("code")
+        if not code:
+            raise InvalidRequest("callback has neither code nor error")
+        return code
+
+    def _check_iss_parameter(self, iss: str | None) -> None:
+        """RFC 9207: the authorization response names its issuer, defeating mix-up attacks."""
+        if iss is None:
+            if self.metadata.get("authorization_response_iss_parameter_supported") is True:
+                raise InvalidRequest("callback lacks the iss parameter the provider promises (RFC 9207)")
+            return
+        if iss != self.metadata["issuer"]:
+            raise InvalidRequest("callback iss parameter names another issuer (RFC 9207 mix-up defence)")
+
+    @sensitive_variables("code", "body", "headers", "auth")
+    def exchange_code(self, *, code: str, pending: PendingLogin) -> dict[str, Any]:
+        """Trade the code for tokens at the token endpoint (RFC 6749 4.1.3, RFC 7636 4.5).
+
+        JSON is asked for explicitly: GitHub answers form-encoded unless told otherwise.
+        """
+        provider, endpoint = self.provider, self.metadata["token_endpoint"]
+        method = self.token_endpoint_auth_method()
+        body = prepare_token_request(
+            "authorization_code", code=code, redirect_uri=pending.redirect_uri, code_verifier=pending.code_verifier
+        )
+        if method == "client_secret_basic":
+            # RFC 6749 2.3.1: id and secret are form-encoded before they are joined for Basic auth.
+            auth = ClientAuth(quote_plus(provider.client_id), quote_plus(provider.client_secret), method)
+        else:
+            auth = ClientAuth(provider.client_id, provider.client_secret, method)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        _uri, headers, body = auth.prepare("POST", endpoint, headers, body)
+        try:
+            resp = request_json("POST", endpoint, what="token endpoint", data=body, headers=headers)
+        except ProviderHTTPError as exc:
+            error = exc.data.get("error")
+            if exc.http_status in (400, 401) and error in ("invalid_client", "unauthorized_client"):
+                # Not the person's fault, nor fixable by them: the site's client id or secret is wrong.
+                raise ProviderMisconfigured(
+                    f"token endpoint refused this site's client credentials: error={error!r} (check the "
+                    "provider's client id and secret)"
+                ) from exc
+            if exc.http_status == 400 and isinstance(error, str):
+                raise _code_refused(error) from exc
+            raise
+        token = resp.data
+        if isinstance(token.get("error"), str):  # GitHub reports a bad code with HTTP 200
+            raise _code_refused(token["error"])
+        if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
+            raise ProviderMisconfigured("token response lacks a bearer access_token")
+        return token
+
+    def token_endpoint_auth_method(self) -> str:
+        """client_secret_basic unless the provider supports only client_secret_post (Discovery 1.0 section 3)."""
+        supported = self.metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        if not isinstance(supported, list):
+            raise ProviderMisconfigured("discovery token_endpoint_auth_methods_supported is not a list")
+        for method in ("client_secret_basic", "client_secret_post"):
+            if method in supported:
+                return method
+        raise ProviderMisconfigured(f"token endpoint supports none of our auth methods ({supported!r})")
+
+    def verified_login(self, token: dict[str, Any], pending: PendingLogin) -> VerifiedLogin:
+        """Who signed in, from the token endpoint's answer, every claim verified."""
+        raise NotImplementedError
+
+    # --- signing out -----------------------------------------------------------------------------
+
+    def end_session_url(self, *, id_token: str | None, post_logout_redirect_uri: str) -> str | None:
+        """Where to continue a local logout (OpenID Connect RP-Initiated Logout 1.0), or None."""
+        endpoint = self.metadata.get("end_session_endpoint")  # discovery checked it is https
+        if not endpoint:
+            return None
+        params = [("client_id", self.provider.client_id), ("post_logout_redirect_uri", post_logout_redirect_uri)]
+        if id_token:
+            params.insert(0, ("id_token_hint", id_token))
+        return add_params_to_uri(endpoint, params)
+
+    def verify_logout_token(self, raw: str) -> dict[str, Any]:
+        """The verified claims of a back-channel logout token (Back-Channel Logout 1.0, 2.6)."""
+        raise InvalidRequest(f"{self.provider.slug} sends no logout tokens: it is not an OpenID Connect provider")
+
+
+class OpenIDConnectClient(ProviderClient):
+    """OpenID Connect Core 1.0: discovered metadata, a verified ID token, userinfo when needed."""
+
+    default_scopes = "openid email profile"
+    uses_nonce = True
+    discovers = True
+
+    @classmethod
+    def load_metadata(cls, provider: Provider, quirks: Quirks) -> dict[str, Any]:
+        return discovery.get_metadata(provider.issuer, quirks=quirks)
+
+    @classmethod
+    def configuration_problems(cls, provider: Provider) -> dict[str, Any]:
+        if "openid" not in provider.scope_list:
+            return {"scopes": _("An OpenID Connect provider needs the 'openid' scope.")}
+        return {}
+
+    def verified_login(self, token: dict[str, Any], pending: PendingLogin) -> VerifiedLogin:
+        """The ID token verified; userinfo merged in only if the provider's choice asks for it."""
+        provider, metadata = self.provider, self.metadata
+        raw_id_token = token.get("id_token")
+        if not isinstance(raw_id_token, str):
+            raise TokenRejected("token response has no id_token")
+        claims = tokens.verify_id_token(
+            provider,
+            raw_id_token,
+            jwks_uri=metadata["jwks_uri"],
+            nonce=pending.nonce,
+            issuers=lambda verified: self.quirks.accepted_issuers(provider.issuer, metadata, verified),
+            access_token=token["access_token"],
+            max_age=pending.max_age,
+        )
+        if metadata.get("userinfo_endpoint") and self.userinfo_needed(claims):
+            userinfo = self.fetch_userinfo(access_token=token["access_token"])
+            # Section 5.3.4: the userinfo sub must be the ID token's, or the answer is for someone else.
+            if not isinstance(userinfo.get("sub"), str) or not tokens.same_text(userinfo["sub"], claims["sub"]):
+                raise TokenRejected("userinfo sub differs from the ID token sub")
+            claims = {**claims, **{k: v for k, v in userinfo.items() if k not in _PROTOCOL_CLAIMS}}
+        claims["iss"] = self.quirks.canonical_issuer(provider.issuer, claims["iss"])
+        return VerifiedLogin(claims=claims, id_token=raw_id_token, issuer=claims["iss"], subject=claims["sub"])
+
+    def userinfo_needed(self, id_token_claims: dict[str, Any]) -> bool:
+        """Whether this sign-in calls userinfo, by the provider's ``userinfo`` choice (see above)."""
+        choice = self.provider.userinfo
+        if choice == self.provider.Userinfo.NEVER:
+            return False
+        if choice == self.provider.Userinfo.ALWAYS:
+            return True
+        return any(not group & id_token_claims.keys() for group in USERINFO_NEEDED_UNLESS)
+
+    def fetch_userinfo(self, *, access_token: str) -> dict[str, Any]:
+        """Claims from the userinfo endpoint (section 5.3), plain JSON or a signed JWT."""
+        resp = request_json(
+            "GET",
+            self.metadata["userinfo_endpoint"],
+            what="userinfo endpoint",
+            headers={"Authorization": f"Bearer {access_token}"},
+            accept_jwt=True,
+        )
+        if resp.data is None:
+            return tokens.verify_userinfo_jwt(self.provider, resp.text.strip(), jwks_uri=self.metadata["jwks_uri"])
+        return resp.data
+
+    def verify_logout_token(self, raw: str) -> dict[str, Any]:
+        return tokens.verify_logout_token(self.provider, raw, jwks_uri=self.metadata["jwks_uri"])
+
+
+class GitHubClient(ProviderClient):
+    """OAuth 2.0 with the identity from a REST API (GitHub, GitHub Enterprise Server, look-alikes)."""
+
+    default_scopes = "read:user user:email"
+
+    @classmethod
+    def load_metadata(cls, provider: Provider, quirks: Quirks) -> dict[str, Any]:
+        return github.metadata(provider)
+
+    @classmethod
+    def configuration_problems(cls, provider: Provider) -> dict[str, Any]:
+        return {
+            name: _("Required for a GitHub-style provider.")
+            for name in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint")
+            if not getattr(provider, name)
+        }
+
+    def verified_login(self, token: dict[str, Any], pending: PendingLogin) -> VerifiedLogin:
+        claims = github.fetch_identity(self.provider, access_token=token["access_token"])
+        return VerifiedLogin(claims=claims, id_token=None, issuer=claims["iss"], subject=claims["sub"])
+
+
+#: The client class of each ``Provider.Kind`` value.
+CLIENT_CLASSES: dict[str, type[ProviderClient]] = {"oidc": OpenIDConnectClient, "github": GitHubClient}
+
+
+def client_class(kind: str) -> type[ProviderClient]:
+    """The client class for a provider kind: the one place the kind is looked at."""
+    try:
+        return CLIENT_CLASSES[kind]
+    except KeyError:
+        raise ProviderMisconfigured(f"no client for provider kind {kind!r}") from None
+
+
+def _code_refused(error: str) -> TokenRejected:
+    return TokenRejected(
+        f"token endpoint refused the code: error={error[:64]!r}",
+        message="The provider did not accept this sign-in (it may have expired). Please try again.",
+    )
