@@ -61,7 +61,9 @@ def record(
             return
     try:
         with transaction.atomic():  # a savepoint: a failed write must not spoil the caller's transaction
-            SignInEvent.objects.create(
+            # django-stubs types the ``user`` foreign key as the project's AUTH_USER_MODEL, which this
+            # reusable app cannot name; ``user`` is always an instance of that model at runtime.
+            SignInEvent.objects.create(  # type: ignore[misc]
                 outcome=outcome,
                 action=action,
                 provider=provider if provider is not None and provider.pk else None,
@@ -121,6 +123,8 @@ def _client_ip(meta: dict) -> str | None:
     trusting a header here.
     """
     addr = meta.get("REMOTE_ADDR")
+    if not isinstance(addr, str):  # absent (no request, or a test client that sets none)
+        return None
     try:
         validate_ipv46_address(addr)
     except ValidationError:

@@ -32,16 +32,22 @@ LINK_SESSION_KEY = "accounts_provider_session"
 
 def remember(request: HttpRequest, provider: Provider, user: AbstractBaseUser, claims: dict[str, Any]) -> None:
     """Record that this session came from (provider, sid, sub), for back-channel logout and disconnect."""
-    if request.session.session_key is None:
+    session_key = request.session.session_key
+    if session_key is None:
         request.session.save()
+        session_key = request.session.session_key
+        if session_key is None:  # every session engine's save() assigns a key
+            raise RuntimeError(f"{settings.SESSION_ENGINE} gave the session no key on save()")
     sid = claims.get("sid")
-    link = ProviderSession.objects.create(
+    # django-stubs types the ``user`` foreign key as the project's AUTH_USER_MODEL, which this reusable
+    # app cannot name; ``user`` is always an instance of that model at runtime.
+    link = ProviderSession.objects.create(  # type: ignore[misc]
         provider=provider,
         user=user,
         issuer=claims["iss"],
         subject=claims["sub"],
         sid=sid if isinstance(sid, str) else "",
-        session_key=request.session.session_key,
+        session_key=session_key,
     )
     request.session[LINK_SESSION_KEY] = [link.pk, link.session_key]
 

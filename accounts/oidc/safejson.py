@@ -9,6 +9,7 @@ levels, so anything deeper is refused where it enters: in the HTTP helper and in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 #: Deepest nesting accepted in any provider answer or token payload. Discovery documents, key
@@ -37,6 +38,7 @@ def depth_exceeds(value: Any, max_depth: int = MAX_DEPTH) -> bool:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):
