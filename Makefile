@@ -39,6 +39,7 @@ browser-deps:
 test: $(VENV)/.dev browser-deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy accounts/
 	DJANGO_DEBUG=0 $(PY) -m pytest
 	@if $(PY) -c "import socket; [socket.create_connection(a, timeout=2).close() for a in (('127.0.0.1', 5432), ('127.0.0.1', 6379))]" 2>/dev/null || [ -n "$$CI" ]; then \
 		echo "Second pass: PostgreSQL + Redis"; \
@@ -54,6 +55,7 @@ screenshots: $(VENV)/.dev browser-deps
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy accounts/
 
 bench: $(VENV)/.dev
 	DJANGO_DEBUG=0 DJANGO_SECRET_KEY=bench $(PY) bench/login_bench.py

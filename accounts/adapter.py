@@ -75,7 +75,7 @@ class DefaultAccountAdapter:
         belong to somebody else, and other parts of a site (password reset!) trust ``user.email``.
         """
         if email_verified and isinstance(claims.get("email"), str):
-            user.email = claims["email"]
+            setattr(user, user.get_email_field_name(), claims["email"])
         if hasattr(user, "first_name") and isinstance(claims.get("given_name"), str):
             user.first_name = claims["given_name"][:150]
         if hasattr(user, "last_name") and isinstance(claims.get("family_name"), str):

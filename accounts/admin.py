@@ -25,7 +25,8 @@ from .presets import preset_values
 
 
 class _SecretFieldsChecks(ModelAdminChecks):
-    def check(self, admin_obj: SecretFieldsAdmin, **kwargs: Any) -> list[checks.CheckMessage]:
+    def check(self, admin_obj: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+        """Django's own checks, then ours (``admin_obj`` is always a ``SecretFieldsAdmin``)."""
         return [*super().check(admin_obj, **kwargs), *admin_obj.check_secret_fields()]
 
 
@@ -57,7 +58,7 @@ class SecretFieldsAdmin(admin.ModelAdmin):
     def secret_reached(self, path: str | models.Expression) -> str | None:
         """The ``app.Model.field`` secret a lookup or an ordering reaches, following relations; else None."""
         if not isinstance(path, str):  # an ordering expression, e.g. Lower("provider__client_secret").desc()
-            names = [node.name for node in path.flatten() if isinstance(node, models.F)]
+            names = [node.name for node in path.flatten() if isinstance(node, models.F)]  # type: ignore[attr-defined]
             return next(filter(None, map(self.secret_reached, names)), None)
         model = self.model
         for part in path.split(LOOKUP_SEP):
@@ -105,7 +106,7 @@ class SecretFieldsAdmin(admin.ModelAdmin):
 
     def check_secret_fields(self) -> list[checks.CheckMessage]:
         """No option may filter, search, sort or show by a secret (each would answer questions about it)."""
-        options = [
+        options: list[tuple[str, str, list[Any]]] = [
             ("search_fields", "accounts.E101", [s.lstrip("^=@") for s in self.search_fields]),
             ("list_filter", "accounts.E102", [_filter_path(item) for item in self.list_filter]),
             ("ordering", "accounts.E103", [_order_path(o) for o in self.ordering or ()]),
@@ -113,7 +114,7 @@ class SecretFieldsAdmin(admin.ModelAdmin):
             ("date_hierarchy", "accounts.E105", [self.date_hierarchy] if self.date_hierarchy else []),
             ("readonly_fields", "accounts.E106", [f for f in self.readonly_fields if isinstance(f, str)]),
         ]
-        errors = []
+        errors: list[checks.CheckMessage] = []
         for option, error_id, paths in options:
             for path in filter(None, paths):
                 secret = self.secret_reached(path)
@@ -183,9 +184,10 @@ class ProviderForm(forms.ModelForm):
             return self.instance.client_secret  # blank means "unchanged"
         return secret
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         """On a new provider, a preset fills what the admin left blank: only a client id and secret are needed."""
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         preset = cleaned.get("preset")
         if self.instance.pk or not preset or preset == "generic":
             return cleaned
@@ -249,7 +251,8 @@ class ProviderAdmin(SecretFieldsAdmin):
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
-    def get_fieldsets(self, request: HttpRequest, obj: Provider | None = None) -> list:
+    def get_fieldsets(self, request: HttpRequest, obj: models.Model | None = None) -> list:
+        assert obj is None or isinstance(obj, Provider)
         fieldsets = [
             (title, {**options, "description": self._registration_urls(request, obj)})
             if title == "Client registration"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+
 from django.conf import settings
 from django.core.cache import caches
-from django.core.checks import Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from .conf import conf
+from .conf import AppSettings, conf
 
 
 @register(Tags.security, deploy=True)
@@ -71,3 +73,33 @@ def check_cache(app_configs, **kwargs):
     else:
         caches[conf.OIDC_CACHE_ALIAS]  # raises early if the backend cannot be built
     return errors
+
+
+@register()
+def check_settings(app_configs, **kwargs):
+    """A value of the wrong type fails here, not at the first sign-in; a mistyped name is not ignored."""
+    found: list[CheckMessage] = []
+    known = AppSettings.all()
+    for setting in known:
+        configured = setting.configured()
+        if configured is not None and not setting.valid(configured[1]):
+            name, value = configured
+            found.append(
+                Error(
+                    f"{name} is {value!r:.60}, which is not {setting.expects}.",
+                    hint=f"Remove it to use the default, {setting.default!r}.",
+                    id="accounts.E001",
+                )
+            )
+    names = {s.name for s in known} | {s.former for s in known if s.former}
+    for name in sorted(dir(settings)):
+        if name.startswith("ACCOUNTS_") and name not in names:
+            close = difflib.get_close_matches(name, sorted(names), n=1)
+            found.append(
+                Warning(
+                    f"{name} is not a setting of the accounts app, so it has no effect.",
+                    hint=f"Did you mean {close[0]}?" if close else "See the settings reference in docs/.",
+                    id="accounts.W006",
+                )
+            )
+    return found

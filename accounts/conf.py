@@ -1,79 +1,134 @@
-"""Every setting the accounts app reads, with its default, in one place.
+"""Every setting the accounts app reads: its name, type, default and purpose, in one place.
 
-Settings are read lazily (on each attribute access), so tests and projects can change them with
-``override_settings`` and nothing is frozen at import time.
+Each setting is a typed attribute of ``conf``: ``conf.OIDC_FLOW_TTL`` reads
+``settings.ACCOUNTS_OIDC_FLOW_TTL``, and an attribute that does not exist is an ``AttributeError``
+at import time for mypy and at first use for Python. Values are read on each access, so
+``override_settings`` works and nothing is frozen at import. ``manage.py check`` reports a value
+of the wrong type and an ``ACCOUNTS_*`` name that is not a setting (``accounts.checks``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, overload
 
 from django.conf import settings
+
+T = TypeVar("T")
 
 DEFAULT_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 )  # fmt: skip
 
-DEFAULTS: dict[str, Any] = {
-    # (connect, read) timeouts in seconds for every call to a provider.
-    "ACCOUNTS_OIDC_HTTP_TIMEOUT": (3.05, 5.0),
-    # Longest a whole answer may take to arrive, in seconds (the read timeout bounds each wait).
-    "ACCOUNTS_OIDC_HTTP_TOTAL_TIMEOUT": 10.0,
-    # Largest response body accepted from a provider, in bytes.
-    "ACCOUNTS_OIDC_MAX_RESPONSE_BYTES": 1024 * 1024,
-    # Allow http:// issuers and endpoints on any host (otherwise only loopback, and only when DEBUG).
-    "ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP": False,
-    # Clock skew tolerated on exp / iat / nbf, in seconds.
-    "ACCOUNTS_OIDC_CLOCK_LEEWAY": 60,
-    # How long a started sign-in (state, nonce, PKCE verifier) stays usable, in seconds.
-    "ACCOUNTS_OIDC_FLOW_TTL": 600,
-    # How many sign-ins may be in flight at once in one browser session (tabs).
-    "ACCOUNTS_OIDC_MAX_PENDING_FLOWS": 8,
-    # Bounds on how long discovery and JWKS documents are cached; Cache-Control max-age is
-    # honoured within them, and DEFAULT applies when the provider sends none.
-    "ACCOUNTS_OIDC_CACHE_MIN_TTL": 300,
-    "ACCOUNTS_OIDC_CACHE_MAX_TTL": 86400,
-    "ACCOUNTS_OIDC_CACHE_DEFAULT_TTL": 3600,
-    # A token whose key id is not in the cached JWKS makes the app refetch it, within a budget per
-    # key set that depends on where the token came from (accounts.oidc.discovery.KeyOrigin):
-    # - ID tokens and signed userinfo answers come from the provider over the back channel, so an
-    #   unknown kid means a key rotation: refetch, at most once per COOLDOWN seconds (keep it a few
-    #   seconds: a rotation within the cooldown fails sign-ins until it has passed);
-    "ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN": 2.0,
-    # - tokens anyone can submit (back-channel logout tokens, bearer tokens) refetch at most once
-    #   per UNTRUSTED_REFETCH_INTERVAL seconds, a budget of their own that never delays the above.
-    #   (Formerly ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL, which still sets it when this is not set.)
-    "ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL": 60,
-    # How long a request waits for another process's in-flight fetch of the same document.
-    "ACCOUNTS_OIDC_FETCH_WAIT": 5.0,
-    # Name of Django's cache alias used for discovery/JWKS documents and the refetch lock.
-    "ACCOUNTS_OIDC_CACHE_ALIAS": "default",
-    # Dotted path of the adapter class (see accounts/adapter.py).
-    "ACCOUNTS_ADAPTER": "accounts.adapter.DefaultAccountAdapter",
-    # Audit rows written per minute for failures of anonymous visitors from one address (an IPv4
-    # address or an IPv6 /64); beyond it failures are counted on the next row written, not stored.
-    "ACCOUNTS_AUDIT_ANONYMOUS_FAILURES_PER_MINUTE": 20,
-}
+_MISSING = object()
 
 
-#: Former names still honoured when the current name is not set: current name -> former name.
-RENAMED: dict[str, str] = {
-    # Until unknown-kid refetches were budgeted by token origin, one interval bounded them all.
-    "ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL": "ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL",
-}
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
-class _Conf:
-    """Attribute access to the settings above: ``conf.FLOW_TTL`` reads ``ACCOUNTS_OIDC_FLOW_TTL``."""
-
-    def __getattr__(self, name: str) -> Any:
-        for prefix in ("ACCOUNTS_OIDC_", "ACCOUNTS_"):
-            key = prefix + name
-            if key in DEFAULTS:
-                if not hasattr(settings, key) and key in RENAMED and hasattr(settings, RENAMED[key]):
-                    return getattr(settings, RENAMED[key])
-                return getattr(settings, key, DEFAULTS[key])
-        raise AttributeError(name)
+def _timeout(value: object) -> bool:
+    """What ``requests`` takes: seconds, or a (connect, read) pair of seconds."""
+    if isinstance(value, tuple | list):
+        return len(value) == 2 and all(_number(v) for v in value)
+    return _number(value) and value != 0
 
 
-conf = _Conf()
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _flag(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One ``ACCOUNTS_*`` setting: read as its attribute of ``conf``, checked by ``manage.py check``."""
+
+    default: T
+    #: Whether a configured value has the right type and range.
+    valid: Callable[[object], bool]
+    #: What a valid value is, for the check's message.
+    expects: str
+    #: A former name still honoured when the current one is not set.
+    former: str | None = None
+    name: str = ""
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        object.__setattr__(self, "name", "ACCOUNTS_" + attribute)
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Setting[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> T: ...
+    def __get__(self, obj: object | None, owner: type) -> Setting[T] | T:
+        if obj is None:
+            return self
+        value = getattr(settings, self.name, _MISSING)
+        if value is _MISSING and self.former is not None:
+            value = getattr(settings, self.former, _MISSING)
+        return self.default if value is _MISSING else value  # type: ignore[return-value]
+
+    def configured(self) -> tuple[str, Any] | None:
+        """(name, value) as the project set it, under its current or former name, or None."""
+        for name in (self.name, self.former):
+            if name is not None and hasattr(settings, name):
+                return name, getattr(settings, name)
+        return None
+
+
+class AppSettings:
+    """The app's settings; see the comments for what each one is for."""
+
+    #: (connect, read) timeouts in seconds for every call to a provider.
+    OIDC_HTTP_TIMEOUT = Setting[tuple[float, float]]((3.05, 5.0), _timeout, "seconds, or a (connect, read) pair")
+    #: Longest a whole answer may take to arrive, in seconds (the read timeout bounds each wait).
+    OIDC_HTTP_TOTAL_TIMEOUT = Setting[float](10.0, _number, "a number of seconds")
+    #: Largest response body accepted from a provider, in bytes.
+    OIDC_MAX_RESPONSE_BYTES = Setting[int](1024 * 1024, _whole, "a whole number of bytes")
+    #: Allow http:// issuers and endpoints on any host (otherwise only loopback, and only when DEBUG).
+    OIDC_ALLOW_INSECURE_HTTP = Setting[bool](False, _flag, "True or False")
+    #: Clock skew tolerated on exp / iat / nbf / auth_time, in seconds.
+    OIDC_CLOCK_LEEWAY = Setting[int](60, _whole, "a whole number of seconds")
+    #: How long a started sign-in (state, nonce, PKCE verifier) stays usable, in seconds.
+    OIDC_FLOW_TTL = Setting[int](600, _whole, "a whole number of seconds")
+    #: How many sign-ins may be in flight at once in one browser session (tabs).
+    OIDC_MAX_PENDING_FLOWS = Setting[int](8, _whole, "a whole number")
+    #: Bounds on how long discovery and JWKS documents are cached; Cache-Control max-age is
+    #: honoured within them, and the default applies when the provider sends none.
+    OIDC_CACHE_MIN_TTL = Setting[int](300, _whole, "a whole number of seconds")
+    OIDC_CACHE_MAX_TTL = Setting[int](86400, _whole, "a whole number of seconds")
+    OIDC_CACHE_DEFAULT_TTL = Setting[int](3600, _whole, "a whole number of seconds")
+    #: A token whose key id is not in the cached JWKS makes the app refetch it, within a budget per
+    #: key set that depends on where the token came from (``accounts.oidc.discovery.KeyOrigin``).
+    #: ID tokens and signed userinfo come from the provider over the back channel, so an unknown kid
+    #: means a key rotation: refetch at most once per this many seconds (keep it a few seconds: a
+    #: rotation within the cooldown fails sign-ins until it has passed).
+    OIDC_JWKS_REFETCH_COOLDOWN = Setting[float](2.0, _number, "a number of seconds")
+    #: Tokens anyone can submit (back-channel logout tokens, bearer tokens) refetch at most once per
+    #: this many seconds, a budget of their own that never delays the above.
+    OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL = Setting[float](
+        60, _number, "a number of seconds", former="ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL"
+    )
+    #: How long a request waits for another process's in-flight fetch of the same document.
+    OIDC_FETCH_WAIT = Setting[float](5.0, _number, "a number of seconds")
+    #: Django cache alias for discovery/JWKS documents, refetch budgets and the fetch lock.
+    OIDC_CACHE_ALIAS = Setting[str]("default", _text, "the name of a cache in CACHES")
+    #: Dotted path of the adapter class (see accounts/adapter.py).
+    ADAPTER = Setting[str]("accounts.adapter.DefaultAccountAdapter", _text, "a dotted path to a class")
+    #: Audit rows written per minute for failures of anonymous visitors from one address (an IPv4
+    #: address or an IPv6 /64); beyond it failures are counted on the next row written, not stored.
+    AUDIT_ANONYMOUS_FAILURES_PER_MINUTE = Setting[int](20, _whole, "a whole number")
+
+    @classmethod
+    def all(cls) -> list[Setting[Any]]:
+        return [value for value in vars(cls).values() if isinstance(value, Setting)]
+
+
+conf = AppSettings()

@@ -43,10 +43,6 @@ class SignInError(Exception):
     message = "We could not sign you in. Please try again."
     #: Short machine-readable code, stored in the audit trail and sent with the sign-in-failed signal.
     code = "sign_in_failed"
-    #: Set by the flow once known, for the audit trail: what was attempted, and by which identity.
-    action = "login"
-    issuer = ""
-    subject = ""
 
     def __init__(self, reason: str, *, message: str | None = None) -> None:
         reason = printable(reason)  # every log line and audit row gets its reason from here

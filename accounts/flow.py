@@ -145,7 +145,8 @@ def _finish_sign_in(request: HttpRequest, attempt: SignInAttempt, provider: Prov
     result = sign_in_identity(
         request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
     )
-    auth_login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")  # rotates the session key
+    # Rotates the session key. (The stubs expect the project's user model; any user model will do.)
+    auth_login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")  # type: ignore[arg-type]
     request.session[PROVIDER_SESSION_KEY] = provider.slug
     if verified.id_token:
         request.session[ID_TOKEN_SESSION_KEY] = verified.id_token

@@ -74,7 +74,10 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
         return SignInResult(identity.user, identity, user_created=False, identity_created=False)
 
     user = _user_by_verified_email(provider, email, email_verified)
-    if user is not None and DisconnectedIdentity.objects.filter(user=user, issuer=issuer, subject=subject).exists():
+    if (
+        user is not None
+        and DisconnectedIdentity.objects.filter(user_id=user.pk, issuer=issuer, subject=subject).exists()
+    ):
         # Its owner disconnected this provider account: re-attaching it by email would undo that.
         raise ReconnectRequired(f"{provider.slug} identity was disconnected by user {user.pk}; not re-linking by email")
     user_created = user is None
@@ -93,7 +96,7 @@ def _create_identity(
 ) -> Identity:
     email, email_verified = verified_email(claims)
     return Identity.objects.create(
-        user=user,
+        user=user,  # type: ignore[misc]  # the stubs type it as the project's user model; any user model will do
         provider=provider,
         issuer=issuer,
         subject=subject,
@@ -174,7 +177,7 @@ def disconnect_identity(
     """
     with transaction.atomic():
         # Lock the user's identities so two parallel disconnects cannot remove the last two.
-        identities = list(Identity.objects.select_for_update().filter(user=user).select_related("provider"))
+        identities = list(Identity.objects.select_for_update().filter(user_id=user.pk).select_related("provider"))
         identity = next((i for i in identities if i.pk == identity_id), None)
         if identity is None:
             raise SignInError(
@@ -183,9 +186,9 @@ def disconnect_identity(
             )
         if len(identities) == 1 and not user.has_usable_password():
             raise LastSignInMethod(f"user {user.pk} tried to remove their only sign-in method")
-        DisconnectedIdentity.objects.update_or_create(user=user, issuer=identity.issuer, subject=identity.subject)
+        DisconnectedIdentity.objects.update_or_create(user_id=user.pk, issuer=identity.issuer, subject=identity.subject)
         ended = provider_sessions.end(
-            ProviderSession.objects.filter(user=user, issuer=identity.issuer, subject=identity.subject),
+            ProviderSession.objects.filter(user_id=user.pk, issuer=identity.issuer, subject=identity.subject),
             current_key=current_session_key,
         )
         identity.delete()
@@ -227,7 +230,7 @@ def _create_user(claims: dict[str, Any], *, email_verified: bool) -> AbstractBas
     adapter = get_adapter()
     user = adapter.new_user()
     adapter.populate_user(user, claims, email_verified=email_verified)
-    setattr(user, user.USERNAME_FIELD, _unique_username(adapter.username_candidates(claims)))
+    setattr(user, get_user_model().USERNAME_FIELD, _unique_username(adapter.username_candidates(claims)))
     user.save()
     return user
 

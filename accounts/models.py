@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -50,8 +51,9 @@ def _validate_extra_params(value: object) -> None:
 class HttpsURLField(models.URLField):
     """A URL field whose form assumes https for scheme-less input (Django 6's default, today)."""
 
-    def formfield(self, **kwargs):
-        return super().formfield(**{"assume_scheme": "https", **kwargs})
+    def formfield(self, form_class: Any = None, choices_form_class: Any = None, **kwargs: Any) -> Any:
+        given = {"form_class": form_class, "choices_form_class": choices_form_class}
+        return super().formfield(**{"assume_scheme": "https", **{k: v for k, v in given.items() if v}, **kwargs})
 
 
 class Provider(models.Model):

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout as auth_logout
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -27,14 +29,14 @@ from .flow import SignInAttempt
 from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
 from .logout import end_session_url
-from .models import Provider
+from .models import Identity, Provider
 
 #: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
 #: may work). Integrity and programming errors are bugs and are left to surface as such.
 _DATABASE_BUSY = (OperationalError, InterfaceError)
 
 
-def _database_busy(exc: DatabaseError) -> DatabaseBusy:
+def _database_busy(exc: OperationalError | InterfaceError) -> DatabaseBusy:
     first_line = str(exc).splitlines()[0] if str(exc) else ""
     return DatabaseBusy(f"database unavailable ({type(exc).__name__}: {first_line[:200]})")
 
@@ -136,6 +138,14 @@ def _busy_database_page(view: Callable[..., HttpResponse]) -> Callable[..., Http
     return wrapper
 
 
+def _user(request: HttpRequest) -> AbstractBaseUser:
+    """The signed-in user of a view that requires one (its decorator has sent anyone else away)."""
+    user = request.user
+    if not isinstance(user, AbstractBaseUser) or not user.is_authenticated:
+        raise PermissionDenied
+    return user
+
+
 def _signed_in_or_back_to_profile(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """``login_required`` for the profile page's POST-only buttons.
 
@@ -167,7 +177,7 @@ def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
     try:
         done = disconnect_identity(
             request=request,
-            user=request.user,
+            user=_user(request),
             identity_id=identity_id,
             current_session_key=request.session.session_key,
         )
@@ -253,14 +263,17 @@ def backchannel_logout(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def profile(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
     identities = list(
-        request.user.identities.select_related("provider").order_by("provider__display_order", "created_at")
+        Identity.objects.filter(user_id=user.pk)
+        .select_related("provider")
+        .order_by("provider__display_order", "created_at")
     )
     connected = {i.provider_id for i in identities}
     context = {
         "identities": identities,
         # The last sign-in method cannot be removed unless the account has a password to fall back on.
-        "can_disconnect": len(identities) > 1 or request.user.has_usable_password(),
+        "can_disconnect": len(identities) > 1 or user.has_usable_password(),
         "connectable": [p for p in Provider.objects.filter(enabled=True) if p.pk not in connected],
     }
     return render(request, "accounts/profile.html", context)

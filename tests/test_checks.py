@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accounts.checks import check_cache, check_insecure_http, check_middleware, check_session_engine
+from accounts.checks import check_cache, check_insecure_http, check_middleware, check_session_engine, check_settings
 
 
 def ids(messages) -> list[str]:
@@ -36,3 +36,27 @@ def test_missing_or_misplaced_provider_session_middleware_is_reported(settings):
     assert ids(check_middleware(None)) == ["accounts.W005"]
     settings.MIDDLEWARE = [ours, sessions]  # before SessionMiddleware it would see no session
     assert ids(check_middleware(None)) == ["accounts.W005"]
+
+
+def test_the_project_settings_pass_the_settings_check():
+    assert check_settings(None) == []
+
+
+def test_a_setting_of_the_wrong_type_is_an_error(settings):
+    settings.ACCOUNTS_OIDC_FLOW_TTL = "600"  # a string from an environment variable, unconverted
+    [error] = check_settings(None)
+    assert error.id == "accounts.E001" and error.msg.startswith("ACCOUNTS_OIDC_FLOW_TTL is '600'")
+    assert "a whole number of seconds" in error.msg and "600" in error.hint
+
+
+def test_a_former_name_with_a_bad_value_is_reported_under_that_name(settings):
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL = -1
+    [error] = check_settings(None)
+    assert error.id == "accounts.E001" and error.msg.startswith("ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL is -1")
+
+
+def test_a_mistyped_setting_name_is_reported_with_the_likely_one(settings):
+    settings.ACCOUNTS_OIDC_CLOCK_LEWAY = 120
+    [warning] = check_settings(None)
+    assert warning.id == "accounts.W006" and warning.msg.startswith("ACCOUNTS_OIDC_CLOCK_LEWAY is not a setting")
+    assert warning.hint == "Did you mean ACCOUNTS_OIDC_CLOCK_LEEWAY?"

@@ -222,8 +222,7 @@ class ProviderClient:
         self._check_iss_parameter(params.get("iss"))
         error = params.get("error")
         if error:
-            code = error if error in _DENIAL_MESSAGES else "other"
-            raise ProviderDenied(f"provider answered error={error[:64]!r}", message=_DENIAL_MESSAGES.get(code))
+            raise ProviderDenied(f"provider answered error={error[:64]!r}", message=_DENIAL_MESSAGES.get(error))
         code = params.get("code")
         if not code:
             raise InvalidRequest("callback has neither code nor error")

@@ -36,7 +36,7 @@ from typing import Any
 
 from django.core.cache import caches
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 
 from ..conf import conf
 from ..errors import ProviderMisconfigured, SignInError
@@ -364,7 +364,7 @@ def _with_keys(doc: Document) -> JWKS:
     return JWKS(url=doc.url, keys=doc.keys, version=doc.version, fetched_at=doc.fetched_at, expires_at=doc.expires_at)
 
 
-def _public_jwks(data: dict[str, Any]) -> dict[str, Any]:
+def _public_jwks(data: dict[str, Any]) -> KeySetSerialization:
     """The key set minus keys this app cannot or must not use, so one odd key does not break the rest.
 
     Symmetric ("oct") keys are dropped: a provider has no business publishing a shared secret,

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from accounts.conf import conf
 from accounts.errors import ProviderMisconfigured, ProviderUnavailable, TokenRejected
 from accounts.oidc import discovery
 from accounts.oidc.tokens import verify_id_token, verify_logout_token
@@ -213,14 +212,6 @@ def test_back_channel_refetch_adopts_an_untrusted_fetch_in_flight(op, provider):
     untrusted.join(timeout=5)
     assert outcome and outcome[0]["sid"] == "op-session-1"
     assert op.hits["/jwks"] == 2
-
-
-def test_former_refetch_interval_setting_still_sets_the_untrusted_interval(settings):
-    settings.ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL = 300
-    assert conf.OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL == 300
-    settings.ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL = 120  # the current name wins
-    assert conf.OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL == 120
-    assert conf.OIDC_JWKS_REFETCH_COOLDOWN == 2.0
 
 
 def test_another_process_adopts_the_rotated_keys_without_fetching(op, provider):
