@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import audit, flow, provider_sessions, signals
 from .choices import Action, Outcome
-from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnknownProvider
+from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnknownProvider, printable
 from .flow import SignInAttempt
 from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
@@ -70,9 +70,12 @@ def _logged(response: HttpResponse, request: HttpRequest, message: str, *args: o
     """Log a refusal once, with its reason, through Django's own ``log_response``.
 
     ``log_response`` marks the response as logged, so Django does not add its generic,
-    reason-less "Bad Request: /path" line; the line goes to this module's logger.
+    reason-less "Bad Request: /path" line; the line goes to this module's logger. The message is
+    formatted here, each value made ``printable`` (reasons already are): ``log_response`` would
+    otherwise escape the escapes again, and a reason's ``\\x0a`` would read ``\\\\x0a``.
     """
-    log_response(message, *args, response=response, request=request, logger=logger, level="warning")
+    line = message % tuple(printable(arg) if isinstance(arg, str) else arg for arg in args)
+    log_response(line, response=response, request=request, logger=logger, level="warning")
     return response
 
 

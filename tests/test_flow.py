@@ -13,7 +13,7 @@ from django.contrib.sessions.models import Session
 from django.db import InterfaceError, OperationalError
 from django.test import Client
 
-from accounts.models import Identity, Provider
+from accounts.models import Identity, Provider, SignInEvent
 from tests.conftest import assert_error_page, sign_in, start_login
 
 pytestmark = pytest.mark.django_db
@@ -189,10 +189,20 @@ def test_missing_state_is_rejected(client, op, provider):
     assert_error_page(callback(client, params), 400, "did not match")
 
 
-def test_repeated_parameters_are_rejected(client, op, provider):
+@pytest.mark.parametrize("repeated", ["code", "state"])
+def test_repeated_parameters_are_rejected(client, op, provider, repeated, caplog):
+    """RFC 6749 3.1: a parameter sent twice is a tampered response, even when its last copy is valid.
+
+    Django's QueryDict answers the last value, so without the rule an attacker's first copy would
+    be ignored and the sign-in would go through on the real one.
+    """
     params = op.authorize(start_login(client, provider))
-    response = client.get(f"/accounts/test-op/callback/?state={params['state']}&state=x&code={params['code']}")
+    query = f"state={params['state']}&code={params['code']}".replace(f"{repeated}=", f"{repeated}=forged&{repeated}=")
+    response = client.get(f"/accounts/test-op/callback/?{query}")
     assert_error_page(response, 400, "did not match")
+    assert_signed_out(client)
+    assert f"reason=callback repeats the '{repeated}' parameter" in caplog.text
+    assert SignInEvent.objects.get().reason == f"callback repeats the '{repeated}' parameter"
 
 
 def test_replayed_callback_is_rejected(client, op, provider):
