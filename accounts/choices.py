@@ -24,6 +24,8 @@ class EmailLinking(models.TextChoices):
 
 
 class Userinfo(models.TextChoices):
+    """When to call userinfo: the values of ``accounts.oidc.config.UserinfoPolicy``, with labels."""
+
     ALWAYS = "always", _("Always: call the userinfo endpoint on every sign-in")
     WHEN_NEEDED = "when-needed", _("When needed: only if the ID token lacks the email or profile claims")
     NEVER = "never", _("Never: use the ID token's claims alone")

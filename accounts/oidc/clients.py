@@ -2,7 +2,8 @@
 
 ``ProviderClient`` is the interface every kind offers -- an authorization URL, a callback
 completed into a ``VerifiedLogin``, the provider's metadata, an end-session URL -- built once per
-request from the ``Provider``, its metadata and its ``Quirks``:
+request from the provider (``accounts.models.Provider``, or anything with the attributes of
+``accounts.oidc.config.ProviderConfig``), its metadata and its ``Quirks``:
 
 * ``OpenIDConnectClient``: discovered metadata, an ID token verified by every rule of Core
   3.1.3.7, userinfo when the ID token lacks what the user mapping needs;
@@ -13,7 +14,7 @@ request from the ``Provider``, its metadata and its ``Quirks``:
 provider that bends the standard by subclassing a client and returning it from its adapter's
 ``client_class`` (see ``accounts.adapter``); the methods below are the points to override.
 
-Framework-light on purpose: clients take a ``Provider`` and plain values and return plain values,
+Framework-light on purpose: clients take a provider and plain values and return plain values,
 so every protocol rule can be tested without a browser session. Keeping the per-login secrets
 (state, nonce, PKCE verifier) between the two halves is ``accounts.flow``'s job.
 """
@@ -35,13 +36,14 @@ from django.views.decorators.debug import sensitive_variables
 
 from ..errors import InvalidRequest, ProviderDenied, ProviderMisconfigured, TokenRejected
 from . import discovery, github, tokens
+from .config import UserinfoPolicy
 from .http import ProviderHTTPError, request_json
 from .quirks import STANDARD, Quirks
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from ..models import Provider
+    from .config import ProviderConfig as Provider
 
 #: Claims that describe the token rather than the person; userinfo may not override them.
 _PROTOCOL_CLAIMS = frozenset(
@@ -350,9 +352,9 @@ class OpenIDConnectClient(ProviderClient):
     def userinfo_needed(self, id_token_claims: dict[str, Any]) -> bool:
         """Whether this sign-in calls userinfo, by the provider's ``userinfo`` choice (see above)."""
         choice = self.provider.userinfo
-        if choice == self.provider.Userinfo.NEVER:
+        if choice == UserinfoPolicy.NEVER:
             return False
-        if choice == self.provider.Userinfo.ALWAYS:
+        if choice == UserinfoPolicy.ALWAYS:
             return True
         return any(not group & id_token_claims.keys() for group in USERINFO_NEEDED_UNLESS)
 

@@ -18,7 +18,7 @@ from ..errors import ProviderMisconfigured, ProviderUnavailable
 from .http import ProviderHTTPError, request_json
 
 if TYPE_CHECKING:
-    from ..models import Provider
+    from .config import ProviderConfig as Provider
 
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 #: The longest subject an identity can store (``Identity.subject`` is a varchar(255)), and the

@@ -36,7 +36,7 @@ from . import discovery, safejson
 from .discovery import KeyOrigin
 
 if TYPE_CHECKING:
-    from ..models import Provider
+    from .config import ProviderConfig as Provider
 
 logger = logging.getLogger(__name__)
 

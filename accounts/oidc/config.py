@@ -1,0 +1,41 @@
+"""What the protocol layer reads of a provider, as a type: ``accounts.models.Provider`` fits it.
+
+``accounts.oidc`` never imports the models; it is handed an object with these attributes. A
+test, a script or another framework can hand it anything else that has them.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol
+
+
+class UserinfoPolicy(enum.StrEnum):
+    """When the OpenID Connect client calls userinfo (``Provider.userinfo`` stores these values)."""
+
+    ALWAYS = "always"
+    WHEN_NEEDED = "when-needed"
+    NEVER = "never"
+
+
+class ProviderConfig(Protocol):
+    """One configured provider: who we are to it (client), where it is (endpoints), what we accept."""
+
+    slug: str
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str
+    extra_auth_params: Any
+    userinfo: str
+    #: GitHub-style providers configure their endpoints; OpenID Connect providers discover them.
+    authorization_endpoint: str
+    token_endpoint: str
+    userinfo_endpoint: str
+    emails_endpoint: str
+
+    @property
+    def scope_list(self) -> list[str]: ...
+
+    @property
+    def algorithms(self) -> list[str]: ...
