@@ -1,13 +1,36 @@
-"""Shared fixtures: a real OpenID provider double on 127.0.0.1 and a provider row pointing at it."""
+"""The suite's one module of shared fixtures and helpers.
+
+* a real OpenID provider double on 127.0.0.1 (``op``, ``op2``) and provider rows pointing at them
+  (``provider``, ``second``);
+* walking the flows through the Django test client: ``start_login``, ``sign_in``, ``start_connect``,
+  ``connect`` (with any double that offers ``authorize``: the OpenID provider double or the GitHub one);
+* asserting on the outcome: ``assert_error_page``, ``signed_in``, ``signed_in_user``;
+* minting tokens: ``claims_for``, ``logout_claims``, ``logout_token``, ``made_up_kid_token``, ``b64url``;
+* the admin: ``staff_client``, ``assert_guess_refused_alike``, ``encodings``.
+
+A fixture name means one thing across the suite: ``client`` (and ``visitor``) is a Django test
+client, ``browser`` a Playwright browser and ``site`` a page of it on the live server
+(``tests/browser/conftest.py``), ``site_process`` the demo site in its own process
+(``tests/test_concurrency.py``), ``op``/``op2`` OpenID provider doubles, ``provider``/``second``
+the rows pointing at them, ``idp`` the dev IdP's client row (``tests/devidp/conftest.py``). Helpers
+that sign in elsewhere say where: ``sign_in_in_browser`` (Playwright), ``code_flow_at_devidp``.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 import secrets
 import time
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Mapping
+from html import escape
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth.models import Permission
 from django.core.cache import caches
 from django.test import Client
 from joserfc import jwt
@@ -58,6 +81,16 @@ def call_userinfo_always(provider: Provider) -> Provider:
     return provider
 
 
+class AuthorizingDouble(Protocol):
+    """A provider double whose authorization endpoint is a method (Django's test client cannot
+    follow a redirect to another server): :class:`~tests.op_double.OpenIDProviderDouble` and
+    :class:`~tests.github_double.GitHubDouble` both are one."""
+
+    def authorize(self, params: Mapping[str, str]) -> dict[str, str]:
+        """The authorization request's parameters in, the callback's parameters out."""
+        ...
+
+
 def claims_for(op: OpenIDProviderDouble, **overrides) -> dict:
     """A valid set of ID token claims for ``op``; pass ``name=None`` to drop a claim."""
     now = int(time.time())
@@ -73,8 +106,8 @@ def start_login(client, provider: Provider, **query) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(response["Location"]).query))
 
 
-def sign_in(client, op: OpenIDProviderDouble, provider: Provider, **query):
-    """Walk the whole flow: start, let the double authorize, and GET the callback."""
+def sign_in(client, op: AuthorizingDouble, provider: Provider, **query):
+    """Walk the whole flow: start, let the double authorize, and GET the callback's response."""
     callback_params = op.authorize(start_login(client, provider, **query))
     return client.get(f"/accounts/{provider.slug}/callback/", callback_params)
 
@@ -102,7 +135,7 @@ def start_connect(client, provider: Provider) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(response["Location"]).query))
 
 
-def connect(client, op: OpenIDProviderDouble, provider: Provider):
+def connect(client, op: AuthorizingDouble, provider: Provider):
     """Walk the whole connect flow and return the callback's response."""
     return client.get(f"/accounts/{provider.slug}/callback/", op.authorize(start_connect(client, provider)))
 
@@ -157,3 +190,52 @@ STRANGER_KEY = RSAKey.generate_key(2048)
 def made_up_kid_token(claims: dict, kid: str) -> str:
     """A token naming a key the provider does not have, signed by a key it does not have either."""
     return jwt.encode({"alg": "RS256", "kid": kid}, claims, STRANGER_KEY, algorithms=["RS256"])
+
+
+def b64url(data: bytes | dict[str, Any]) -> str:
+    """Base64url without padding (RFC 7515 2), as in a JWT; a dict is JSON-encoded first."""
+    raw = json.dumps(data).encode() if isinstance(data, dict) else data
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+# --- the admin ----------------------------------------------------------------------------------------
+
+
+def staff_client(django_user_model, *codenames: str) -> Client:
+    """A signed-in staff member holding only these permissions (e.g. ``view_provider``)."""
+    user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def refused_lookup(caplog, lookup: str) -> bool:
+    """Django's own refusal fired: ``lookup_allowed`` said no, so DisallowedModelAdminLookup -> 400."""
+    return any(
+        r.name == "django.security.DisallowedModelAdminLookup"
+        and r.getMessage() == f"Filtering by {lookup} not allowed"
+        for r in caplog.records
+    )
+
+
+def assert_guess_refused_alike(client, caplog, url: str, lookup: str, right: str, wrong: str) -> None:
+    """Both guesses are refused with the same 400: the answer says nothing about the secret."""
+    with caplog.at_level(logging.ERROR, logger="django.security"):
+        answers = [client.get(url, {lookup: guess}) for guess in (right, wrong)]
+    assert [a.status_code for a in answers] == [400, 400]
+    assert answers[0].content == answers[1].content
+    assert refused_lookup(caplog, lookup)
+
+
+def encodings(secret: str) -> list[str]:
+    """The forms a secret could take in a page: raw, escaped, URL-quoted, base64, base64url, hex."""
+    raw = secret.encode()
+    return [
+        secret,
+        escape(secret),
+        quote(secret, safe=""),
+        base64.b64encode(raw).decode(),
+        b64url(raw),
+        raw.hex(),
+    ]

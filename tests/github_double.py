@@ -10,24 +10,33 @@ It answers the way GitHub documents, including the parts that trip clients up:
 
 URLs follow GitHub Enterprise Server (``/login/oauth/...`` and ``/api/v3/...`` on one host), so
 the ``github`` preset is exercised with a base URL exactly as an admin would configure it.
+
+The HTTP side is the OpenID provider double's (:class:`tests.op_double.HTTPDouble`): the same
+bounded server on 127.0.0.1, ``with`` to start and stop it, ``hits``, ``requests_log``, ``faults``
+and ``errors``; this module only says what each endpoint answers.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import threading
-from collections import Counter
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from tests.op_double import HTTPDouble, Request, Response, Route
 
-class GitHubDouble:
+__all__ = ["GitHubDouble"]
+
+
+class GitHubDouble(HTTPDouble):
+    name = "GitHub double"
+    server_version = "GitHubDouble/1.0"
+
     def __init__(self, *, client_id: str = "gh-client", client_secret: str = "gh-secret") -> None:
+        super().__init__()
         self.client_id, self.client_secret = client_id, client_secret
         self.user: dict[str, Any] = {"login": "octo", "id": 583231, "name": "Octo Cat", "email": None}
         self.emails: list[dict[str, Any]] = [
@@ -35,25 +44,8 @@ class GitHubDouble:
             {"email": "old@example.com", "primary": False, "verified": False, "visibility": None},
         ]
         self.rate_limited = False
-        self.hits: Counter[str] = Counter()
-        self.requests_log: list[tuple[str, str, dict[str, str], str]] = []
         self._codes: dict[str, dict[str, str]] = {}
         self._tokens: set[str] = set()
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.double = self  # type: ignore[attr-defined]
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> GitHubDouble:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def authorize(self, params: Mapping[str, str]) -> dict[str, str]:
         """What GitHub's authorize page does once the person clicks "Authorize"."""
@@ -65,17 +57,19 @@ class GitHubDouble:
 
     # --- HTTP -------------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: str) -> tuple[int, dict, bytes]:
-        with self._lock:
-            self.hits[path] += 1
-            self.requests_log.append((method, path, dict(headers), body))
-        if method == "POST" and path == "/login/oauth/access_token":
-            return self._token(headers, dict(parse_qsl(body)))
-        if method == "GET" and path in ("/api/v3/user", "/api/v3/user/emails"):
-            return self._api(path, headers)
-        return 404, {"Content-Type": "application/json"}, b'{"message": "Not Found"}'
+    def routes(self) -> dict[tuple[str, str], Route]:
+        return {
+            ("POST", "/login/oauth/access_token"): self._serve_token,
+            ("GET", "/api/v3/user"): self._serve_api,
+            ("GET", "/api/v3/user/emails"): self._serve_api,
+        }
 
-    def _token(self, headers: Mapping[str, str], form: dict[str, str]) -> tuple[int, dict, bytes]:
+    def _unrouted(self, request: Request, routes: Mapping[tuple[str, str], Route]) -> Response:
+        """GitHub answers 404 for anything it does not serve, a wrong method included."""
+        return Response.json({"message": "Not Found"}, 404)
+
+    def _serve_token(self, request: Request) -> Response:
+        form = dict(parse_qsl(request.body))
         with self._lock:
             grant = self._codes.pop(form.get("code", ""), None)
         if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
@@ -89,43 +83,18 @@ class GitHubDouble:
             with self._lock:
                 self._tokens.add(token)
             answer = {"access_token": token, "token_type": "bearer", "scope": grant.get("scope", "")}
-        if "application/json" in headers.get("Accept", ""):
-            return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
-        return 200, {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(answer).encode()
+        if "application/json" in request.headers.get("Accept", ""):
+            return Response.json(answer)
+        return Response(200, urlencode(answer).encode(), "application/x-www-form-urlencoded")
 
-    def _api(self, path: str, headers: Mapping[str, str]) -> tuple[int, dict, bytes]:
+    def _serve_api(self, request: Request) -> Response:
         if self.rate_limited:
             body = {"message": "API rate limit exceeded", "documentation_url": "https://docs.github.com/rest"}
-            limited = {"Content-Type": "application/json", "X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "60"}
-            return 403, limited, json.dumps(body).encode()
-        token = headers.get("Authorization", "").removeprefix("Bearer ")
-        if token not in self._tokens:
-            return 401, {"Content-Type": "application/json"}, b'{"message": "Bad credentials"}'
-        data: Any = self.user if path == "/api/v3/user" else self.emails
-        return 200, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(data).encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    timeout = 5
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the tests assert on ``hits`` instead."""
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        length = min(int(self.headers.get("Content-Length") or 0), 65536)
-        body = self.rfile.read(length).decode() if length else ""
-        status, headers, payload = self.server.double.handle(  # type: ignore[attr-defined]
-            self.command, urlsplit(self.path).path, self.headers, body
-        )
-        self.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(payload))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+            return Response.json(body, 403, **{"X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "60"})
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        with self._lock:
+            known = token in self._tokens
+        if not known:
+            return Response.json({"message": "Bad credentials"}, 401)
+        data: Any = self.user if request.path == "/api/v3/user" else self.emails
+        return Response(200, json.dumps(data).encode(), "application/json; charset=utf-8")

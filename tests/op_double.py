@@ -16,6 +16,10 @@ The authorization endpoint is also a Python method, :meth:`OpenIDProviderDouble.
 Django's test client cannot follow a redirect to another server: a test hands it the parameters of
 the authorization request and gets back the parameters of the callback.
 
+The HTTP machinery is :class:`HTTPDouble`, shared with the GitHub double (``tests/github_double.py``):
+a ``ThreadingHTTPServer`` on 127.0.0.1 whose every wait is bounded, started and stopped by ``with``,
+routing ``(method, path)`` to handler methods, counting ``hits`` and injecting ``faults``.
+
 Only the standard library's ``http.server`` and joserfc are used, so the double has no test-runner
 dependency and can be used from a shell as well::
 
@@ -42,13 +46,22 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
-__all__ = ["DEFAULT_USER", "DISCOVERY_PATH", "AuthorizationRequestError", "OpenIDProviderDouble"]
+__all__ = [
+    "DEFAULT_USER",
+    "DISCOVERY_PATH",
+    "AuthorizationRequestError",
+    "HTTPDouble",
+    "OpenIDProviderDouble",
+    "Request",
+    "Response",
+    "Route",
+]
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 
@@ -119,17 +132,21 @@ class _AccessToken:
 
 
 @dataclass
-class _Request:
+class Request:
+    """One HTTP request as a double's handlers see it."""
+
     method: str
-    path: str  # relative to the issuer's path prefix (when under it), without the query
-    under_issuer: bool  # False for paths outside the issuer's path prefix: those are all 404
+    path: str  # relative to the double's path prefix (when under it), without the query
+    under_prefix: bool  # False for paths outside the double's path prefix: those are all 404
     query: dict[str, str]
     headers: Mapping[str, str]  # case-insensitive (an email.message.Message)
     body: str
 
 
 @dataclass
-class _Response:
+class Response:
+    """What a double's handler answers; ``Response(0)`` (``_HANG_UP``) closes without a word."""
+
     status: int
     body: bytes = b""
     content_type: str = "application/json"
@@ -137,20 +154,163 @@ class _Response:
     declare_length: bool = True
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, **headers: str) -> _Response:
+    def json(cls, data: Any, status: int = 200, **headers: str) -> Response:
         return cls(status, json.dumps(data).encode(), headers=headers)
 
     @classmethod
-    def redirect(cls, location: str) -> _Response:
+    def redirect(cls, location: str) -> Response:
         return cls(302, b"", "text/plain", {"Location": location})
 
 
-class OpenIDProviderDouble:
+Route = Callable[[Request], Response]
+
+
+class HTTPDouble:
+    """A fake HTTP service on ``http://127.0.0.1:<random port>``, answering from daemon threads.
+
+    The server machinery the provider doubles share. The socket is bound in the constructor, so
+    ``base_url`` is usable at once; ``start()`` begins answering and ``stop()`` releases the port
+    (prefer ``with``). Every request is counted in ``hits`` and ``requests_log`` (by path), then a
+    ``faults`` entry for its path, if any, answers instead of (or delays) the handler that
+    :meth:`routes` names for its ``(method, path)``. A handler raising is recorded in ``errors``
+    and answered with a 500, loudly.
+
+    ``faults`` maps a path to a dict of: ``status``, ``body``, ``content_type``, ``headers`` (answer
+    with these), ``body_bytes`` (a JSON-looking body of that size), ``content_length`` (False: do
+    not declare it), ``delay`` (seconds to wait first; cut short by ``stop()``), ``close`` (hang up).
+    """
+
+    #: What thread names and crash answers call this double.
+    name = "HTTP double"
+    #: The ``Server`` header's product token.
+    server_version = "HTTPDouble/1.0"
+    #: Requests under this path prefix are routed relative to it; others are all 404 ("" for none).
+    _prefix = ""
+
+    def __init__(self) -> None:
+        self._server = _Server(self)
+        host, port = self._server.server_address[:2]
+        self.base_url = f"http://{host}:{port}"
+        self.faults: dict[str, dict[str, Any]] = {}
+        self.hits: Counter[str] = Counter()
+        self.requests_log: list[tuple[str, str, dict[str, str], str]] = []
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> Self:
+        """Begin answering requests in a daemon thread."""
+        if self._stopped:
+            raise RuntimeError(f"a stopped {type(self).__name__} cannot be restarted; make a new one")
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=self.name.lower().replace(" ", "-"),
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket; returns within about a second at worst.
+
+        Handlers sleeping in a ``delay`` fault are woken up; handler threads are daemons and are
+        not waited for, so a client that stalls cannot hold up the test run.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        if self._thread is not None:
+            self._server.shutdown()  # waits at most one poll interval
+            self._thread.join(timeout=5)
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- HTTP dispatch ---------------------------------------------------------------------------
+
+    def routes(self) -> dict[tuple[str, str], Route]:
+        """The handlers, by ``(method, path)``; paths are relative to the prefix."""
+        return {}
+
+    def _handle(self, request: Request) -> Response:
+        """Record the request, apply any fault, and route it (``_HANG_UP`` means: close, say nothing)."""
+        with self._lock:
+            self.hits[request.path] += 1
+            self.requests_log.append((request.method, request.path, dict(request.headers.items()), request.body))
+        try:
+            spec = self.faults.get(request.path)
+            fault = self._apply_fault(spec) if spec is not None else None
+            return fault if fault is not None else self._route(request)
+        except Exception as exc:  # a bug in the double or a test's hook: make it loud, not a mystery 502
+            self.errors.append(exc)
+            traceback.print_exc()
+            return Response.json({"error": "server_error", "error_description": f"{self.name} crashed: {exc!r}"}, 500)
+
+    def _route(self, request: Request) -> Response:
+        routes = self.routes()
+        endpoint = routes.get((request.method, request.path)) if request.under_prefix else None
+        if endpoint is not None:
+            return endpoint(request)
+        return self._unrouted(request, routes)
+
+    def _unrouted(self, request: Request, routes: Mapping[tuple[str, str], Route]) -> Response:
+        """No handler: 405 for a known path asked with another method, else 404."""
+        if request.under_prefix and any(path == request.path for _method, path in routes):
+            return Response.json({"error": "invalid_request", "error_description": "method not allowed"}, 405)
+        return Response.json({"error": "not_found"}, 404)
+
+    def _apply_fault(self, spec: Mapping[str, Any]) -> Response | None:
+        """Turn a ``faults`` entry into the response to give, or None to answer normally (after any delay)."""
+        unknown = set(spec) - _FAULT_KEYS
+        if unknown:
+            raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(_FAULT_KEYS)}")
+        if "delay" in spec:
+            self._stopping.wait(float(spec["delay"]))  # stop() cuts the sleep short
+        if spec.get("close"):
+            return _HANG_UP
+        if "body_bytes" in spec:
+            body = _garbage_json(int(spec["body_bytes"]))
+            return Response(int(spec.get("status", 200)), body, declare_length=spec.get("content_length", True))
+        if "status" in spec or "body" in spec:
+            body = spec.get("body", "")
+            return Response(
+                int(spec.get("status", 500)),
+                body if isinstance(body, bytes) else str(body).encode(),
+                spec.get("content_type", "text/plain"),
+                dict(spec.get("headers", {})),
+                declare_length=spec.get("content_length", True),
+            )
+        return None
+
+
+#: The response of the "close" fault: the handler hangs up without writing anything.
+_HANG_UP = Response(0)
+
+
+class OpenIDProviderDouble(HTTPDouble):
     """An OpenID provider listening on ``http://127.0.0.1:<random port>`` in a daemon thread.
 
     The socket is bound in the constructor, so ``issuer`` and ``metadata`` are usable at once;
     ``start()`` begins answering and ``stop()`` releases the port. Prefer ``with``.
     """
+
+    name = "OP double"
+    server_version = "OPDouble/1.0"
 
     #: Lifetime of the ID and access tokens (seconds); also the token response's ``expires_in``.
     token_lifetime = 300
@@ -164,9 +324,7 @@ class OpenIDProviderDouble:
         client_id: str = "test-client",
         client_secret: str = "test-secret-0123456789abcdefghijklmnop",
     ) -> None:
-        self._server = _Server(self)
-        host, port = self._server.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
+        super().__init__()
         self._prefix = "" if path.strip("/") == "" else "/" + path.strip("/")
         #: Exactly ``base_url + path``, no trailing slash: what ID tokens carry in ``iss``.
         self.issuer = self.base_url + self._prefix
@@ -191,59 +349,13 @@ class OpenIDProviderDouble:
         self.id_token_override: Callable[[str, dict, dict], str] | None = None
         self.userinfo_mutator: Callable[[dict], dict] | None = None
         self.userinfo_as_jwt = False
-        self.faults: dict[str, dict[str, Any]] = {}
 
-        self.hits: Counter[str] = Counter()
-        self.requests_log: list[tuple[str, str, dict[str, str], str]] = []
         self.issued_tokens: list[dict[str, Any]] = []
         self.logout_requests: list[dict[str, str]] = []
-        self.errors: list[BaseException] = []
 
-        self._lock = threading.Lock()
         self._codes: dict[str, _Grant] = {}
         self._access_tokens: dict[str, _AccessToken] = {}
         self._kids = itertools.count(2)
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-
-    # --- lifecycle --------------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    def start(self) -> OpenIDProviderDouble:
-        """Begin answering requests in a daemon thread."""
-        if self._stopped:
-            raise RuntimeError("a stopped OpenIDProviderDouble cannot be restarted; make a new one")
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="op-double", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket; returns within about a second at worst.
-
-        Handlers sleeping in a ``delay`` fault are woken up; handler threads are daemons and are
-        not waited for, so a client that stalls cannot hold up the test run.
-        """
-        if self._stopped:
-            return
-        self._stopped = True
-        self._stopping.set()
-        if self._thread is not None:
-            self._server.shutdown()  # waits at most one poll interval
-            self._thread.join(timeout=5)
-        self._server.server_close()
-
-    def __enter__(self) -> OpenIDProviderDouble:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # --- keys and signing -----------------------------------------------------------------------
 
@@ -368,24 +480,8 @@ class OpenIDProviderDouble:
 
     # --- HTTP dispatch ---------------------------------------------------------------------------
 
-    def _handle(self, request: _Request) -> _Response:
-        """Record the request, apply any fault, and route it (``_HANG_UP`` means: close, say nothing)."""
-        with self._lock:
-            self.hits[request.path] += 1
-            self.requests_log.append((request.method, request.path, dict(request.headers.items()), request.body))
-        try:
-            spec = self.faults.get(request.path)
-            fault = self._apply_fault(spec) if spec is not None else None
-            return fault if fault is not None else self._route(request)
-        except _OAuthError as exc:
-            return _oauth_error_response(exc)
-        except Exception as exc:  # a bug in the double or a test's hook: make it loud, not a mystery 502
-            self.errors.append(exc)
-            traceback.print_exc()
-            return _Response.json({"error": "server_error", "error_description": f"OP double crashed: {exc!r}"}, 500)
-
-    def _route(self, request: _Request) -> _Response:
-        routes: dict[tuple[str, str], Callable[[_Request], _Response]] = {
+    def routes(self) -> dict[tuple[str, str], Route]:
+        return {
             ("GET", DISCOVERY_PATH): self._serve_discovery,
             ("GET", "/jwks"): self._serve_jwks,
             ("GET", "/authorize"): self._serve_authorize,
@@ -394,35 +490,12 @@ class OpenIDProviderDouble:
             ("POST", "/userinfo"): self._serve_userinfo,
             ("GET", "/logout"): self._serve_logout,
         }
-        endpoint = routes.get((request.method, request.path)) if request.under_issuer else None
-        if endpoint is not None:
-            return endpoint(request)
-        if request.under_issuer and any(path == request.path for _method, path in routes):
-            return _Response.json({"error": "invalid_request", "error_description": "method not allowed"}, 405)
-        return _Response.json({"error": "not_found"}, 404)
 
-    def _apply_fault(self, spec: Mapping[str, Any]) -> _Response | None:
-        """Turn a ``faults`` entry into the response to give, or None to answer normally (after any delay)."""
-        unknown = set(spec) - _FAULT_KEYS
-        if unknown:
-            raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(_FAULT_KEYS)}")
-        if "delay" in spec:
-            self._stopping.wait(float(spec["delay"]))  # stop() cuts the sleep short
-        if spec.get("close"):
-            return _HANG_UP
-        if "body_bytes" in spec:
-            body = _garbage_json(int(spec["body_bytes"]))
-            return _Response(int(spec.get("status", 200)), body, declare_length=spec.get("content_length", True))
-        if "status" in spec or "body" in spec:
-            body = spec.get("body", "")
-            return _Response(
-                int(spec.get("status", 500)),
-                body if isinstance(body, bytes) else str(body).encode(),
-                spec.get("content_type", "text/plain"),
-                dict(spec.get("headers", {})),
-                declare_length=spec.get("content_length", True),
-            )
-        return None
+    def _route(self, request: Request) -> Response:
+        try:
+            return super()._route(request)
+        except _OAuthError as exc:
+            return _oauth_error_response(exc)
 
     # --- endpoints ------------------------------------------------------------------------------
 
@@ -446,25 +519,25 @@ class OpenIDProviderDouble:
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", *sorted(set(DEFAULT_USER) - {"sub"})],
         }
 
-    def _cacheable_json(self, data: Any) -> _Response:
+    def _cacheable_json(self, data: Any) -> Response:
         headers = {"Cache-Control": self.cache_control} if self.cache_control is not None else {}
-        return _Response.json(data, **headers)
+        return Response.json(data, **headers)
 
-    def _serve_discovery(self, request: _Request) -> _Response:
+    def _serve_discovery(self, request: Request) -> Response:
         return self._cacheable_json(self.metadata)
 
-    def _serve_jwks(self, request: _Request) -> _Response:
+    def _serve_jwks(self, request: Request) -> Response:
         return self._cacheable_json(self.jwks_override if self.jwks_override is not None else self.jwks())
 
-    def _serve_authorize(self, request: _Request) -> _Response:
+    def _serve_authorize(self, request: Request) -> Response:
         """The browser-facing authorization endpoint: sign ``next_user`` in and redirect back."""
         try:
             result = self.authorize(request.query)
         except AuthorizationRequestError as exc:
-            return _Response(400, f"Bad authorization request: {exc}".encode(), "text/plain")
-        return _Response.redirect(_add_query(request.query["redirect_uri"], result))
+            return Response(400, f"Bad authorization request: {exc}".encode(), "text/plain")
+        return Response.redirect(_add_query(request.query["redirect_uri"], result))
 
-    def _serve_token(self, request: _Request) -> _Response:
+    def _serve_token(self, request: Request) -> Response:
         """The code exchange of OpenID Connect Core 3.1.3: client auth, one-time code, PKCE."""
         form = _single_values(request.body)
         client_id = self._authenticate_client(request.headers.get("Authorization"), form)
@@ -475,32 +548,32 @@ class OpenIDProviderDouble:
             raise _OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
         if not _pkce_matches(form.get("code_verifier"), grant.code_challenge):
             raise _OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
-        return _Response.json(self._issue_tokens(grant), **{"Cache-Control": "no-store", "Pragma": "no-cache"})
+        return Response.json(self._issue_tokens(grant), **{"Cache-Control": "no-store", "Pragma": "no-cache"})
 
-    def _serve_userinfo(self, request: _Request) -> _Response:
+    def _serve_userinfo(self, request: Request) -> Response:
         token = _bearer_token(request.headers.get("Authorization"))
         with self._lock:
             record = self._access_tokens.get(token) if token else None
         if record is None or record.expires_at < time.time():
             challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-            return _Response.json({"error": "invalid_token"}, 401, **challenge)
+            return Response.json({"error": "invalid_token"}, 401, **challenge)
         info = copy.deepcopy(record.user)
         if self.userinfo_mutator is not None:
             info = self.userinfo_mutator(info)
         if self.userinfo_as_jwt:
             signed = self.sign({**info, "iss": self.issuer, "aud": self.client_id}, alg="RS256")
-            return _Response(200, signed.encode(), "application/jwt")
-        return _Response.json(info)
+            return Response(200, signed.encode(), "application/jwt")
+        return Response.json(info)
 
-    def _serve_logout(self, request: _Request) -> _Response:
+    def _serve_logout(self, request: Request) -> Response:
         """RP-initiated logout: record the request, go back to the RP if it asked to."""
         with self._lock:
             self.logout_requests.append(dict(request.query))
         target = request.query.get("post_logout_redirect_uri")
         if not target:
-            return _Response(200, b"<!doctype html><title>Signed out</title><p>Signed out.", "text/html")
+            return Response(200, b"<!doctype html><title>Signed out</title><p>Signed out.", "text/html")
         state = request.query.get("state")
-        return _Response.redirect(_add_query(target, {"state": state} if state is not None else {}))
+        return Response.redirect(_add_query(target, {"state": state} if state is not None else {}))
 
     # --- token endpoint helpers -----------------------------------------------------------------
 
@@ -591,10 +664,6 @@ class OpenIDProviderDouble:
         raise ValueError(f"cannot rotate keys of type {kty!r}; use RSA, EC or OKP")
 
 
-#: The response of the "close" fault: the handler hangs up without writing anything.
-_HANG_UP = _Response(0)
-
-
 # --- the HTTP plumbing ----------------------------------------------------------------------------
 
 
@@ -605,7 +674,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False  # stop() must not wait for handlers still talking to a stalled client
     allow_reuse_address = False
 
-    def __init__(self, double: OpenIDProviderDouble) -> None:
+    def __init__(self, double: HTTPDouble) -> None:
         self.double = double
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -617,15 +686,17 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Turns HTTP into a ``_Request`` for the double and its ``_Response`` back into HTTP."""
+    """Turns HTTP into a ``Request`` for the double and its ``Response`` back into HTTP."""
 
     server: _Server
     timeout = _HANDLER_TIMEOUT  # applied to the client socket by StreamRequestHandler.setup()
     protocol_version = "HTTP/1.0"  # one request per connection: simple, and "close" faults stay exact
-    server_version = "OPDouble/1.0"
+
+    def version_string(self) -> str:
+        return f"{self.server.double.server_version} {self.sys_version}"
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request stderr lines of BaseHTTPRequestHandler."""
+        """Silence the per-request stderr lines of BaseHTTPRequestHandler: tests assert on ``hits``."""
 
     def do_GET(self) -> None:
         self._serve()
@@ -643,28 +714,28 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._write(response)
 
-    def _read_request(self) -> _Request | None:
+    def _read_request(self) -> Request | None:
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
         if not 0 <= length <= _MAX_REQUEST_BODY:
-            self._write(_Response.json({"error": "invalid_request", "error_description": "bad Content-Length"}, 400))
+            self._write(Response.json({"error": "invalid_request", "error_description": "bad Content-Length"}, 400))
             return None
         body = self.rfile.read(length).decode("utf-8", errors="replace") if length > 0 else ""
         target = urlsplit(self.path)
-        path, under_issuer = self._relative(target.path)
-        return _Request(
+        path, under_prefix = self._relative(target.path)
+        return Request(
             method=self.command,
             path=path,
-            under_issuer=under_issuer,
+            under_prefix=under_prefix,
             query=dict(parse_qsl(target.query, keep_blank_values=True)),
             headers=self.headers,
             body=body,
         )
 
     def _relative(self, path: str) -> tuple[str, bool]:
-        """Strip the issuer's path prefix, so hits and faults use the same keys whatever the prefix."""
+        """Strip the double's path prefix, so hits and faults use the same keys whatever the prefix."""
         prefix = self.server.double._prefix
         if not prefix:
             return path, True
@@ -672,7 +743,7 @@ class _Handler(BaseHTTPRequestHandler):
             return path[len(prefix) :] or "/", True
         return path, False
 
-    def _write(self, response: _Response) -> None:
+    def _write(self, response: Response) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         if response.declare_length:
@@ -775,11 +846,11 @@ def _single_values(body: str) -> dict[str, str]:
     return dict(pairs)
 
 
-def _oauth_error_response(exc: _OAuthError) -> _Response:
+def _oauth_error_response(exc: _OAuthError) -> Response:
     headers = {"Cache-Control": "no-store"}
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="op-double"'
-    return _Response.json({"error": exc.error, "error_description": exc.description}, exc.status, **headers)
+    return Response.json({"error": exc.error, "error_description": exc.description}, exc.status, **headers)
 
 
 def _add_query(url: str, params: Mapping[str, str]) -> str:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import logging
-from html import escape
-from urllib.parse import quote
-
 import pytest
 from django.contrib import admin
-from django.contrib.auth.models import Permission
 from django.db.models.functions import Lower
-from django.test import Client as DjangoClient
 from django.test import RequestFactory
 
 from accounts.admin import IdentityAdmin, ProviderAdmin, SecretFieldsAdmin
 from accounts.models import Identity, Provider, ProviderSession, SignInEvent
+from tests.conftest import assert_guess_refused_alike, encodings, staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -106,33 +100,6 @@ def test_identity_admin_lists_identities(admin_client, stored, django_user_model
 # --- a view-only staff member cannot read the secret back -------------------------------------------
 
 
-def staff_client(django_user_model, *codenames: str) -> DjangoClient:
-    """A signed-in staff member holding only these permissions (e.g. ``view_provider``)."""
-    user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = DjangoClient()
-    client.force_login(user)
-    return client
-
-
-def refused_lookup(caplog, lookup: str) -> bool:
-    """Django's own refusal fired: ``lookup_allowed`` said no, so DisallowedModelAdminLookup -> 400."""
-    return any(
-        r.name == "django.security.DisallowedModelAdminLookup"
-        and r.getMessage() == f"Filtering by {lookup} not allowed"
-        for r in caplog.records
-    )
-
-
-def assert_guess_refused_alike(client, caplog, url: str, lookup: str, right: str, wrong: str) -> None:
-    """Both guesses are refused with the same 400: the answer says nothing about the secret."""
-    with caplog.at_level(logging.ERROR, logger="django.security"):
-        answers = [client.get(url, {lookup: guess}) for guess in (right, wrong)]
-    assert [a.status_code for a in answers] == [400, 400]
-    assert answers[0].content == answers[1].content
-    assert refused_lookup(caplog, lookup)
-
-
 #: (lookup, a guess that matches the stored secret, one that does not)
 SECRET_GUESSES = [
     ("client_secret", SECRET, "wrong"),
@@ -203,19 +170,6 @@ def test_secret_rule_follows_relations_even_where_list_filter_would_let_django_t
     assert model_admin.lookup_allowed("provider__name__startswith", "C", request)  # Django's rule lets these by
     assert not model_admin.lookup_allowed("provider__client_secret__startswith", "s", request)
     assert not model_admin.lookup_allowed("provider__client_secret", SECRET, request)
-
-
-def encodings(secret: str) -> list[str]:
-    """The forms a secret could take in a page: raw, escaped, URL-quoted, base64, hex."""
-    raw = secret.encode()
-    return [
-        secret,
-        escape(secret),
-        quote(secret, safe=""),
-        base64.b64encode(raw).decode(),
-        base64.urlsafe_b64encode(raw).decode().rstrip("="),
-        raw.hex(),
-    ]
 
 
 def test_view_only_provider_page_renders_read_only_without_the_secret(django_user_model, stored):

@@ -12,22 +12,21 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import SignInEvent
-from tests.conftest import logout_token, post_logout_token, sign_in, start_login
-from tests.test_connect import connect
+from tests.conftest import connect, logout_token, post_logout_token, sign_in, start_login
 
 pytestmark = pytest.mark.django_db
 
-BROWSER = {"REMOTE_ADDR": "203.0.113.7", "HTTP_USER_AGENT": "AuditBrowser/1.0"}
+VISITOR = {"REMOTE_ADDR": "203.0.113.7", "HTTP_USER_AGENT": "AuditBrowser/1.0"}
 
 
 @pytest.fixture
-def browser():
-    """A browser with a known address and user agent on every request."""
-    return Client(**BROWSER)
+def visitor():
+    """A Django test client with a known address and user agent on every request."""
+    return Client(**VISITOR)
 
 
-def test_successful_sign_in_is_recorded(browser, op, provider):
-    sign_in(browser, op, provider)
+def test_successful_sign_in_is_recorded(visitor, op, provider):
+    sign_in(visitor, op, provider)
     event = SignInEvent.objects.get()
     assert (event.outcome, event.action, event.provider_slug) == ("success", "login", "test-op")
     assert event.provider == provider
@@ -36,9 +35,9 @@ def test_successful_sign_in_is_recorded(browser, op, provider):
     assert event.code == "" and abs(event.created_at - timezone.now()) < timedelta(seconds=30)
 
 
-def test_failed_sign_in_is_recorded_with_its_reason_code(browser, op, provider):
+def test_failed_sign_in_is_recorded_with_its_reason_code(visitor, op, provider):
     op.id_token_mutator = lambda header, claims: (header, {**claims, "nonce": "other"})
-    sign_in(browser, op, provider)
+    sign_in(visitor, op, provider)
     event = SignInEvent.objects.get()
     assert (event.outcome, event.code, event.provider) == ("failure", "token_rejected", provider)
     assert "nonce" in event.reason
@@ -46,25 +45,25 @@ def test_failed_sign_in_is_recorded_with_its_reason_code(browser, op, provider):
     assert event.user is None
 
 
-def test_each_attempt_is_one_event(browser, op, provider):
-    sign_in(browser, op, provider)
-    browser.post("/accounts/logout/")
-    params = op.authorize(start_login(browser, provider))
-    browser.get("/accounts/test-op/callback/", {**params, "state": "forged"})
+def test_each_attempt_is_one_event(visitor, op, provider):
+    sign_in(visitor, op, provider)
+    visitor.post("/accounts/logout/")
+    params = op.authorize(start_login(visitor, provider))
+    visitor.get("/accounts/test-op/callback/", {**params, "state": "forged"})
     assert sorted(SignInEvent.objects.values_list("outcome", "code")) == [
         ("failure", "invalid_request"),
         ("success", ""),
     ]
 
 
-def test_refused_provider_answer_is_recorded(browser, op, provider):
-    params = start_login(browser, provider)
-    browser.get("/accounts/test-op/callback/", {"state": params["state"], "error": "access_denied"})
+def test_refused_provider_answer_is_recorded(visitor, op, provider):
+    params = start_login(visitor, provider)
+    visitor.get("/accounts/test-op/callback/", {"state": params["state"], "error": "access_denied"})
     assert SignInEvent.objects.get().code == "provider_denied"
 
 
-def test_unknown_provider_is_recorded(browser, db):
-    browser.get("/accounts/nope/login/")
+def test_unknown_provider_is_recorded(visitor, db):
+    visitor.get("/accounts/nope/login/")
     event = SignInEvent.objects.get()
     assert (event.outcome, event.code, event.provider) == ("failure", "unknown_provider", None)
 
@@ -105,10 +104,10 @@ def test_refused_connect_is_recorded_as_a_connect_with_the_identity(client, op, 
     )
 
 
-def test_policy_refusal_after_verification_records_who_was_refused(browser, op, provider):
+def test_policy_refusal_after_verification_records_who_was_refused(visitor, op, provider):
     provider.allowed_email_domains = "corp.example"
     provider.save()
-    assert sign_in(browser, op, provider).status_code == 403
+    assert sign_in(visitor, op, provider).status_code == 403
     event = SignInEvent.objects.get()
     assert (event.code, event.issuer, event.subject) == ("sign_in_refused", op.issuer, "user-1")
 
@@ -125,13 +124,13 @@ def all_field_values() -> str:
     )
 
 
-def test_events_never_hold_a_token_a_code_or_a_secret(browser, op, provider, userinfo_always):
-    succeeded = op.authorize(start_login(browser, provider))
-    browser.get("/accounts/test-op/callback/", succeeded)
-    browser.post("/accounts/logout/")
+def test_events_never_hold_a_token_a_code_or_a_secret(visitor, op, provider, userinfo_always):
+    succeeded = op.authorize(start_login(visitor, provider))
+    visitor.get("/accounts/test-op/callback/", succeeded)
+    visitor.post("/accounts/logout/")
     op.userinfo_mutator = lambda info: {**info, "sub": "someone-else"}  # fails after the tokens were issued
-    failed = op.authorize(start_login(browser, provider))
-    browser.get("/accounts/test-op/callback/", failed)
+    failed = op.authorize(start_login(visitor, provider))
+    visitor.get("/accounts/test-op/callback/", failed)
     assert list(SignInEvent.objects.order_by("pk").values_list("outcome", flat=True)) == ["success", "failure"]
     assert len(op.issued_tokens) == 2
     secrets = [op.client_secret, succeeded["code"], succeeded["state"], failed["code"], failed["state"]]
@@ -272,9 +271,9 @@ def test_one_ipv6_client_cannot_dodge_the_limit_by_changing_addresses(provider, 
 
 def test_failures_of_signed_in_people_and_successes_are_always_recorded(op, provider, settings):
     settings.ACCOUNTS_AUDIT_ANONYMOUS_FAILURES_PER_MINUTE = 1
-    browser = Client(**BROWSER)
+    visitor = Client(**VISITOR)
     for _ in range(3):
-        sign_in(browser, op, provider)
-        made_up_callback(browser)  # signed in: a failure with a user attached
+        sign_in(visitor, op, provider)
+        made_up_callback(visitor)  # signed in: a failure with a user attached
     assert SignInEvent.objects.filter(outcome="success").count() == 3
     assert SignInEvent.objects.filter(outcome="failure", user__isnull=False).count() == 3

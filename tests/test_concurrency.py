@@ -25,7 +25,7 @@ def op():
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, op):
+def site_process(tmp_path_factory, op):
     with SiteProcess(tmp_path_factory.mktemp("site")) as process:
         process.manage(
             "oidc_provider", "add", "test-op", "--issuer", op.issuer,
@@ -34,70 +34,70 @@ def site(tmp_path_factory, op):
         yield process
 
 
-def finish_all_at_once(site: SiteProcess, flows) -> list[tuple[int, str | None]]:
+def finish_all_at_once(site_process: SiteProcess, flows) -> list[tuple[int, str | None]]:
     with ThreadPoolExecutor(max_workers=len(flows)) as pool:
-        return list(pool.map(site.finish_sign_in, flows))
+        return list(pool.map(site_process.finish_sign_in, flows))
 
 
-def test_concurrent_first_sign_ins_of_one_identity_make_one_user_and_all_sign_in(site, op):
+def test_concurrent_first_sign_ins_of_one_identity_make_one_user_and_all_sign_in(site_process, op):
     op.next_user = {**DEFAULT_USER, "sub": "same-person", "preferred_username": "same"}
-    flows = [site.start_sign_in(op, "test-op") for _ in range(PARALLEL)]
+    flows = [site_process.start_sign_in(op, "test-op") for _ in range(PARALLEL)]
 
-    results = finish_all_at_once(site, flows)
+    results = finish_all_at_once(site_process, flows)
 
-    assert [status for status, _ in results] == [302] * PARALLEL, site.log()[-3000:]
+    assert [status for status, _ in results] == [302] * PARALLEL, site_process.log()[-3000:]
     assert {username for _, username in results} == {"same"}
-    assert site.query("SELECT count(*) FROM accounts_identity WHERE subject = 'same-person'") == [(1,)]
-    assert site.query("SELECT count(*) FROM auth_user WHERE username LIKE 'same%'") == [(1,)]
+    assert site_process.query("SELECT count(*) FROM accounts_identity WHERE subject = 'same-person'") == [(1,)]
+    assert site_process.query("SELECT count(*) FROM auth_user WHERE username LIKE 'same%'") == [(1,)]
 
 
-def test_concurrent_first_sign_ins_of_different_identities_all_sign_in(site, op):
+def test_concurrent_first_sign_ins_of_different_identities_all_sign_in(site_process, op):
     flows = []
     for n in range(PARALLEL):
         op.next_user = {**DEFAULT_USER, "sub": f"person-{n}", "preferred_username": f"person{n}", "email": ""}
-        flows.append(site.start_sign_in(op, "test-op"))
+        flows.append(site_process.start_sign_in(op, "test-op"))
 
-    results = finish_all_at_once(site, flows)
+    results = finish_all_at_once(site_process, flows)
 
-    assert [status for status, _ in results] == [302] * PARALLEL, site.log()[-3000:]
+    assert [status for status, _ in results] == [302] * PARALLEL, site_process.log()[-3000:]
     assert sorted(username for _, username in results) == sorted(f"person{n}" for n in range(PARALLEL))
-    assert site.query("SELECT count(*) FROM accounts_identity WHERE subject LIKE 'person-%'") == [(PARALLEL,)]
+    assert site_process.query("SELECT count(*) FROM accounts_identity WHERE subject LIKE 'person-%'") == [(PARALLEL,)]
 
 
 def test_a_database_locked_past_its_busy_timeout_is_a_503_page_not_a_500(tmp_path, op):
     # A busy timeout of 1 s instead of 10, so the wait for the lock ends quickly.
-    with SiteProcess(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}?timeout=1") as site:
-        site.manage(
+    with SiteProcess(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}?timeout=1") as site_process:
+        site_process.manage(
             "oidc_provider", "add", "test-op", "--issuer", op.issuer,
             "--client-id", op.client_id, "--client-secret", op.client_secret,
         )  # fmt: skip
         op.next_user = {**DEFAULT_USER, "sub": "patient"}
-        flow = site.start_sign_in(op, "test-op")
-        blocker = sqlite3.connect(site.database, isolation_level=None)
+        flow = site_process.start_sign_in(op, "test-op")
+        blocker = sqlite3.connect(site_process.database, isolation_level=None)
         try:
             blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database (a long migration, say)
             response = flow.browser.get(flow.callback_url, allow_redirects=False, timeout=30)
         finally:
             blocker.rollback()
             blocker.close()
-        assert response.status_code == 503, site.log()[-2000:]
+        assert response.status_code == 503, site_process.log()[-2000:]
         assert "The site is busy" in response.text and response.headers["Retry-After"] == "5"
-        assert flow.browser.get(f"{site.url}/accounts/session/", timeout=10).json()["authenticated"] is False
-        failures = [line for line in site.log().splitlines() if "sign-in failed" in line]
-        assert len(failures) == 1 and "code=database_busy" in failures[0], site.log()[-2000:]
+        assert flow.browser.get(f"{site_process.url}/accounts/session/", timeout=10).json()["authenticated"] is False
+        failures = [line for line in site_process.log().splitlines() if "sign-in failed" in line]
+        assert len(failures) == 1 and "code=database_busy" in failures[0], site_process.log()[-2000:]
 
 
-def test_parallel_sign_ins_right_after_a_key_rotation_all_succeed_with_one_jwks_fetch(site, op):
+def test_parallel_sign_ins_right_after_a_key_rotation_all_succeed_with_one_jwks_fetch(site_process, op):
     op.next_user = {**DEFAULT_USER, "sub": "warm-up", "preferred_username": "warmup"}
-    assert site.finish_sign_in(site.start_sign_in(op, "test-op"))[0] == 302  # keys cached
+    assert site_process.finish_sign_in(site_process.start_sign_in(op, "test-op"))[0] == 302  # keys cached
     flows = []
     for n in range(10):
         op.next_user = {**DEFAULT_USER, "sub": f"rotated-{n}", "preferred_username": f"rotated{n}", "email": ""}
-        flows.append(site.start_sign_in(op, "test-op"))
+        flows.append(site_process.start_sign_in(op, "test-op"))
     op.rotate()  # the callbacks' ID tokens are signed with a key the site has not seen
     fetches_before = op.hits["/jwks"]
 
-    results = finish_all_at_once(site, flows)
+    results = finish_all_at_once(site_process, flows)
 
-    assert [status for status, _ in results] == [302] * 10, site.log()[-3000:]
+    assert [status for status, _ in results] == [302] * 10, site_process.log()[-3000:]
     assert op.hits["/jwks"] - fetches_before == 1

@@ -18,7 +18,7 @@ User = get_user_model()
 
 
 @pytest.fixture
-def alice(client, op, provider):
+def signed_in_alice(client, op, provider):
     """Alice, signed in with the first provider (her only sign-in method)."""
     sign_in(client, op, provider)
     return User.objects.get(username="alice")
@@ -27,28 +27,28 @@ def alice(client, op, provider):
 # --- connecting -----------------------------------------------------------------------------------
 
 
-def test_profile_offers_to_connect_providers_not_yet_connected(client, alice, second):
+def test_profile_offers_to_connect_providers_not_yet_connected(client, signed_in_alice, second):
     page = client.get("/accounts/profile/").content.decode()
     assert 'action="/accounts/second-op/connect/"' in page and "Connect Second OP" in page
     assert 'action="/accounts/test-op/connect/"' not in page  # already connected
     assert 'name="csrfmiddlewaretoken"' in page
 
 
-def test_connect_attaches_the_new_identity_to_the_signed_in_user(client, op2, alice, second):
+def test_connect_attaches_the_new_identity_to_the_signed_in_user(client, op2, signed_in_alice, second):
     response = connect(client, op2, second)
     assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
     assert User.objects.count() == 1
-    assert signed_in_user(client) == alice
+    assert signed_in_user(client) == signed_in_alice
     identity = Identity.objects.get(provider=second)
-    assert (identity.user, identity.issuer, identity.subject) == (alice, op2.issuer, "second-1")
+    assert (identity.user, identity.issuer, identity.subject) == (signed_in_alice, op2.issuer, "second-1")
     assert "Second OP is now connected to your account." in client.get("/accounts/profile/").content.decode()
 
 
-def test_connected_provider_signs_in_to_the_same_account(client, op2, alice, second):
+def test_connected_provider_signs_in_to_the_same_account(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     client.post("/accounts/logout/")
     sign_in(client, op2, second)
-    assert signed_in_user(client) == alice and User.objects.count() == 1
+    assert signed_in_user(client) == signed_in_alice and User.objects.count() == 1
 
 
 def test_connect_requires_sign_in_and_comes_back_to_the_profile(client, op, second):
@@ -58,7 +58,7 @@ def test_connect_requires_sign_in_and_comes_back_to_the_profile(client, op, seco
     assert not client.session.get("accounts_pending_logins")
 
 
-def test_connect_requires_post(client, alice, second):
+def test_connect_requires_post(client, signed_in_alice, second):
     assert client.get("/accounts/second-op/connect/").status_code == 405
     assert not client.session.get("accounts_pending_logins")
 
@@ -70,7 +70,7 @@ def test_connect_is_csrf_protected(op, provider, second):
     assert not browser.session.get("accounts_pending_logins")
 
 
-def test_connect_to_an_unknown_provider_is_404(client, alice):
+def test_connect_to_an_unknown_provider_is_404(client, signed_in_alice):
     assert_error_page(client.post("/accounts/nope/connect/"), 404, "does not exist")
 
 
@@ -102,7 +102,7 @@ def test_connect_callback_delivered_to_another_browser_is_refused(client, op, op
     assert not Identity.objects.filter(subject="attacker-second").exists()
 
 
-def test_connect_callback_after_sign_out_is_refused(client, op2, alice, second):
+def test_connect_callback_after_sign_out_is_refused(client, op2, signed_in_alice, second):
     params = op2.authorize(start_connect(client, second))
     client.post("/accounts/logout/")
     response = client.get("/accounts/second-op/callback/", params)
@@ -111,7 +111,7 @@ def test_connect_callback_after_sign_out_is_refused(client, op2, alice, second):
     assert User.objects.count() == 1
 
 
-def test_connect_callback_in_a_session_of_another_user_is_refused(client, op2, alice, second):
+def test_connect_callback_in_a_session_of_another_user_is_refused(client, op2, signed_in_alice, second):
     """The started connect is bound to the user who started it, not just to the browser session."""
     params = op2.authorize(start_connect(client, second))
     pending = client.session["accounts_pending_logins"]
@@ -126,14 +126,14 @@ def test_connect_callback_in_a_session_of_another_user_is_refused(client, op2, a
     assert signed_in_user(client) == mallory
 
 
-def test_connect_callback_is_single_use(client, op2, alice, second):
+def test_connect_callback_is_single_use(client, op2, signed_in_alice, second):
     params = op2.authorize(start_connect(client, second))
     assert client.get("/accounts/second-op/callback/", params).status_code == 302
     assert_error_page(client.get("/accounts/second-op/callback/", params), 400, "already used")
     assert Identity.objects.filter(provider=second).count() == 1
 
 
-def test_connect_does_not_change_which_sign_in_the_session_came_from(client, op, op2, alice, second):
+def test_connect_does_not_change_which_sign_in_the_session_came_from(client, op, op2, signed_in_alice, second):
     connect(client, op2, second)
     response = client.post("/accounts/logout/")
     assert response["Location"].startswith(op.issuer + "/logout?")  # the provider the session signed in with
@@ -146,7 +146,7 @@ def disconnect(client, identity: Identity):
     return client.post(f"/accounts/identities/{identity.pk}/disconnect/")
 
 
-def test_disconnect_removes_a_connected_provider(client, op2, alice, second):
+def test_disconnect_removes_a_connected_provider(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     response = disconnect(client, Identity.objects.get(provider=second))
     assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
@@ -154,7 +154,7 @@ def test_disconnect_removes_a_connected_provider(client, op2, alice, second):
     assert "Second OP was disconnected from your account." in client.get("/accounts/profile/").content.decode()
 
 
-def test_last_sign_in_method_cannot_be_disconnected(client, alice):
+def test_last_sign_in_method_cannot_be_disconnected(client, signed_in_alice):
     only = Identity.objects.get()
     response = disconnect(client, only)
     assert response.status_code == 302
@@ -163,40 +163,40 @@ def test_last_sign_in_method_cannot_be_disconnected(client, alice):
     assert "You cannot disconnect your only sign-in method." in page
 
 
-def test_last_sign_in_method_can_go_when_the_account_has_a_password(client, alice):
-    alice.set_password("a long local password")
-    alice.save()
-    client.force_login(alice)  # changing the password ended the session, as Django does
+def test_last_sign_in_method_can_go_when_the_account_has_a_password(client, signed_in_alice):
+    signed_in_alice.set_password("a long local password")
+    signed_in_alice.save()
+    client.force_login(signed_in_alice)  # changing the password ended the session, as Django does
     disconnect(client, Identity.objects.get())
     assert not Identity.objects.exists()
 
 
-def test_profile_offers_no_disconnect_for_the_only_sign_in_method(client, alice):
+def test_profile_offers_no_disconnect_for_the_only_sign_in_method(client, signed_in_alice):
     page = client.get("/accounts/profile/").content.decode()
     assert "/disconnect/" not in page
 
 
-def test_profile_offers_disconnect_when_there_is_another_way_in(client, op2, alice, second):
+def test_profile_offers_disconnect_when_there_is_another_way_in(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     page = client.get("/accounts/profile/").content.decode()
     for identity in Identity.objects.all():
         assert f'action="/accounts/identities/{identity.pk}/disconnect/"' in page
 
 
-def test_cannot_disconnect_another_users_identity(client, op2, alice, second):
+def test_cannot_disconnect_another_users_identity(client, op2, signed_in_alice, second):
     other_browser = Client()
     sign_in(other_browser, op2, second)
     bobs = Identity.objects.get(provider=second)
-    alice.set_password("a long local password")  # so "last method" is not why it is refused
-    alice.save()
-    client.force_login(alice)
+    signed_in_alice.set_password("a long local password")  # so "last method" is not why it is refused
+    signed_in_alice.save()
+    client.force_login(signed_in_alice)
     response = disconnect(client, bobs)
     assert response.status_code == 302
     assert Identity.objects.filter(pk=bobs.pk, user=bobs.user).exists()
     assert "That sign-in method is not connected to your account." in client.get("/accounts/profile/").content.decode()
 
 
-def test_disconnect_requires_post(client, op2, alice, second):
+def test_disconnect_requires_post(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     identity = Identity.objects.get(provider=second)
     assert client.get(f"/accounts/identities/{identity.pk}/disconnect/").status_code == 405
@@ -223,7 +223,7 @@ def test_disconnect_requires_sign_in_and_comes_back_to_the_profile(client, op2, 
 # --- what the profile and the session endpoint show ----------------------------------------------
 
 
-def test_profile_lists_identities_with_their_last_sign_in_time(client, op2, alice, second):
+def test_profile_lists_identities_with_their_last_sign_in_time(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     page = client.get("/accounts/profile/").content.decode()
     for identity in Identity.objects.select_related("provider"):
@@ -231,7 +231,7 @@ def test_profile_lists_identities_with_their_last_sign_in_time(client, op2, alic
         assert f'<time datetime="{identity.last_login_at.isoformat()}">' in page
 
 
-def test_session_json_lists_every_identity_with_its_provider_name(client, op, op2, alice, second):
+def test_session_json_lists_every_identity_with_its_provider_name(client, op, op2, signed_in_alice, second):
     connect(client, op2, second)
     assert client.get("/accounts/session/").json()["identities"] == [
         {"provider": "test-op", "provider_name": "Test OP", "issuer": op.issuer, "sub": "user-1"},
@@ -242,29 +242,29 @@ def test_session_json_lists_every_identity_with_its_provider_name(client, op, op
 # --- disconnecting lasts --------------------------------------------------------------------------
 
 
-def test_disconnect_ends_the_sessions_that_provider_account_signed_in(client, op2, alice, second):
+def test_disconnect_ends_the_sessions_that_provider_account_signed_in(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     elsewhere = Client()  # Alice's other browser, signed in with the second provider
-    assert sign_in(elsewhere, op2, second).status_code == 302 and signed_in_user(elsewhere) == alice
+    assert sign_in(elsewhere, op2, second).status_code == 302 and signed_in_user(elsewhere) == signed_in_alice
     disconnect(client, Identity.objects.get(provider=second))
     assert signed_in_user(elsewhere) is None
-    assert signed_in_user(client) == alice  # this session came from the first provider: it stays
+    assert signed_in_user(client) == signed_in_alice  # this session came from the first provider: it stays
 
 
-def test_disconnect_signs_out_the_session_that_signed_in_with_it(client, op2, alice, second):
+def test_disconnect_signs_out_the_session_that_signed_in_with_it(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     browser = Client()
-    assert sign_in(browser, op2, second).status_code == 302 and signed_in_user(browser) == alice
+    assert sign_in(browser, op2, second).status_code == 302 and signed_in_user(browser) == signed_in_alice
     response = disconnect(browser, Identity.objects.get(provider=second))
     assert response.status_code == 302 and response["Location"] == "/accounts/login/"
     assert signed_in_user(browser) is None
     assert "you were signed out because you signed in with it" in browser.get("/accounts/login/").content.decode()
 
 
-def test_disconnected_account_is_not_linked_again_by_verified_email(client, op2, alice, second):
+def test_disconnected_account_is_not_linked_again_by_verified_email(client, op2, signed_in_alice, second):
     second.email_linking = Provider.EmailLinking.VERIFIED
     second.save()
-    op2.next_user["email"] = alice.email  # the provider vouches for Alice's own address
+    op2.next_user["email"] = signed_in_alice.email  # the provider vouches for Alice's own address
     connect(client, op2, second)
     disconnect(client, Identity.objects.get(provider=second))
 
@@ -275,15 +275,15 @@ def test_disconnected_account_is_not_linked_again_by_verified_email(client, op2,
     assert SignInEvent.objects.filter(code="identity_disconnected").count() == 1
 
 
-def test_disconnected_account_can_be_connected_again_on_purpose(client, op2, alice, second):
+def test_disconnected_account_can_be_connected_again_on_purpose(client, op2, signed_in_alice, second):
     second.email_linking = Provider.EmailLinking.VERIFIED
     second.save()
-    op2.next_user["email"] = alice.email
+    op2.next_user["email"] = signed_in_alice.email
     connect(client, op2, second)
     disconnect(client, Identity.objects.get(provider=second))
 
     assert connect(client, op2, second).status_code == 302
-    assert Identity.objects.get(provider=second).user == alice
+    assert Identity.objects.get(provider=second).user == signed_in_alice
     assert not DisconnectedIdentity.objects.exists()
     browser = Client()
-    assert sign_in(browser, op2, second).status_code == 302 and signed_in_user(browser) == alice
+    assert sign_in(browser, op2, second).status_code == 302 and signed_in_user(browser) == signed_in_alice

@@ -9,6 +9,7 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 
 from accounts.models import Identity, Provider, SignInEvent
 from accounts.presets import preset_values
+from tests.conftest import sign_in, start_login
 from tests.github_double import GitHubDouble
 
 pytestmark = pytest.mark.django_db
@@ -29,17 +30,6 @@ def github(gh) -> Provider:
     )  # fmt: skip
 
 
-def start(client, provider):
-    response = client.get(f"/accounts/{provider.slug}/login/")
-    assert response.status_code == 302, response.content
-    return response["Location"], dict(parse_qsl(urlsplit(response["Location"]).query))
-
-
-def sign_in(client, gh, provider):
-    _url, params = start(client, provider)
-    return client.get(f"/accounts/{provider.slug}/callback/", gh.authorize(params))
-
-
 def test_preset_derives_every_endpoint_from_one_base_url(gh):
     values = preset_values("github", base_url=gh.base_url)
     assert values["kind"] == "github" and values["issuer"] == gh.base_url
@@ -56,8 +46,9 @@ def test_github_com_uses_its_api_host():
 
 
 def test_authorization_request_keeps_state_and_pkce_without_nonce(client, github, gh):
-    url, params = start(client, github)
-    assert url.startswith(gh.base_url + "/login/oauth/authorize?")
+    response = client.get("/accounts/github/login/")
+    assert response.status_code == 302 and response["Location"].startswith(gh.base_url + "/login/oauth/authorize?")
+    params = dict(parse_qsl(urlsplit(response["Location"]).query))
     assert params["code_challenge_method"] == "S256" and params["state"] and "nonce" not in params
     assert params["scope"] == "read:user user:email"
 
@@ -136,7 +127,7 @@ def test_rate_limit_is_a_friendly_error(client, github, gh):
 
 
 def test_bad_code_reported_with_http_200_is_refused(client, github, gh):
-    _url, params = start(client, github)
+    params = start_login(client, github)
     response = client.get("/accounts/github/callback/", {"state": params["state"], "code": "forged"})
     assert response.status_code == 400 and "did not accept this sign-in" in response.content.decode()
 

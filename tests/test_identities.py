@@ -17,7 +17,8 @@ ISSUER = "https://idp.example"
 
 
 @pytest.fixture
-def idp(db):
+def offline_provider(db):
+    """A provider row no double answers for: these tests call the identity logic directly."""
     return Provider.objects.create(slug="idp", name="IdP", issuer=ISSUER, client_id="c", client_secret="s")
 
 
@@ -26,55 +27,56 @@ def login(provider, sub="sub-1", issuer=ISSUER, **claims):
     return sign_in_identity(request=None, provider=provider, issuer=issuer, subject=sub, claims=claims)
 
 
-def test_known_identity_signs_in_its_user(idp):
-    first = login(idp, email="a@example.com", email_verified=True, preferred_username="alice")
-    again = login(idp, email="changed@example.com", email_verified=True, preferred_username="renamed")
+def test_known_identity_signs_in_its_user(offline_provider):
+    first = login(offline_provider, email="a@example.com", email_verified=True, preferred_username="alice")
+    again = login(offline_provider, email="changed@example.com", email_verified=True, preferred_username="renamed")
     assert again.user == first.user and not again.user_created
     assert Identity.objects.get().email == "changed@example.com"
 
 
-def test_same_subject_from_two_issuers_is_two_identities(idp):
+def test_same_subject_from_two_issuers_is_two_identities(offline_provider):
     other = Provider.objects.create(slug="other", name="Other", issuer="https://other.example", client_id="c")
-    a = login(idp, sub="42")
+    a = login(offline_provider, sub="42")
     b = login(other, sub="42", issuer="https://other.example")
     assert a.user != b.user and Identity.objects.count() == 2
 
 
-def test_email_is_copied_only_when_verified(idp):
-    assert login(idp, sub="1", email="v@example.com", email_verified=True).user.email == "v@example.com"
-    assert login(idp, sub="2", email="u@example.com", email_verified=False).user.email == ""
-    assert login(idp, sub="3", email="s@example.com", email_verified="true").user.email == ""  # a string is not true
+def test_email_is_copied_only_when_verified(offline_provider):
+    assert login(offline_provider, sub="1", email="v@example.com", email_verified=True).user.email == "v@example.com"
+    assert login(offline_provider, sub="2", email="u@example.com", email_verified=False).user.email == ""
+    # a string is not true
+    assert login(offline_provider, sub="3", email="s@example.com", email_verified="true").user.email == ""
 
 
-def test_unverified_email_never_takes_over_an_existing_account(idp):
+def test_unverified_email_never_takes_over_an_existing_account(offline_provider):
     """The account-takeover attempt: an attacker registers the victim's email at a lax provider."""
-    idp.email_linking = Provider.EmailLinking.VERIFIED
-    idp.save()
+    offline_provider.email_linking = Provider.EmailLinking.VERIFIED
+    offline_provider.save()
     victim = User.objects.create_user("victim", email="victim@example.com")
-    result = login(idp, sub="attacker", email="victim@example.com", email_verified=False)
+    result = login(offline_provider, sub="attacker", email="victim@example.com", email_verified=False)
     assert result.user != victim and result.user_created
 
 
-def test_verified_email_does_not_link_unless_the_provider_opts_in(idp):
+def test_verified_email_does_not_link_unless_the_provider_opts_in(offline_provider):
     existing = User.objects.create_user("someone", email="someone@example.com")
-    result = login(idp, email="someone@example.com", email_verified=True)
+    result = login(offline_provider, email="someone@example.com", email_verified=True)
     assert result.user != existing
 
 
-def test_verified_email_links_when_the_provider_opts_in(idp):
-    idp.email_linking = Provider.EmailLinking.VERIFIED
-    idp.save()
+def test_verified_email_links_when_the_provider_opts_in(offline_provider):
+    offline_provider.email_linking = Provider.EmailLinking.VERIFIED
+    offline_provider.save()
     existing = User.objects.create_user("someone", email="Someone@Example.com")
-    result = login(idp, email="someone@example.com", email_verified=True)
+    result = login(offline_provider, email="someone@example.com", email_verified=True)
     assert result.user == existing and not result.user_created and result.identity_created
 
 
-def test_verified_email_matching_two_users_creates_a_new_user(idp):
-    idp.email_linking = Provider.EmailLinking.VERIFIED
-    idp.save()
+def test_verified_email_matching_two_users_creates_a_new_user(offline_provider):
+    offline_provider.email_linking = Provider.EmailLinking.VERIFIED
+    offline_provider.save()
     User.objects.create_user("one", email="dup@example.com")
     User.objects.create_user("two", email="dup@example.com")
-    assert login(idp, email="dup@example.com", email_verified=True).user_created
+    assert login(offline_provider, email="dup@example.com", email_verified=True).user_created
 
 
 @pytest.mark.parametrize(
@@ -86,26 +88,26 @@ def test_verified_email_matching_two_users_creates_a_new_user(idp):
         ({"preferred_username": "Zoë Ångström"}, "ZoeAngstrom"),
     ],
 )
-def test_username_is_derived_from_claims(idp, claims, username):
-    assert login(idp, **claims).user.username == username
+def test_username_is_derived_from_claims(offline_provider, claims, username):
+    assert login(offline_provider, **claims).user.username == username
 
 
-def test_username_collision_gets_a_suffix_and_never_reuses_the_user(idp):
+def test_username_collision_gets_a_suffix_and_never_reuses_the_user(offline_provider):
     taken = User.objects.create_user("alice")
     User.objects.create_user("alice2")
-    result = login(idp, sub="alice", preferred_username="alice")  # every candidate is taken
+    result = login(offline_provider, sub="alice", preferred_username="alice")  # every candidate is taken
     assert result.user != taken and result.user.username == "alice3"
 
 
-def test_signals_are_sent_once_on_first_sign_in(idp, django_capture_on_commit_callbacks):
+def test_signals_are_sent_once_on_first_sign_in(offline_provider, django_capture_on_commit_callbacks):
     created, connected = [], []
     signals.user_created_from_provider.connect(lambda **kw: created.append(kw["user"]), weak=False, dispatch_uid="t1")
     signals.identity_connected.connect(lambda **kw: connected.append(kw["identity"]), weak=False, dispatch_uid="t2")
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            first = login(idp)
+            first = login(offline_provider)
         with django_capture_on_commit_callbacks(execute=True):
-            login(idp)
+            login(offline_provider)
     finally:
         signals.user_created_from_provider.disconnect(dispatch_uid="t1")
         signals.identity_connected.disconnect(dispatch_uid="t2")
@@ -145,10 +147,10 @@ DOTLESS_I, LONG_S = "\u0131", "\u017f"  # PostgreSQL's UPPER() folds them to I a
 
 
 @pytest.fixture
-def linking(idp):
-    idp.email_linking = Provider.EmailLinking.VERIFIED
-    idp.save()
-    return idp
+def linking(offline_provider):
+    offline_provider.email_linking = Provider.EmailLinking.VERIFIED
+    offline_provider.save()
+    return offline_provider
 
 
 @pytest.mark.services

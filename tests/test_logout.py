@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from urllib.parse import parse_qsl, urlsplit
 
@@ -18,7 +16,7 @@ from joserfc.jwk import RSAKey
 from accounts.errors import TokenRejected
 from accounts.models import Provider, ProviderSession, SignInEvent
 from accounts.oidc import discovery, tokens
-from tests.conftest import logout_claims, logout_token, post_logout_token, sign_in, signed_in
+from tests.conftest import b64url, logout_claims, logout_token, post_logout_token, sign_in, signed_in
 from tests.op_double import OpenIDProviderDouble
 
 pytestmark = pytest.mark.django_db
@@ -361,11 +359,12 @@ def test_refused_logout_post_creates_no_session(op, provider):
 
 def test_logout_token_alg_cannot_forge_a_log_line(op, provider, caplog):
     header = {"alg": "RS256\n2026-12-01 09:00:00 ERROR accounts admin signed in", "kid": "k"}
-    forged = ".".join(b64(json.dumps(part).encode()) for part in (header, logout_claims(op))) + ".c2ln"
+    forged = f"{b64url(header)}.{b64url(logout_claims(op))}.c2ln"
     with caplog.at_level("INFO", logger="accounts"):
         assert post_logout_token(forged).status_code == 400
     lines = [record.getMessage() for record in caplog.records if record.levelname != "INFO"]
-    assert len(lines) == 1 and "\n" not in lines[0] and "\\x0a2026-12-01" in lines[0]
+    assert len(lines) == 1 and "\n" not in lines[0] and "RS256\\x0a2026-12-01" in lines[0]
+    assert "\\\\x0a" not in lines[0]  # escaped once, as the audit row has it: not escaped twice
     assert "\n" not in SignInEvent.objects.get().reason
 
 
@@ -373,7 +372,3 @@ def settings_session_cookie() -> str:
     from django.conf import settings
 
     return settings.SESSION_COOKIE_NAME
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -183,7 +183,7 @@ def dev_idp(transactional_db, live_server) -> str:
     return f"{live_server.url}/accounts/login/"
 
 
-def sign_in(site: Site, person: str = "Alice Example") -> None:
+def sign_in_in_browser(site: Site, person: str = "Alice Example") -> None:
     """From the sign-in page through the dev IdP's page (picking ``person``) to the profile."""
     page = site.page
     site.goto("/accounts/login/")
@@ -193,7 +193,7 @@ def sign_in(site: Site, person: str = "Alice Example") -> None:
     page.wait_for_url(site.url("/accounts/profile/"))
 
 
-def sign_out(site: Site) -> None:
+def sign_out_in_browser(site: Site) -> None:
     """Press the profile's Sign out button; ends back on the sign-in page (via the dev IdP's logout)."""
     site.page.get_by_role("main").get_by_role("button", name="Sign out").click()
     site.page.wait_for_url(site.url("/accounts/login/"))

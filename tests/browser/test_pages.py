@@ -11,7 +11,7 @@ from django.views.defaults import server_error
 from playwright.sync_api import expect
 
 from accounts.models import Provider
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import sign_in_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +31,7 @@ def test_error_pages_explain_what_happened_and_offer_a_way_back(site, dev_idp):
     site.screenshot("404")
 
     # A form posted without its CSRF cookie (an expired session, or another site) gets a friendly 403.
-    sign_in(site)
+    sign_in_in_browser(site)
     page.context.clear_cookies(name="csrftoken")
     with page.expect_response(site.url("/accounts/logout/")) as posted:
         page.get_by_role("main").get_by_role("button", name="Sign out").click()
@@ -121,7 +121,7 @@ def test_pages_fit_a_phone_in_dark_mode(open_site, dev_idp):
     assert fits_horizontally(page)
     site.screenshot("login-phone-dark")
 
-    sign_in(site, "Bob Unverified")
+    sign_in_in_browser(site, "Bob Unverified")
     expect(page.get_by_role("heading", level=1)).to_have_text("Bob Unverified")
     assert fits_horizontally(page)
     site.screenshot("profile-phone-dark")

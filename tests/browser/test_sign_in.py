@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from accounts.models import Identity
 from devidp.models import SigningKey
-from tests.browser.conftest import sign_in, sign_out
+from tests.browser.conftest import sign_in_in_browser, sign_out_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -56,8 +56,8 @@ def test_sign_in_with_the_dev_idp_shows_the_profile(site, dev_idp):
 
 def test_sign_out_ends_the_session(site, dev_idp):
     page = site.page
-    sign_in(site)
-    sign_out(site)
+    sign_in_in_browser(site)
+    sign_out_in_browser(site)
 
     expect(page.get_by_role("status")).to_have_text("You have been signed out.")
     expect(page.get_by_role("link", name="Continue with Local dev IdP")).to_be_visible()
@@ -109,14 +109,14 @@ def test_a_tampered_callback_ends_on_an_error_page_with_a_way_back(site, dev_idp
 
 def test_sign_in_again_after_the_dev_idp_rotates_its_keys(site, dev_idp):
     page = site.page
-    sign_in(site)
-    sign_out(site)
+    sign_in_in_browser(site)
+    sign_out_in_browser(site)
     old_kid = SigningKey.objects.get(alg="RS256", active=True).kid
 
     call_command("devidp", "rotate-keys", stdout=io.StringIO())
     assert SigningKey.objects.get(alg="RS256", active=True).kid != old_kid
 
-    sign_in(site)  # the relying party has only the old key cached: it must fetch the new one
+    sign_in_in_browser(site)  # the relying party has only the old key cached: it must fetch the new one
     expect(page.get_by_role("status")).to_have_text("Signed in with Local dev IdP.")
     expect(page.get_by_role("heading", level=1)).to_have_text("Alice Example")
     site.screenshot("profile-after-key-rotation")
@@ -126,7 +126,7 @@ def test_sign_in_again_after_the_dev_idp_rotates_its_keys(site, dev_idp):
 
 def test_bob_signs_in_without_a_verified_email(site, dev_idp):
     page = site.page
-    sign_in(site, "Bob Unverified")
+    sign_in_in_browser(site, "Bob Unverified")
     expect(page.get_by_role("heading", level=1)).to_have_text("Bob Unverified")
     row = page.get_by_role("row").filter(has_text="Local dev IdP")
     expect(row).to_contain_text("bob@example.com")

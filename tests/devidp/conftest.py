@@ -108,8 +108,11 @@ def exchange(http, client_row: Client, request: AuthRequest, code: str, **extra)
     return http.post("/devidp/token", data, HTTP_AUTHORIZATION=basic_auth(client_row))
 
 
-def sign_in(http, client_row: Client, user: DevUser) -> tuple[AuthRequest, dict]:
-    """The whole front and back channel for ``user``; returns the request and the token response."""
+def code_flow_at_devidp(http, client_row: Client, user: DevUser) -> tuple[AuthRequest, dict]:
+    """Drive the dev IdP's code flow for ``user``, as a relying party would (without ``accounts``).
+
+    The whole front and back channel; returns the request and the token response.
+    """
     request = auth_request(client_row)
     code = callback_params(pick_user(http, request, user))["code"]
     response = exchange(http, client_row, request, code)

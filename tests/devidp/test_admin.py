@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from devidp.models import AuthorizationCode, SigningKey, Token
-from tests.test_admin import assert_guess_refused_alike, encodings, staff_client
+from tests.conftest import assert_guess_refused_alike, encodings, staff_client
 
 pytestmark = pytest.mark.django_db
 

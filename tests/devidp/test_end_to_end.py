@@ -20,7 +20,8 @@ from devidp.models import DevUser, SigningKey
 TIMEOUT = 10
 
 
-def _sign_in(live_url: str, email: str) -> requests.Response:
+def _sign_in_over_http(live_url: str, email: str) -> requests.Response:
+    """Sign in at the relying party through the dev IdP's page, over real HTTP; returns the last response."""
     browser = requests.Session()
     page = browser.get(f"{live_url}/accounts/local/login/", timeout=TIMEOUT)
     assert page.status_code == 200, page.text[:2000]
@@ -56,7 +57,7 @@ def test_sign_in_with_the_dev_idp_then_again_after_a_key_rotation(live_server, c
     assert f"Open {live_server.url}/accounts/login/" in capsys.readouterr().out
     provider = Provider.objects.get(slug="local")
 
-    _assert_on_profile(_sign_in(live_server.url, "alice@example.com"), "Alice Example")
+    _assert_on_profile(_sign_in_over_http(live_server.url, "alice@example.com"), "Alice Example")
 
     alice = DevUser.objects.get(email="alice@example.com")
     identity = Identity.objects.get(provider=provider)
@@ -68,7 +69,7 @@ def test_sign_in_with_the_dev_idp_then_again_after_a_key_rotation(live_server, c
     call_command("devidp", "rotate-keys")
     new_kid = SigningKey.objects.get(alg="RS256", active=True).kid
 
-    _assert_on_profile(_sign_in(live_server.url, "alice@example.com"), "Alice Example")
+    _assert_on_profile(_sign_in_over_http(live_server.url, "alice@example.com"), "Alice Example")
 
     cached_kids = {k["kid"] for k in discovery.cached_data(f"{live_server.url}/devidp/jwks")["keys"]}
     assert new_kid in cached_kids and old_kid not in cached_kids  # it refetched the key set
@@ -79,7 +80,7 @@ def test_sign_in_with_the_dev_idp_then_again_after_a_key_rotation(live_server, c
 def test_an_unverified_user_signs_in_too(live_server):
     call_command("devidp", "setup", "--base-url", live_server.url)
 
-    _assert_on_profile(_sign_in(live_server.url, "bob@example.com"), "Bob Unverified")
+    _assert_on_profile(_sign_in_over_http(live_server.url, "bob@example.com"), "Bob Unverified")
 
     identity = Identity.objects.get(subject=DevUser.objects.get(email="bob@example.com").sub)
     assert identity.email == "bob@example.com" and not identity.email_verified

@@ -21,10 +21,10 @@ from tests.devidp.conftest import (
     REDIRECT_URI,
     auth_request,
     callback_params,
+    code_flow_at_devidp,
     csrf_token,
     exchange,
     pick_user,
-    sign_in,
 )
 
 pytestmark = pytest.mark.django_db
@@ -193,7 +193,7 @@ def test_someone_else_with_a_bad_email_shows_the_form_again(client, idp):
 
 
 def test_token_response_carries_a_verifiable_rs256_id_token(client, idp, alice):
-    request, token = sign_in(client, idp, alice)
+    request, token = code_flow_at_devidp(client, idp, alice)
 
     assert token["token_type"] == "Bearer" and token["expires_in"] == 3600
     assert token["scope"] == "openid email profile"
@@ -226,7 +226,7 @@ def test_a_client_registered_for_es256_gets_es256_id_tokens(client, idp, alice):
     idp.id_token_signed_response_alg = "ES256"
     idp.save()
 
-    _request, token = sign_in(client, idp, alice)
+    _request, token = code_flow_at_devidp(client, idp, alice)
 
     header = jws.extract_compact(token["id_token"].encode()).headers()
     assert header["alg"] == "ES256"
@@ -322,7 +322,7 @@ def test_the_registered_auth_method_is_enforced(client, idp, alice):
 
 
 def test_userinfo_returns_the_users_claims(client, idp, alice, bob):
-    _request, token = sign_in(client, idp, alice)
+    _request, token = code_flow_at_devidp(client, idp, alice)
 
     response = client.get("/devidp/userinfo", HTTP_AUTHORIZATION=f"Bearer {token['access_token']}")
 
@@ -336,7 +336,7 @@ def test_userinfo_returns_the_users_claims(client, idp, alice, bob):
         "email": "alice@example.com",
         "email_verified": True,
     }
-    _request, token = sign_in(client, idp, bob)
+    _request, token = code_flow_at_devidp(client, idp, bob)
     claims = client.post("/devidp/userinfo", HTTP_AUTHORIZATION=f"Bearer {token['access_token']}").json()
     assert claims["email"] == "bob@example.com" and claims["email_verified"] is False
 
@@ -361,7 +361,7 @@ def test_userinfo_needs_a_valid_bearer_token(client, idp, header):
 
 
 def test_userinfo_refuses_an_expired_token(client, idp, alice):
-    _request, token = sign_in(client, idp, alice)
+    _request, token = code_flow_at_devidp(client, idp, alice)
     Token.objects.update(issued_at=int(time.time()) - 3601)
 
     response = client.get("/devidp/userinfo", HTTP_AUTHORIZATION=f"Bearer {token['access_token']}")
@@ -374,7 +374,7 @@ def test_userinfo_refuses_an_expired_token(client, idp, alice):
 
 
 def test_logout_with_id_token_hint_returns_to_a_registered_uri(client, idp, alice):
-    _request, token = sign_in(client, idp, alice)
+    _request, token = code_flow_at_devidp(client, idp, alice)
     assert client.session.get(REMEMBERED_USER_KEY) == alice.pk
 
     response = client.get(
@@ -396,7 +396,7 @@ def test_logout_with_id_token_hint_returns_to_a_registered_uri(client, idp, alic
 def test_logout_still_accepts_a_hint_signed_with_a_retired_key(client, idp, alice):
     from django.core.management import call_command
 
-    _request, token = sign_in(client, idp, alice)
+    _request, token = code_flow_at_devidp(client, idp, alice)
     call_command("devidp", "rotate-keys")
 
     response = client.get(
