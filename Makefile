@@ -8,7 +8,7 @@ export DJANGO_DEBUG ?= 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_CACHE_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint bench screenshots browser-deps clean
+.PHONY: run serve test lint bench screenshots browser-deps clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,28 @@ $(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.production: requirements.txt requirements-production.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements-production.txt
 	touch $@ $(VENV)/.runtime
+
+$(VENV)/.dev: requirements.txt requirements-production.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime $(VENV)/.production
 
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py devidp setup --base-url http://127.0.0.1:$(PORT)
 	@echo "Open http://127.0.0.1:$(PORT)/ and sign in with the Local dev IdP."
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# Production: gunicorn with WhiteNoise for static files. Needs DJANGO_SECRET_KEY and
+# DJANGO_ALLOWED_HOSTS (and DATABASE_URL / CACHE_URL for several instances); see the README.
+WORKERS ?= 2
+serve: $(VENV)/.production
+	DJANGO_DEBUG=0 $(PY) manage.py migrate --noinput
+	DJANGO_DEBUG=0 $(PY) manage.py collectstatic --noinput --verbosity 0
+	DJANGO_DEBUG=0 $(VENV)/bin/gunicorn project.wsgi --bind 127.0.0.1:$(PORT) --workers $(WORKERS) \
+		--access-logfile - --timeout 30
 
 # Browser tests drive Debian's Chromium; install it when missing and possible (they skip otherwise).
 browser-deps:

@@ -19,3 +19,9 @@ DEVIDP_ALLOW_WITHOUT_DEBUG = True
 ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+# The test client and the provider doubles speak plain http: no https redirect, no HSTS.
+SECURE_SSL_REDIRECT = False
+SECURE_HSTS_SECONDS = 0
+# Nothing is collected for the suite: static files come from the apps, as in development.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

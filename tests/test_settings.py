@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -67,3 +69,48 @@ def test_database_and_cache_come_from_the_environment(tmp_path):
     assert db == f"django.db.backends.sqlite3 {tmp_path}/x.sqlite3"
     assert cache == "django.core.cache.backends.redis.RedisCache"
     assert hosts == "['a.example', 'b.example']"
+
+
+def _production(extra: dict[str, str] | None = None) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CACHE_URL"))}
+    return {
+        **clean,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "x" * 10 + "a-production-grade-secret-of-fifty-characters-or-more",
+        "DJANGO_ALLOWED_HOSTS": "accounts.example",
+        **(extra or {}),
+    }
+
+
+def test_production_settings_pass_the_deployment_checklist():
+    """``check --deploy`` with nothing but a secret and a host: https redirect, HSTS, secure cookies."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=_production(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_behind_a_tls_proxy_the_forwarded_scheme_is_trusted_only_when_told():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(getattr(s, 'SECURE_PROXY_SSL_HEADER', None), s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS)"
+    )
+    run = lambda extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code], cwd=ROOT, env=_production(extra), capture_output=True, text=True, timeout=60
+    )
+    assert run({}).stdout.strip() == "None True 31536000"
+    assert run({"DJANGO_BEHIND_TLS_PROXY": "1"}).stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https') True 31536000"
+
+
+@pytest.mark.django_db
+def test_redirect_uri_is_https_behind_a_tls_proxy(client, provider, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    response = client.get("/accounts/test-op/login/", HTTP_X_FORWARDED_PROTO="https")
+    assert "redirect_uri=https%3A%2F%2Ftestserver" in response["Location"]
