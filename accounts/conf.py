@@ -105,6 +105,11 @@ class AppSettings:
     OIDC_CACHE_MIN_TTL = Setting[int](300, _whole, "a whole number of seconds")
     OIDC_CACHE_MAX_TTL = Setting[int](86400, _whole, "a whole number of seconds")
     OIDC_CACHE_DEFAULT_TTL = Setting[int](3600, _whole, "a whole number of seconds")
+    #: When a document has expired and the provider cannot be reached, the expired copy stands in
+    #: for at most this many seconds past its expiry (then sign-ins fail: keys that old may have
+    #: been revoked), and the provider is asked again at most every RETRY_AFTER_FAILURE seconds.
+    OIDC_CACHE_STALE_WINDOW = Setting[int](86400, _whole, "a whole number of seconds")
+    OIDC_CACHE_RETRY_AFTER_FAILURE = Setting[int](30, _whole, "a whole number of seconds")
     #: A token whose key id is not in the cached JWKS makes the app refetch it, within a budget per
     #: key set that depends on where the token came from (``accounts.oidc.discovery.KeyOrigin``).
     #: ID tokens and signed userinfo come from the provider over the back channel, so an unknown kid

@@ -42,10 +42,17 @@ class Flow:
 
 
 class SiteProcess:
-    """The demo project served by ``manage.py runserver`` with its own SQLite database file."""
+    """The demo project served by ``manage.py runserver`` with its own SQLite database file.
 
-    def __init__(self, workdir: Path, **env: str) -> None:
+    With ``gunicorn_workers`` it is served by gunicorn instead, as ``make serve`` does; pass
+    ``DATABASE_URL`` and ``CACHE_URL`` to share a database and a cache between instances, and
+    ``migrate=False`` for every instance but the first.
+    """
+
+    def __init__(self, workdir: Path, *, gunicorn_workers: int = 0, migrate: bool = True, **env: str) -> None:
         self.database = workdir / "db.sqlite3"
+        self.gunicorn_workers = gunicorn_workers
+        self.migrate = migrate
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
@@ -56,6 +63,7 @@ class SiteProcess:
             "DJANGO_SECRET_KEY": "tests-only-not-a-secret",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DJANGO_SECURE_COOKIES": "0",
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
             "ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP": "1",
             "DATABASE_URL": f"sqlite:///{self.database}",
             "CACHE_URL": "locmemcache://",
@@ -78,11 +86,20 @@ class SiteProcess:
             raise RuntimeError(f"manage.py {' '.join(args[:2])} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
+    def command(self) -> list[str]:
+        if self.gunicorn_workers:
+            return [
+                sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(self.gunicorn_workers), "--timeout", "30", "--graceful-timeout", "5",
+            ]  # fmt: skip
+        return [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
+
     def start(self) -> SiteProcess:
-        self.manage("migrate", "--noinput", "-v0")
+        if self.migrate:
+            self.manage("migrate", "--noinput", "-v0")
         log = self.log_path.open("w")
         self._process = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"],
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -93,9 +110,9 @@ class SiteProcess:
             if self._process.poll() is not None:
                 raise RuntimeError(f"the site exited at start-up:\n{self.log()}")
             try:
-                requests.get(self.url + "/accounts/login/", timeout=1)
+                requests.get(self.url + "/accounts/login/", timeout=2)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or its workers still booting
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the site did not answer within {START_TIMEOUT}s:\n{self.log()}")

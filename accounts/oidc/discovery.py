@@ -58,6 +58,9 @@ class Document:
     version: str  # content hash: tells two copies apart without comparing them
     fetched_at: float
     expires_at: float
+    #: Until when an expired copy may stand in while the provider cannot be reached (see
+    #: ``ACCOUNTS_OIDC_CACHE_STALE_WINDOW``); 0 for copies cached before this existed.
+    usable_until: float = 0.0
     #: Parsed key set (JWKS documents) -- parsed once per process and version.
     keys: KeySet | None = field(default=None, compare=False)
     #: For which issuer and quirks the metadata was validated (discovery documents): once per process and version.
@@ -72,7 +75,12 @@ class Document:
             "version": self.version,
             "fetched_at": self.fetched_at,
             "expires_at": self.expires_at,
+            "usable_until": self.usable_until,
         }
+
+    def usable(self, now: float) -> bool:
+        """Whether the copy may still stand in for a document the provider cannot serve right now."""
+        return now < max(self.usable_until, self.expires_at)
 
 
 _memo: dict[str, Document] = {}
@@ -121,14 +129,17 @@ def _fetch(url: str, *, what: str) -> Document:
     now = time.time()
     ttl = cache_ttl(resp.headers.get("Cache-Control"))
     canonical = json.dumps(resp.data, sort_keys=True, separators=(",", ":"))
+    window = conf.OIDC_CACHE_STALE_WINDOW
     doc = Document(
         url=url,
         data=resp.data,
         version=hashlib.sha256(canonical.encode()).hexdigest(),
         fetched_at=now,
         expires_at=now + ttl,
+        usable_until=now + ttl + window,
     )
-    _cache().set(_key("doc", url), doc.to_cache(), timeout=ttl)
+    # Kept past its expiry, for the stale window: every process can fall back on it in an outage.
+    _cache().set(_key("doc", url), doc.to_cache(), timeout=math.ceil(ttl + window))
     logger.info("fetched %s %s (cached %ss)", what, url, ttl)
     return _remember(doc)
 
@@ -250,8 +261,11 @@ def _fetch_single_flight(url: str, *, what: str, seen_version: str | None, origi
 def load_document(url: str, *, what: str) -> Document:
     """The current document at ``url``: from this process, else the shared cache, else the network.
 
-    If a refresh fails while an expired copy is at hand, the expired copy is used (and logged):
-    a provider's brief outage should not take sign-in down with it.
+    If a refresh fails while an expired copy is at hand, the expired copy is used (and logged): a
+    provider's outage should not take sign-in down with it. It stands in for a bounded time, at
+    most ``ACCOUNTS_OIDC_CACHE_STALE_WINDOW`` seconds past its expiry, and the provider is asked
+    again at most every ``ACCOUNTS_OIDC_CACHE_RETRY_AFTER_FAILURE`` seconds, by one request of
+    one process: an outage is not answered by every sign-in hammering a provider that is down.
     """
     doc = _memo.get(url)
     if doc is not None and doc.fresh():
@@ -262,14 +276,26 @@ def load_document(url: str, *, what: str) -> Document:
     try:
         fetched = _fetch_single_flight(url, what=what, seen_version=None, origin=None)
     except SignInError as exc:
-        stale = doc or shared
+        now = time.time()
+        stale = max(
+            (d for d in (doc, shared) if d is not None and d.usable(now)), key=lambda d: d.fetched_at, default=None
+        )
         if stale is None:
             raise
-        logger.warning("using expired %s for %s: refresh failed: %s", what, url, exc.reason)
-        return stale
+        return _stand_in(stale, what=what, reason=exc.reason, now=now)
     if fetched is None:  # another process fetched it but it could not be read back; fetch ourselves
         fetched = _fetch(url, what=what)
     return fetched
+
+
+def _stand_in(stale: Document, *, what: str, reason: str, now: float) -> Document:
+    """Serve ``stale`` until the next retry, and tell every process so (they would retry at once)."""
+    until = min(now + conf.OIDC_CACHE_RETRY_AFTER_FAILURE, max(stale.usable_until, stale.expires_at))
+    stale.expires_at = until
+    _cache().set(_key("doc", stale.url), stale.to_cache(), timeout=max(math.ceil(stale.usable_until - now), 1))
+    wait = until - now
+    logger.warning("using expired %s for %s, next try in %.0fs: refresh failed: %s", what, stale.url, wait, reason)
+    return _remember(stale)
 
 
 def cached_data(url: str) -> dict[str, Any] | None:

@@ -96,6 +96,45 @@ def test_stale_copy_is_used_when_the_provider_is_down(op, provider, caplog):
     assert "using expired discovery document" in caplog.text
 
 
+def expire_everywhere(url: str) -> None:
+    """As if the copy's lifetime had passed, in this process and in the shared cache alike."""
+    doc = discovery.in_process(url)
+    doc.expires_at = 0
+    discovery._cache().set(discovery._key("doc", url), doc.to_cache())
+
+
+def test_in_an_outage_the_stale_copy_is_retried_at_most_every_retry_interval(op, provider, caplog):
+    """One failing refresh, then the stale copy serves every request until the retry is due: no hammering."""
+    url = discovery.discovery_url(provider.issuer)
+    discovery.get_metadata(provider.issuer)
+    expire_everywhere(url)
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    op.hits.clear()
+    for _ in range(5):
+        assert discovery.get_metadata(provider.issuer)["issuer"] == op.issuer
+        discovery.forget_in_process()  # another process: it reads the shared copy's retry time too
+    assert op.hits[DISCOVERY] == 1
+    assert "next try in 30s" in caplog.text
+
+
+def test_the_stale_copy_stands_in_only_within_the_stale_window(op, provider, settings):
+    settings.ACCOUNTS_OIDC_CACHE_STALE_WINDOW = 0
+    url = discovery.discovery_url(provider.issuer)
+    discovery.get_metadata(provider.issuer)
+    doc = discovery.in_process(url)
+    doc.expires_at = doc.usable_until = 0  # expired, and past its stale window
+    discovery._cache().clear()
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    with pytest.raises(ProviderUnavailable, match="discovery document"):
+        discovery.get_metadata(provider.issuer)
+
+
+def test_the_shared_copy_outlives_its_expiry_by_the_stale_window(op, provider):
+    discovery.get_metadata(provider.issuer)
+    doc = discovery.in_process(discovery.discovery_url(provider.issuer))
+    assert doc.usable_until - doc.expires_at == 86400
+
+
 def test_unreachable_provider_without_a_copy_raises(op, provider):
     op.faults[DISCOVERY] = {"close": True}
     with pytest.raises(ProviderUnavailable):
