@@ -12,6 +12,7 @@ import logging
 
 import pytest
 from django.contrib.auth import SESSION_KEY
+from django.core.cache import caches
 
 from accounts.models import SignInEvent
 from accounts.oidc import discovery
@@ -82,7 +83,7 @@ def test_expired_discovery_copy_is_used_when_its_refresh_breaks_off(client, op, 
     assert sign_in(client, op, provider).status_code == 302
     client.post("/accounts/logout/")
     discovery.in_process(discovery.discovery_url(provider.issuer)).expires_at = 0
-    discovery._cache().clear()  # the JWKS stays fresh in this process
+    caches["default"].clear()  # the JWKS stays fresh in this process
     op.faults[DISCOVERY_PATH] = CUT_SHORT
     with caplog.at_level(logging.WARNING, logger="accounts.oidc.discovery"):
         response = sign_in(client, op, provider)
