@@ -27,7 +27,7 @@ from . import provider_sessions, signals
 from .adapter import get_adapter
 from .admission import admit_user
 from .claims import storable, verified_email
-from .errors import AccountConflict, LastSignInMethod, ReconnectRequired, SignInError
+from .errors import AccountConflict, LastSignInMethod, ReconnectRequired, SignInError, SignInRefused
 from .models import DisconnectedIdentity, Identity, Provider, ProviderSession
 
 if TYPE_CHECKING:
@@ -230,9 +230,35 @@ def _create_user(claims: dict[str, Any], *, email_verified: bool) -> AbstractBas
     adapter = get_adapter()
     user = adapter.new_user()
     adapter.populate_user(user, claims, email_verified=email_verified)
-    setattr(user, get_user_model().USERNAME_FIELD, _unique_username(adapter.username_candidates(claims)))
+    User = get_user_model()
+    if User.get_email_field_name() == User.USERNAME_FIELD:
+        _require_free_verified_email(User, claims, email_verified)  # the email is the username
+    else:
+        setattr(user, User.USERNAME_FIELD, _unique_username(adapter.username_candidates(claims)))
     user.save()
     return user
+
+
+def _require_free_verified_email(User: Any, claims: dict[str, Any], email_verified: bool) -> None:
+    """A user model keyed by email gets a new account only for a vouched-for address nobody has.
+
+    A generated handle in that field would overwrite the address with "alice"; an unverified
+    address may be somebody else's; and an address another account already has would fail the
+    unique constraint on every attempt. Each is refused with words the person can act on.
+    """
+    email, _ = verified_email(claims)
+    if not email or not email_verified:
+        raise SignInRefused(
+            "the user model is keyed by email and the provider verified no email address",
+            message="This site needs an email address your provider has verified, and it sent none. "
+            "Verify your email address with the provider, or sign in another way.",
+        )
+    if User._default_manager.filter(**{f"{User.USERNAME_FIELD}__iexact": email}).exists():
+        raise AccountConflict(
+            "a user with this verified email exists and the provider does not link by email",
+            message="An account with this email address already exists here. Sign in the way you did before, "
+            "then connect this provider from your profile page.",
+        )
 
 
 def _unique_username(candidates: list[str]) -> str:
