@@ -7,6 +7,7 @@ import difflib
 from django.conf import settings
 from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
 from .conf import AppSettings, conf
 
@@ -103,3 +104,24 @@ def check_settings(app_configs, **kwargs):
                 )
             )
     return found
+
+
+@register()
+def check_authentication_backend(app_configs, **kwargs):
+    """A sign-in must survive its own redirect: some configured backend has to find the user again."""
+    try:
+        from .flow import session_backend
+
+        session_backend()
+    except ImproperlyConfigured:
+        return [
+            Error(
+                "AUTHENTICATION_BACKENDS has no ModelBackend (or subclass), so a provider sign-in would last "
+                "for one response only: the next request would not find the user.",
+                hint="Add 'django.contrib.auth.backends.ModelBackend' to AUTHENTICATION_BACKENDS.",
+                id="accounts.E002",
+            )
+        ]
+    except ImportError as exc:
+        return [Error(f"An AUTHENTICATION_BACKENDS entry does not import: {exc}", id="accounts.E003")]
+    return []

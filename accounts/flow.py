@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import login as auth_login
+from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.module_loading import import_string
 
 from . import admission, audit, provider_sessions
 from .adapter import get_adapter
@@ -146,7 +149,7 @@ def _finish_sign_in(request: HttpRequest, attempt: SignInAttempt, provider: Prov
         request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
     )
     # Rotates the session key. (The stubs expect the project's user model; any user model will do.)
-    auth_login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")  # type: ignore[arg-type]
+    auth_login(request, result.user, backend=session_backend())  # type: ignore[arg-type]
     request.session[PROVIDER_SESSION_KEY] = provider.slug
     if verified.id_token:
         request.session[ID_TOKEN_SESSION_KEY] = verified.id_token
@@ -168,6 +171,21 @@ def _finish_connect(request: HttpRequest, attempt: SignInAttempt, provider: Prov
         claims=verified.claims,
     )
     attempt.user = user
+
+
+def session_backend() -> str:
+    """The configured authentication backend that will find the user again on the next request.
+
+    ``login()`` records it in the session, and Django asks it for the user on every request after;
+    a backend that is not configured would sign the person in for this one response only. Any
+    ``ModelBackend`` (or subclass) finds users by primary key; the first one configured is used.
+    ``accounts.checks`` refuses to start without one (``accounts.E002``).
+    """
+    for path in settings.AUTHENTICATION_BACKENDS:
+        backend = import_string(path)
+        if isinstance(backend, type) and issubclass(backend, ModelBackend):
+            return path
+    raise ImproperlyConfigured("AUTHENTICATION_BACKENDS has no ModelBackend to keep provider sign-ins (accounts.E002)")
 
 
 def _provider(attempt: SignInAttempt) -> Provider:

@@ -60,3 +60,23 @@ def test_a_mistyped_setting_name_is_reported_with_the_likely_one(settings):
     [warning] = check_settings(None)
     assert warning.id == "accounts.W006" and warning.msg.startswith("ACCOUNTS_OIDC_CLOCK_LEWAY is not a setting")
     assert warning.hint == "Did you mean ACCOUNTS_OIDC_CLOCK_LEEWAY?"
+
+
+def test_no_backend_that_finds_users_again_is_an_error(settings):
+    from accounts.checks import check_authentication_backend
+
+    assert check_authentication_backend(None) == []
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.RemoteUserBackend"]  # a ModelBackend: fine
+    assert check_authentication_backend(None) == []
+    settings.AUTHENTICATION_BACKENDS = ["tests.test_checks.TokenOnlyBackend"]
+    assert ids(check_authentication_backend(None)) == ["accounts.E002"]
+
+
+class TokenOnlyBackend:
+    """A project's API-key backend: it authenticates requests, but cannot find a user by id."""
+
+    def authenticate(self, request, **credentials):
+        return None
+
+    def get_user(self, user_id):
+        return None
