@@ -4,7 +4,8 @@
   (``provider``, ``second``);
 * walking the flows through the Django test client: ``start_login``, ``sign_in``, ``start_connect``,
   ``connect`` (with any double that offers ``authorize``: the OpenID provider double or the GitHub one);
-* asserting on the outcome: ``assert_error_page``, ``signed_in``, ``signed_in_user``;
+* asserting on the outcome: ``assert_error_page`` and ``assert_logout_refused`` (each can name the rule
+  that refused: its ``code`` and ``reason``), ``signed_in``, ``signed_in_user``;
 * minting tokens: ``claims_for``, ``logout_claims``, ``logout_token``, ``made_up_kid_token``, ``b64url``;
 * the admin: ``staff_client``, ``assert_guess_refused_alike``, ``encodings``.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -36,7 +38,7 @@ from django.test import Client
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from accounts.models import Provider
+from accounts.models import Provider, SignInEvent
 from accounts.oidc import discovery
 from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
 from tests.op_double import OpenIDProviderDouble
@@ -165,12 +167,55 @@ def post_logout_token(token: str, slug: str = "test-op"):
     return Client(enforce_csrf_checks=True).post(f"/accounts/{slug}/backchannel-logout/", {"logout_token": token})
 
 
-def assert_error_page(response, status: int, text: str | None = None) -> None:
-    """The app's one error page (``accounts/error.html``) with ``status`` and, if given, ``text`` on it."""
+def assert_error_page(
+    response,
+    status: int,
+    text: str | None = None,
+    *,
+    code: str | None = None,
+    reason: str | re.Pattern[str] | None = None,
+) -> None:
+    """The app's one error page (``accounts/error.html``) with ``status`` and, if given, ``text`` on it.
+
+    ``code`` and ``reason`` say which rule refused: they are checked against the ``SignInError`` this
+    very page was rendered from, whose code and reason are the ones its log line and audit row carry
+    (``accounts.views.render_sign_in_error``). ``reason`` is a substring, or a compiled pattern to
+    ``search`` for. A status alone passes whichever rule refused; a rejection test names its own.
+    """
     assert response.status_code == status, response.content[:500]
     assert response.templates[0].name == "accounts/error.html"
     if text is not None:
         assert text in response.content.decode()
+    if code is not None or reason is not None:
+        error = response.context["error"]
+        assert_reason(error.code, error.reason, code=code, reason=reason)
+
+
+def assert_reason(actual_code: str, actual_reason: str, *, code: str | None, reason: str | re.Pattern[str] | None):
+    """``code`` equals ``actual_code`` and ``reason`` (a substring, or a compiled pattern) is in ``actual_reason``."""
+    if code is not None:
+        assert actual_code == code, f"refused with code={actual_code} reason={actual_reason}"
+    if isinstance(reason, re.Pattern):
+        assert reason.search(actual_reason), f"refused with code={actual_code} reason={actual_reason}"
+    elif reason is not None:
+        assert reason in actual_reason, f"refused with code={actual_code} reason={actual_reason}"
+
+
+def assert_logout_refused(
+    response, status: int = 400, *, code: str | None = None, reason: str | re.Pattern[str] | None = None
+) -> None:
+    """The back-channel logout endpoint refused with ``status``; ``code``/``reason`` as in ``assert_error_page``.
+
+    Its answer is JSON for the provider and names no rule, so the rule is read from the audit row
+    the refusal wrote (the same reason as its "back-channel logout refused" log line).
+    """
+    assert response.status_code == status, response.content[:500]
+    assert response.json()["error"] == "invalid_request"
+    if code is not None or reason is not None:
+        # The newest row of all, so that a row not written (rate-limited) cannot let an older one answer.
+        event = SignInEvent.objects.latest("pk")
+        assert (event.outcome, event.action) == ("failure", "backchannel-logout"), (event.outcome, event.action)
+        assert_reason(event.code, event.reason, code=code, reason=reason)
 
 
 def signed_in_user(client):
@@ -216,6 +261,13 @@ def refused_lookup(caplog, lookup: str) -> bool:
         r.name == "django.security.DisallowedModelAdminLookup"
         and r.getMessage() == f"Filtering by {lookup} not allowed"
         for r in caplog.records
+    )
+
+
+def refused_by_csrf(caplog) -> bool:
+    """Django's CSRF check refused the request: its ``Forbidden (CSRF ...): <path>`` line was logged."""
+    return any(
+        r.name == "django.security.csrf" and r.getMessage().startswith("Forbidden (CSRF") for r in caplog.records
     )
 
 

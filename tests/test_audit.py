@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import SignInEvent
-from tests.conftest import connect, logout_token, post_logout_token, sign_in, start_login
+from tests.conftest import assert_error_page, connect, logout_token, post_logout_token, sign_in, start_login
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +40,7 @@ def test_failed_sign_in_is_recorded_with_its_reason_code(visitor, op, provider):
     sign_in(visitor, op, provider)
     event = SignInEvent.objects.get()
     assert (event.outcome, event.code, event.provider) == ("failure", "token_rejected", provider)
-    assert "nonce" in event.reason
+    assert event.reason == "ID token nonce claim is not valid (Invalid claim: 'nonce')"
     assert (event.ip_address, event.user_agent) == ("203.0.113.7", "AuditBrowser/1.0")
     assert event.user is None
 
@@ -50,22 +50,24 @@ def test_each_attempt_is_one_event(visitor, op, provider):
     visitor.post("/accounts/logout/")
     params = op.authorize(start_login(visitor, provider))
     visitor.get("/accounts/test-op/callback/", {**params, "state": "forged"})
-    assert sorted(SignInEvent.objects.values_list("outcome", "code")) == [
-        ("failure", "invalid_request"),
-        ("success", ""),
+    assert sorted(SignInEvent.objects.values_list("outcome", "code", "reason")) == [
+        ("failure", "invalid_request", "callback state matches no sign-in started in this session"),
+        ("success", "", ""),
     ]
 
 
 def test_refused_provider_answer_is_recorded(visitor, op, provider):
     params = start_login(visitor, provider)
     visitor.get("/accounts/test-op/callback/", {"state": params["state"], "error": "access_denied"})
-    assert SignInEvent.objects.get().code == "provider_denied"
+    event = SignInEvent.objects.get()
+    assert (event.code, event.reason) == ("provider_denied", "provider answered error='access_denied'")
 
 
 def test_unknown_provider_is_recorded(visitor, db):
     visitor.get("/accounts/nope/login/")
     event = SignInEvent.objects.get()
     assert (event.outcome, event.code, event.provider) == ("failure", "unknown_provider", None)
+    assert event.reason == "no enabled provider 'nope'"
 
 
 def test_forwarded_for_header_is_not_trusted(op, provider):
@@ -96,6 +98,7 @@ def test_refused_connect_is_recorded_as_a_connect_with_the_identity(client, op, 
     op.next_user = {**op.next_user, "sub": "taken-sub"}
     assert connect(client, op, provider).status_code == 409
     event = SignInEvent.objects.filter(outcome="failure").get()
+    assert event.reason == f"test-op identity already belongs to user {owner.pk}"
     assert (event.action, event.code, event.issuer, event.subject) == (
         "connect",
         "account_conflict",
@@ -110,12 +113,14 @@ def test_policy_refusal_after_verification_records_who_was_refused(visitor, op, 
     assert sign_in(visitor, op, provider).status_code == 403
     event = SignInEvent.objects.get()
     assert (event.code, event.issuer, event.subject) == ("sign_in_refused", op.issuer, "user-1")
+    assert event.reason == "test-op: verified email domain 'example.com' not allowed"
 
 
 def test_backchannel_logout_is_recorded(op, provider):
     post_logout_token(logout_token(op, aud="another-client"))
     event = SignInEvent.objects.get()
     assert (event.outcome, event.action, event.code) == ("failure", "backchannel-logout", "token_rejected")
+    assert event.reason.startswith("logout token aud claim is not valid")
 
 
 def all_field_values() -> str:
@@ -161,18 +166,30 @@ def test_admin_filters_events_by_outcome(admin_client, events):
     assert [e.subject for e in response.context["cl"].result_list] == ["bad-sub"]
 
 
-def test_admin_cannot_add_events(admin_client, events):
+def permission_denials(caplog) -> list[str]:
+    """The paths Django refused with PermissionDenied (the admin's has_*_permission said no)."""
+    prefix = "Forbidden (Permission denied): "
+    return [
+        r.getMessage().removeprefix(prefix)
+        for r in caplog.records
+        if r.name == "django.request" and r.getMessage().startswith(prefix)
+    ]
+
+
+def test_admin_cannot_add_events(admin_client, events, caplog):
     assert admin_client.get("/admin/accounts/signinevent/add/").status_code == 403
     assert admin_client.post("/admin/accounts/signinevent/add/", {"outcome": "success"}).status_code == 403
+    assert permission_denials(caplog) == ["/admin/accounts/signinevent/add/"] * 2
     assert SignInEvent.objects.count() == 2
 
 
-def test_admin_cannot_change_events(admin_client, events):
+def test_admin_cannot_change_events(admin_client, events, caplog):
     event = SignInEvent.objects.get(outcome="failure")
     url = f"/admin/accounts/signinevent/{event.pk}/change/"
     page = admin_client.get(url)
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
     assert admin_client.post(url, {"outcome": "success", "code": ""}).status_code == 403
+    assert permission_denials(caplog) == [url]
     event.refresh_from_db()
     assert (event.outcome, event.code) == ("failure", "token_rejected")
 
@@ -235,7 +252,11 @@ def stranger(address: str) -> Client:
 
 
 def made_up_callback(client: Client) -> None:
-    assert client.get("/accounts/test-op/callback/", {"state": "made-up", "code": "x"}).status_code == 400
+    """A callback for no started sign-in; whether its row is written is what these tests look at."""
+    response = client.get("/accounts/test-op/callback/", {"state": "made-up", "code": "x"})
+    assert_error_page(
+        response, 400, code="invalid_request", reason="callback state matches no sign-in started in this session"
+    )
 
 
 @pytest.fixture

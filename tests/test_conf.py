@@ -15,9 +15,9 @@ def test_a_setting_reads_its_accounts_name_when_used(settings):
 
 def test_a_name_that_is_not_a_setting_fails_at_once():
     """The former lookup tried two prefixes and returned Any: ``conf.FLOW_TTL`` quietly worked."""
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="has no attribute 'FLOW_TTL'"):
         conf.FLOW_TTL
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="has no attribute 'OIDC_FLOWTTL'"):
         conf.OIDC_FLOWTTL
 
 

@@ -6,12 +6,14 @@ session, and to the user, that started it.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
 from accounts.models import DisconnectedIdentity, Identity, Provider, SignInEvent
-from tests.conftest import assert_error_page, connect, sign_in, signed_in_user, start_connect
+from tests.conftest import assert_error_page, connect, refused_by_csrf, sign_in, signed_in_user, start_connect
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -22,6 +24,10 @@ def signed_in_alice(client, op, provider):
     """Alice, signed in with the first provider (her only sign-in method)."""
     sign_in(client, op, provider)
     return User.objects.get(username="alice")
+
+
+#: Why a callback whose state names no sign-in started in this session is refused (accounts.flow).
+NO_SUCH_STATE = "callback state matches no sign-in started in this session"
 
 
 # --- connecting -----------------------------------------------------------------------------------
@@ -59,19 +65,22 @@ def test_connect_requires_sign_in_and_comes_back_to_the_profile(client, op, seco
 
 
 def test_connect_requires_post(client, signed_in_alice, second):
-    assert client.get("/accounts/second-op/connect/").status_code == 405
+    response = client.get("/accounts/second-op/connect/")
+    assert response.status_code == 405 and response["Allow"] == "POST"  # require_POST's answer
     assert not client.session.get("accounts_pending_logins")
 
 
-def test_connect_is_csrf_protected(op, provider, second):
+def test_connect_is_csrf_protected(op, provider, second, caplog):
     browser = Client(enforce_csrf_checks=True)
     sign_in(browser, op, provider)
     assert browser.post("/accounts/second-op/connect/").status_code == 403
+    assert refused_by_csrf(caplog)
     assert not browser.session.get("accounts_pending_logins")
 
 
 def test_connect_to_an_unknown_provider_is_404(client, signed_in_alice):
-    assert_error_page(client.post("/accounts/nope/connect/"), 404, "does not exist")
+    response = client.post("/accounts/nope/connect/")
+    assert_error_page(response, 404, "does not exist", code="unknown_provider", reason="no enabled provider 'nope'")
 
 
 def test_identity_of_another_user_is_refused_never_moved(client, op, op2, provider, second):
@@ -82,7 +91,10 @@ def test_identity_of_another_user_is_refused_never_moved(client, op, op2, provid
     alice = signed_in_user(client)
     assert alice != bob
     response = connect(client, op2, second)
-    assert_error_page(response, 409, "already connected to another account")
+    assert_error_page(
+        response, 409, "already connected to another account",
+        code="account_conflict", reason=f"second-op identity already belongs to user {bob.pk}",
+    )  # fmt: skip
     assert Identity.objects.get(provider=second).user == bob
     assert signed_in_user(client) == alice
     assert signed_in_user(bob_browser) == bob
@@ -98,7 +110,7 @@ def test_connect_callback_delivered_to_another_browser_is_refused(client, op, op
     op.next_user = {**op.next_user, "sub": "victim-1"}
     sign_in(client, op, provider)
     response = client.get("/accounts/second-op/callback/", attacker_params)
-    assert_error_page(response, 400, "did not match")
+    assert_error_page(response, 400, "did not match", code="invalid_request", reason=NO_SUCH_STATE)
     assert not Identity.objects.filter(subject="attacker-second").exists()
 
 
@@ -106,7 +118,7 @@ def test_connect_callback_after_sign_out_is_refused(client, op2, signed_in_alice
     params = op2.authorize(start_connect(client, second))
     client.post("/accounts/logout/")
     response = client.get("/accounts/second-op/callback/", params)
-    assert_error_page(response, 400, "did not match")
+    assert_error_page(response, 400, "did not match", code="invalid_request", reason=NO_SUCH_STATE)
     assert not Identity.objects.filter(provider=second).exists()
     assert User.objects.count() == 1
 
@@ -121,7 +133,10 @@ def test_connect_callback_in_a_session_of_another_user_is_refused(client, op2, s
     session["accounts_pending_logins"] = pending  # the same started connect, now under mallory
     session.save()
     response = client.get("/accounts/second-op/callback/", params)
-    assert_error_page(response, 400, "did not match")
+    assert_error_page(
+        response, 400, "did not match",
+        code="invalid_request", reason="connect callback arrived in a session of another (or no) user",
+    )  # fmt: skip
     assert not Identity.objects.filter(provider=second).exists()
     assert signed_in_user(client) == mallory
 
@@ -129,7 +144,8 @@ def test_connect_callback_in_a_session_of_another_user_is_refused(client, op2, s
 def test_connect_callback_is_single_use(client, op2, signed_in_alice, second):
     params = op2.authorize(start_connect(client, second))
     assert client.get("/accounts/second-op/callback/", params).status_code == 302
-    assert_error_page(client.get("/accounts/second-op/callback/", params), 400, "already used")
+    response = client.get("/accounts/second-op/callback/", params)
+    assert_error_page(response, 400, "already used", code="invalid_request", reason=NO_SUCH_STATE)
     assert Identity.objects.filter(provider=second).count() == 1
 
 
@@ -146,6 +162,16 @@ def disconnect(client, identity: Identity):
     return client.post(f"/accounts/identities/{identity.pk}/disconnect/")
 
 
+def disconnect_refusals(caplog) -> list[str]:
+    """The reasons of the refused disconnects logged (``accounts.views``: "disconnect refused: <reason>")."""
+    prefix = "disconnect refused: "
+    return [
+        r.getMessage().removeprefix(prefix)
+        for r in caplog.records
+        if r.name == "accounts.views" and r.getMessage().startswith(prefix)
+    ]
+
+
 def test_disconnect_removes_a_connected_provider(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     response = disconnect(client, Identity.objects.get(provider=second))
@@ -154,10 +180,12 @@ def test_disconnect_removes_a_connected_provider(client, op2, signed_in_alice, s
     assert "Second OP was disconnected from your account." in client.get("/accounts/profile/").content.decode()
 
 
-def test_last_sign_in_method_cannot_be_disconnected(client, signed_in_alice):
+def test_last_sign_in_method_cannot_be_disconnected(client, signed_in_alice, caplog):
     only = Identity.objects.get()
-    response = disconnect(client, only)
+    with caplog.at_level(logging.INFO, logger="accounts.views"):
+        response = disconnect(client, only)
     assert response.status_code == 302
+    assert disconnect_refusals(caplog) == [f"user {signed_in_alice.pk} tried to remove their only sign-in method"]
     assert Identity.objects.filter(pk=only.pk).exists()
     page = client.get("/accounts/profile/").content.decode()
     assert "You cannot disconnect your only sign-in method." in page
@@ -183,15 +211,17 @@ def test_profile_offers_disconnect_when_there_is_another_way_in(client, op2, sig
         assert f'action="/accounts/identities/{identity.pk}/disconnect/"' in page
 
 
-def test_cannot_disconnect_another_users_identity(client, op2, signed_in_alice, second):
+def test_cannot_disconnect_another_users_identity(client, op2, signed_in_alice, second, caplog):
     other_browser = Client()
     sign_in(other_browser, op2, second)
     bobs = Identity.objects.get(provider=second)
     signed_in_alice.set_password("a long local password")  # so "last method" is not why it is refused
     signed_in_alice.save()
     client.force_login(signed_in_alice)
-    response = disconnect(client, bobs)
+    with caplog.at_level(logging.INFO, logger="accounts.views"):
+        response = disconnect(client, bobs)
     assert response.status_code == 302
+    assert disconnect_refusals(caplog) == [f"user {signed_in_alice.pk} has no identity {bobs.pk}"]
     assert Identity.objects.filter(pk=bobs.pk, user=bobs.user).exists()
     assert "That sign-in method is not connected to your account." in client.get("/accounts/profile/").content.decode()
 
@@ -199,16 +229,18 @@ def test_cannot_disconnect_another_users_identity(client, op2, signed_in_alice, 
 def test_disconnect_requires_post(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     identity = Identity.objects.get(provider=second)
-    assert client.get(f"/accounts/identities/{identity.pk}/disconnect/").status_code == 405
+    response = client.get(f"/accounts/identities/{identity.pk}/disconnect/")
+    assert response.status_code == 405 and response["Allow"] == "POST"  # require_POST's answer
     assert Identity.objects.filter(pk=identity.pk).exists()
 
 
-def test_disconnect_is_csrf_protected(op, op2, provider, second):
+def test_disconnect_is_csrf_protected(op, op2, provider, second, caplog):
     browser = Client(enforce_csrf_checks=True)
     sign_in(browser, op, provider)
     user = Identity.objects.get().user
     other = Identity.objects.create(user=user, provider=second, issuer=op2.issuer, subject="second-1")
     assert disconnect(browser, other).status_code == 403
+    assert refused_by_csrf(caplog)
     assert Identity.objects.filter(pk=other.pk).exists()
 
 
@@ -270,7 +302,10 @@ def test_disconnected_account_is_not_linked_again_by_verified_email(client, op2,
 
     response = sign_in(Client(), op2, second)
 
-    assert_error_page(response, 403, "connect it again from your profile page")
+    assert_error_page(
+        response, 403, "connect it again from your profile page",
+        code="identity_disconnected", reason="second-op identity was disconnected by user",
+    )  # fmt: skip
     assert not Identity.objects.filter(provider=second).exists()
     assert SignInEvent.objects.filter(code="identity_disconnected").count() == 1
 

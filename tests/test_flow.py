@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import re
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.sessions.models import Session
 from django.db import InterfaceError, OperationalError
 from django.test import Client
 
 from accounts.models import Identity, Provider, SignInEvent
-from tests.conftest import assert_error_page, sign_in, start_login
+from tests.conftest import assert_error_page, refused_by_csrf, sign_in, start_login
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -70,10 +73,12 @@ def test_extra_authorization_parameters_are_sent(client, provider):
 
 
 def test_unknown_or_disabled_provider_is_404(client, provider):
-    assert_error_page(client.get("/accounts/nope/login/"), 404, "does not exist")
+    response = client.get("/accounts/nope/login/")
+    assert_error_page(response, 404, "does not exist", code="unknown_provider", reason="no enabled provider 'nope'")
     provider.enabled = False
     provider.save()
-    assert_error_page(client.get("/accounts/test-op/login/"), 404, "does not exist")
+    response = client.get("/accounts/test-op/login/")
+    assert_error_page(response, 404, "does not exist", code="unknown_provider", reason="no enabled provider 'test-op'")
 
 
 # --- the happy path -----------------------------------------------------------------------------
@@ -175,10 +180,16 @@ def callback(client, params):
     return client.get("/accounts/test-op/callback/", params)
 
 
+#: Why a callback whose state names no sign-in started in this session is refused (accounts.flow).
+NO_SUCH_STATE = "callback state matches no sign-in started in this session"
+
+
 def test_tampered_state_is_rejected(client, op, provider):
     params = op.authorize(start_login(client, provider))
     response = callback(client, {**params, "state": params["state"] + "x"})
-    assert_error_page(response, 400, "did not match a sign-in started from this browser")
+    assert_error_page(
+        response, 400, "did not match a sign-in started from this browser", code="invalid_request", reason=NO_SUCH_STATE
+    )
     assert_signed_out(client)
     assert op.hits["/token"] == 0
 
@@ -186,7 +197,7 @@ def test_tampered_state_is_rejected(client, op, provider):
 def test_missing_state_is_rejected(client, op, provider):
     params = op.authorize(start_login(client, provider))
     del params["state"]
-    assert_error_page(callback(client, params), 400, "did not match")
+    assert_error_page(callback(client, params), 400, "did not match", code="invalid_request", reason=NO_SUCH_STATE)
 
 
 @pytest.mark.parametrize("repeated", ["code", "state"])
@@ -199,7 +210,7 @@ def test_repeated_parameters_are_rejected(client, op, provider, repeated, caplog
     params = op.authorize(start_login(client, provider))
     query = f"state={params['state']}&code={params['code']}".replace(f"{repeated}=", f"{repeated}=forged&{repeated}=")
     response = client.get(f"/accounts/test-op/callback/?{query}")
-    assert_error_page(response, 400, "did not match")
+    assert_error_page(response, 400, "did not match", code="invalid_request")
     assert_signed_out(client)
     assert f"reason=callback repeats the '{repeated}' parameter" in caplog.text
     assert SignInEvent.objects.get().reason == f"callback repeats the '{repeated}' parameter"
@@ -209,7 +220,7 @@ def test_replayed_callback_is_rejected(client, op, provider):
     params = op.authorize(start_login(client, provider))
     assert callback(client, params).status_code == 302
     client.post("/accounts/logout/")
-    assert_error_page(callback(client, params), 400, "already used")
+    assert_error_page(callback(client, params), 400, "already used", code="invalid_request", reason=NO_SUCH_STATE)
     assert_signed_out(client)
 
 
@@ -217,7 +228,7 @@ def test_callback_in_another_browser_is_rejected(client, op, provider):
     """Login CSRF: an attacker's own code and state, delivered to the victim's browser."""
     params = op.authorize(start_login(Client(), provider))
     victim = Client()
-    assert_error_page(callback(victim, params), 400, "did not match")
+    assert_error_page(callback(victim, params), 400, "did not match", code="invalid_request", reason=NO_SUCH_STATE)
     assert_signed_out(victim)
     assert User.objects.count() == 0
 
@@ -227,7 +238,10 @@ def test_state_of_another_provider_is_rejected(client, op, provider):
         slug="other", name="Other", issuer=op.issuer, client_id=op.client_id, client_secret=op.client_secret
     )
     params = op.authorize(start_login(client, other))
-    assert_error_page(callback(client, params), 400, "did not match")
+    assert_error_page(
+        callback(client, params), 400, "did not match",
+        code="invalid_request", reason="callback for test-op carries the state of a other sign-in",
+    )  # fmt: skip
 
 
 def test_several_tabs_can_sign_in_at_once(client, op, provider):
@@ -240,7 +254,13 @@ def test_several_tabs_can_sign_in_at_once(client, op, provider):
 def test_expired_sign_in_is_rejected(client, op, provider, settings):
     params = op.authorize(start_login(client, provider))
     settings.ACCOUNTS_OIDC_FLOW_TTL = 0
-    assert_error_page(callback(client, params), 400, "expired")
+    assert_error_page(
+        callback(client, params),
+        400,
+        "expired",
+        code="invalid_request",
+        reason="sign-in expired before its callback arrived",
+    )
 
 
 def test_pending_sign_ins_are_bounded(client, provider, settings):
@@ -256,14 +276,20 @@ def test_pending_sign_ins_are_bounded(client, provider, settings):
 def test_provider_error_response_shows_a_friendly_page(client, op, provider):
     params = start_login(client, provider)
     response = callback(client, {"state": params["state"], "error": "access_denied", "error_description": "<b>x"})
-    assert_error_page(response, 403, "cancelled")
+    assert_error_page(
+        response, 403, "cancelled", code="provider_denied", reason="provider answered error='access_denied'"
+    )
     assert "<b>x" not in response.content.decode()
 
 
 def test_rfc9207_iss_parameter_is_checked_when_present(client, op, provider):
     op.send_iss_param = True
     params = op.authorize(start_login(client, provider))
-    assert_error_page(callback(client, {**params, "iss": "https://evil.example"}), 400, "did not match")
+    response = callback(client, {**params, "iss": "https://evil.example"})
+    assert_error_page(
+        response, 400, "did not match",
+        code="invalid_request", reason="callback iss parameter names another issuer (RFC 9207 mix-up defence)",
+    )  # fmt: skip
 
 
 def test_rfc9207_iss_parameter_is_accepted_when_right(client, op, provider):
@@ -276,43 +302,100 @@ def test_rfc9207_iss_parameter_is_required_when_advertised(client, op, provider)
     op.metadata["authorization_response_iss_parameter_supported"] = True
     op.send_iss_param = False
     params = op.authorize(start_login(client, provider))
-    assert_error_page(callback(client, params), 400, "did not match")
+    assert_error_page(
+        callback(client, params), 400, "did not match",
+        code="invalid_request", reason="callback lacks the iss parameter the provider promises (RFC 9207)",
+    )  # fmt: skip
+
+
+def test_callback_with_neither_code_nor_error_is_rejected(client, op, provider):
+    params = start_login(client, provider)
+    response = callback(client, {"state": params["state"]})
+    assert_error_page(
+        response, 400, "did not match", code="invalid_request", reason="callback has neither code nor error"
+    )
+    assert op.hits["/token"] == 0
+
+
+def token_answer(body: dict) -> dict:
+    """A fault for the double's token endpoint: it answers ``body`` as JSON, with HTTP 200."""
+    return {"status": 200, "body": json.dumps(body), "content_type": "application/json"}
+
+
+def test_token_response_without_an_id_token_is_rejected(client, op, provider):
+    op.faults["/token"] = token_answer({"access_token": "at-1", "token_type": "Bearer"})
+    assert_error_page(
+        sign_in(client, op, provider), 400, "failed our security checks",
+        code="token_rejected", reason="token response has no id_token",
+    )  # fmt: skip
+    assert_signed_out(client)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"token_type": "Bearer", "id_token": "x.y.z"}, {"access_token": "at-1", "token_type": "mac", "id_token": "x.y.z"}],
+    ids=["no access_token", "not bearer"],
+)
+def test_token_response_without_a_bearer_access_token_is_a_provider_problem(client, op, provider, body):
+    op.faults["/token"] = token_answer(body)
+    assert_error_page(
+        sign_in(client, op, provider), 502, "not working correctly",
+        code="provider_misconfigured", reason="token response lacks a bearer access_token",
+    )  # fmt: skip
+
+
+def test_token_endpoint_speaking_none_of_our_auth_methods_is_a_provider_problem(client, op, provider):
+    op.metadata["token_endpoint_auth_methods_supported"] = ["private_key_jwt"]
+    assert_error_page(
+        sign_in(client, op, provider), 502, "not working correctly",
+        code="provider_misconfigured", reason="token endpoint supports none of our auth methods (['private_key_jwt'])",
+    )  # fmt: skip
+    assert op.hits["/token"] == 0
 
 
 def test_code_refused_by_token_endpoint(client, op, provider):
     params = op.authorize(start_login(client, provider))
-    assert_error_page(callback(client, {**params, "code": "forged"}), 400, "did not accept this sign-in")
+    assert_error_page(
+        callback(client, {**params, "code": "forged"}), 400, "did not accept this sign-in",
+        code="token_rejected", reason="token endpoint refused the code: error='invalid_grant'",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("mutation", "reason"),
     [
-        (lambda h, c: (h, {**c, "nonce": "other"}), "nonce"),
-        (lambda h, c: (h, {**c, "aud": "other-client"}), "aud"),
-        (lambda h, c: (h, {**c, "iss": "https://evil.example"}), "iss"),
-        (lambda h, c: (h, {**c, "exp": c["iat"] - 3600}), "expired"),
-        (lambda h, c: (h, {k: v for k, v in c.items() if k != "sub"}), "no sub"),
+        (lambda h, c: (h, {**c, "nonce": "other"}), "ID token nonce claim is not valid"),
+        (lambda h, c: (h, {**c, "aud": "other-client"}), "ID token aud claim is not valid"),
+        (lambda h, c: (h, {**c, "iss": "https://evil.example"}), "ID token iss claim is not valid"),
+        (lambda h, c: (h, {**c, "exp": c["iat"] - 3600}), "ID token has expired"),
+        (lambda h, c: (h, {k: v for k, v in c.items() if k != "sub"}), "ID token has no sub claim"),
     ],
 )
 def test_bad_id_token_ends_on_error_page_without_session(client, op, provider, caplog, mutation, reason):
     op.id_token_mutator = mutation
     with caplog.at_level(logging.WARNING):
         response = sign_in(client, op, provider)
-    assert_error_page(response, 400, "failed our security checks")
+    assert_error_page(response, 400, "failed our security checks", code="token_rejected", reason=reason)
     assert_signed_out(client)
     assert User.objects.count() == 0
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(lines) == 1 and reason in lines[0]  # exactly one line, ours, with the reason
+    assert len(lines) == 1 and f"code=token_rejected reason={reason}" in lines[0]  # exactly one line, ours
 
 
 def test_unsigned_id_token_is_rejected(client, op, provider):
     op.id_token_override = lambda token, claims, header: op.unsigned(claims)
-    assert_error_page(sign_in(client, op, provider), 400, "failed our security checks")
+    assert_error_page(
+        sign_in(client, op, provider), 400, "failed our security checks",
+        code="token_rejected", reason="ID token is unsigned (alg 'none')",
+    )  # fmt: skip
 
 
 def test_userinfo_for_another_subject_is_rejected(client, op, provider, userinfo_always):
     op.userinfo_mutator = lambda info: {**info, "sub": "someone-else"}
-    assert_error_page(sign_in(client, op, provider), 400, "failed our security checks")
+    assert_error_page(
+        sign_in(client, op, provider), 400, "failed our security checks",
+        code="token_rejected", reason="userinfo sub differs from the ID token sub",
+    )  # fmt: skip
     assert_signed_out(client)
 
 
@@ -347,36 +430,51 @@ def test_steady_state_sign_in_fetches_no_metadata_or_keys(client, op, provider):
 
 def test_provider_down_at_start_is_502(client, op, provider):
     op.faults["/.well-known/openid-configuration"] = {"close": True}
-    assert_error_page(client.get("/accounts/test-op/login/"), 502, "could not reach the provider")
+    assert_error_page(
+        client.get("/accounts/test-op/login/"), 502, "could not reach the provider",
+        code="provider_unavailable", reason="discovery document unreachable",
+    )  # fmt: skip
 
 
 def test_slow_token_endpoint_is_504(client, op, provider, settings):
     settings.ACCOUNTS_OIDC_HTTP_TIMEOUT = (1.0, 0.3)
     op.faults["/token"] = {"delay": 1.0}
     response = sign_in(client, op, provider)
-    assert_error_page(response, 504, "took too long")
+    assert_error_page(response, 504, "took too long", code="provider_timeout", reason="token endpoint timed out")
     assert_signed_out(client)
 
 
 def test_token_endpoint_answering_garbage_is_502(client, op, provider):
     op.faults["/token"] = {"status": 200, "body": "<html>oops</html>", "content_type": "text/html"}
-    assert_error_page(sign_in(client, op, provider), 502, "could not reach the provider")
+    assert_error_page(
+        sign_in(client, op, provider), 502, "could not reach the provider",
+        code="provider_unavailable", reason="token endpoint answered HTTP 200 with a body that is not JSON",
+    )  # fmt: skip
 
 
 def test_token_endpoint_5xx_is_502(client, op, provider):
     op.faults["/token"] = {"status": 500, "body": "boom", "content_type": "text/plain"}
-    assert_error_page(sign_in(client, op, provider), 502, "could not reach the provider")
+    assert_error_page(
+        sign_in(client, op, provider), 502, "could not reach the provider",
+        code="provider_unavailable", reason="token endpoint answered HTTP 500",
+    )  # fmt: skip
 
 
 def test_huge_jwks_is_refused(client, op, provider, settings):
     settings.ACCOUNTS_OIDC_MAX_RESPONSE_BYTES = 64 * 1024
     op.faults["/jwks"] = {"body_bytes": 200 * 1024}
-    assert_error_page(sign_in(client, op, provider), 502, "could not reach the provider")
+    assert_error_page(
+        sign_in(client, op, provider), 502, "could not reach the provider",
+        code="provider_unavailable", reason=re.compile(r"^JWKS answered .*more than the 65536"),
+    )  # fmt: skip
 
 
 def test_discovery_with_another_issuer_is_refused(client, op, provider):
     op.metadata["issuer"] = "https://evil.example"
-    assert_error_page(client.get("/accounts/test-op/login/"), 502, "not working correctly")
+    assert_error_page(
+        client.get("/accounts/test-op/login/"), 502, "not working correctly",
+        code="provider_misconfigured", reason="discovery document says issuer 'https://evil.example'",
+    )  # fmt: skip
 
 
 # --- logout -------------------------------------------------------------------------------------
@@ -384,14 +482,16 @@ def test_discovery_with_another_issuer_is_refused(client, op, provider):
 
 def test_logout_requires_post(client, op, provider):
     sign_in(client, op, provider)
-    assert client.get("/accounts/logout/").status_code == 405
+    response = client.get("/accounts/logout/")
+    assert response.status_code == 405 and response["Allow"] == "POST"  # require_POST's answer
     assert SESSION_KEY in client.session
 
 
-def test_logout_is_csrf_protected(op, provider):
+def test_logout_is_csrf_protected(op, provider, caplog):
     browser = Client(enforce_csrf_checks=True)
     sign_in(browser, op, provider)
     assert browser.post("/accounts/logout/").status_code == 403
+    assert refused_by_csrf(caplog)
     assert SESSION_KEY in browser.session
 
 
@@ -417,19 +517,29 @@ def test_claims_with_nul_characters_and_nan_do_not_break_sign_in(client, op, pro
 
 def test_token_endpoint_answering_absurdly_nested_json_is_502(client, op, provider):
     op.faults["/token"] = {"status": 200, "body": "[" * 50000 + "]" * 50000, "content_type": "application/json"}
-    assert_error_page(sign_in(client, op, provider), 502, "could not reach the provider")
+    assert_error_page(
+        sign_in(client, op, provider), 502, "could not reach the provider",
+        code="provider_unavailable", reason="token endpoint answered JSON that nests more than 32 levels",
+    )  # fmt: skip
 
 
 def test_wrong_client_secret_is_shown_as_a_provider_problem_not_the_persons(client, op, provider):
     provider.client_secret = "not-the-secret"
     provider.save()
     response = sign_in(client, op, provider)
-    assert_error_page(response, 502, "not working correctly")
+    assert_error_page(
+        response, 502, "not working correctly",
+        code="provider_misconfigured",
+        reason="token endpoint refused this site's client credentials: error='invalid_client'",
+    )  # fmt: skip
 
 
 def test_malformed_auth_methods_in_discovery_is_a_502_not_a_500(client, op, provider):
     op.metadata["token_endpoint_auth_methods_supported"] = 42
-    assert_error_page(sign_in(client, op, provider), 502, "not working correctly")
+    assert_error_page(
+        sign_in(client, op, provider), 502, "not working correctly",
+        code="provider_misconfigured", reason="discovery token_endpoint_auth_methods_supported is not a list",
+    )  # fmt: skip
 
 
 def test_an_unreachable_provider_is_logged_once_with_its_reason(client, op, provider, caplog):
@@ -445,7 +555,9 @@ def test_an_unreachable_provider_is_logged_once_with_its_reason(client, op, prov
 
 def test_callback_matching_no_started_sign_in_creates_no_session(client, op, provider):
     response = client.get("/accounts/test-op/callback/", {"state": "made-up", "code": "made-up"})
-    assert_error_page(response, 400, "did not match a sign-in started from this browser")
+    assert_error_page(
+        response, 400, "did not match a sign-in started from this browser", code="invalid_request", reason=NO_SUCH_STATE
+    )
     assert settings.SESSION_COOKIE_NAME not in response.cookies
     assert Session.objects.count() == 0
 
@@ -458,7 +570,7 @@ def test_busy_database_is_a_503_page_with_one_log_line(client, op, provider, mon
     monkeypatch.setattr("accounts.flow.sign_in_identity", busy)
     with caplog.at_level(logging.WARNING):
         response = sign_in(client, op, provider)
-    assert_error_page(response, 503, "the site is busy right now")
+    assert_error_page(response, 503, "the site is busy right now", code="database_busy")
     assert response["Retry-After"] == "5"
     assert [r.getMessage() for r in caplog.records] == [
         f"sign-in failed: provider=test-op code=database_busy reason=database unavailable "
@@ -476,7 +588,9 @@ def test_sign_in_writes_commit_together_or_not_at_all(client, op, provider, monk
 
     monkeypatch.setattr("accounts.provider_sessions.remember", fails)
     response = sign_in(client, op, provider)
-    assert response.status_code == 503
+    assert_error_page(
+        response, 503, code="database_busy", reason="database unavailable (OperationalError: database is locked)"
+    )
     assert not User.objects.exists() and not Identity.objects.exists()
     assert_signed_out(client)
 
@@ -490,4 +604,19 @@ def test_busy_database_when_signing_out_or_disconnecting_is_a_503_page(client, o
 
     monkeypatch.setattr("accounts.views.auth_logout", busy)
     monkeypatch.setattr("accounts.views.disconnect_identity", busy)
-    assert_error_page(client.post(path), 503, "the site is busy right now")
+    assert_error_page(
+        client.post(path), 503, "the site is busy right now",
+        code="database_busy", reason="database unavailable (OperationalError: database is locked)",
+    )  # fmt: skip
+
+
+def test_the_sign_in_is_kept_by_the_configured_backend_not_a_hard_coded_one(client, op, provider, settings):
+    """With ModelBackend not listed, a hard-coded path signed people in for one response only."""
+    settings.AUTHENTICATION_BACKENDS = ["tests.test_flow.ProjectBackend"]
+    assert sign_in(client, op, provider).status_code == 302
+    assert client.session["_auth_user_backend"] == "tests.test_flow.ProjectBackend"
+    assert client.get("/accounts/session/").json()["authenticated"]
+
+
+class ProjectBackend(ModelBackend):
+    """A project's own backend, a ModelBackend subclass (as most are)."""

@@ -10,7 +10,7 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.test import Client
 
 from accounts.models import Identity, Provider
-from tests.conftest import call_userinfo_always, sign_in, signed_in_user
+from tests.conftest import assert_error_page, call_userinfo_always, sign_in, signed_in_user
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -152,7 +152,7 @@ def test_disabled_account_is_refused_and_nothing_is_linked_to_it(client, op, lin
     victim.save()
     op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
     response = sign_in(client, op, linking)
-    assert response.status_code == 403 and "disabled" in response.content.decode()
+    assert_error_page(response, 403, "disabled", code="sign_in_refused", reason=f"user {victim.pk} is inactive")
     assert SESSION_KEY not in client.session
     assert not Identity.objects.exists()
 
@@ -162,4 +162,5 @@ def test_disabled_account_cannot_sign_in_with_its_identity(client, op, provider)
     user.is_active = False
     user.save()
     response = sign_in(client, op, provider)
-    assert response.status_code == 403 and SESSION_KEY not in client.session
+    assert_error_page(response, 403, code="sign_in_refused", reason=f"user {user.pk} is inactive")
+    assert SESSION_KEY not in client.session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import parse_qsl, urlsplit
 
@@ -16,7 +17,15 @@ from joserfc.jwk import RSAKey
 from accounts.errors import TokenRejected
 from accounts.models import Provider, ProviderSession, SignInEvent
 from accounts.oidc import discovery, tokens
-from tests.conftest import b64url, logout_claims, logout_token, post_logout_token, sign_in, signed_in
+from tests.conftest import (
+    assert_logout_refused,
+    b64url,
+    logout_claims,
+    logout_token,
+    post_logout_token,
+    sign_in,
+    signed_in,
+)
 from tests.op_double import OpenIDProviderDouble
 
 pytestmark = pytest.mark.django_db
@@ -185,7 +194,8 @@ def test_logout_token_for_an_unknown_session_changes_nothing(op, provider):
 
 
 def test_backchannel_logout_requires_post(op, provider):
-    assert Client().get("/accounts/test-op/backchannel-logout/").status_code == 405
+    response = Client().get("/accounts/test-op/backchannel-logout/")
+    assert response.status_code == 405 and response["Allow"] == "POST"  # require_POST's answer
 
 
 def _swap_payload(token: str, other: str) -> str:
@@ -218,12 +228,44 @@ BAD_TOKENS = {
 }
 
 
+#: The rule that refuses each of ``BAD_TOKENS``: (code, the start of the reason it logs).
+BAD_TOKEN_REASONS = {
+    "bad signature": ("token_rejected", "logout token signature is not valid (bad_signature)"),
+    "tampered claims": ("token_rejected", "logout token signature is not valid (bad_signature)"),
+    "alg none": ("token_rejected", "logout token is unsigned (alg 'none')"),
+    "HMAC not allowed for the provider": (
+        "token_rejected",
+        "logout token alg HS256 is not allowed for provider test-op",
+    ),
+    "with nonce": ("token_rejected", "logout token carries a nonce"),
+    "wrong audience": ("token_rejected", "logout token aud claim is not valid"),
+    "wrong issuer": ("token_rejected", "logout token iss claim is not valid"),
+    "expired": ("token_rejected", "logout token has expired"),
+    "missing events": ("token_rejected", "logout token lacks the back-channel logout event"),
+    "other event": ("token_rejected", "logout token lacks the back-channel logout event"),
+    "missing jti": ("token_rejected", "logout token has no jti claim"),
+    "missing iat": ("token_rejected", "logout token has no iat claim"),
+    "neither sid nor sub": ("token_rejected", "logout token has neither sid nor sub"),
+    "empty sid": ("token_rejected", "logout token sid or sub is not a non-empty string"),
+    "empty sub": ("token_rejected", "logout token sid or sub is not a non-empty string"),
+    # Refused as the first claim check finds it: it has no jti (nor events). The nonce rule, which
+    # keeps an ID token that had them out too, is pinned by "with nonce".
+    "an ID token": ("token_rejected", "logout token has no jti claim"),
+    "not a JWT": ("token_rejected", "logout token is not a compact JWS"),
+    "empty": ("invalid_request", "back-channel logout request has no logout_token"),
+}
+
+
+def test_every_bad_token_names_the_rule_that_refuses_it():
+    assert BAD_TOKEN_REASONS.keys() == BAD_TOKENS.keys()
+
+
 @pytest.mark.parametrize("name", BAD_TOKENS)
 def test_invalid_logout_token_is_400_and_ends_nothing(op, provider, name):
     victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
     response = post_logout_token(BAD_TOKENS[name](op))
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_request"
+    code, reason = BAD_TOKEN_REASONS[name]
+    assert_logout_refused(response, 400, code=code, reason=reason)
     assert signed_in(victim)
     assert ProviderSession.objects.count() == 1
 
@@ -231,14 +273,20 @@ def test_invalid_logout_token_is_400_and_ends_nothing(op, provider, name):
 @pytest.mark.parametrize("names", [{"sid": ""}, {"sid": None, "sub": ""}, {"sid": "", "sub": "user-1"}])
 def test_logout_token_naming_an_empty_session_or_subject_is_rejected(op, provider, names):
     """Empty means nothing to match: read as "no filter", it would end every session of the provider."""
-    with pytest.raises(TokenRejected, match="non-empty"):
+    with pytest.raises(TokenRejected, match=r"^logout token sid or sub is not a non-empty string$"):
         tokens.verify_logout_token(provider, logout_token(op, **names), jwks_uri=op.metadata["jwks_uri"])
 
 
 def test_missing_logout_token_is_400(op, provider):
     victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
     response = Client().post("/accounts/test-op/backchannel-logout/", {})
-    assert response.status_code == 400 and signed_in(victim)
+    assert_logout_refused(
+        response, 400, code="invalid_request", reason="back-channel logout request has no logout_token"
+    )
+    assert signed_in(victim)
+
+
+JTI_REPLAY = "logout token was already used (jti replay)"
 
 
 @pytest.mark.services  # also with PostgreSQL and the shared Redis cache
@@ -247,7 +295,7 @@ def test_replayed_logout_token_is_400(op, provider):
     browser_signed_in_as(op, provider, "user-1", "op-session-1")
     assert post_logout_token(token).status_code == 200
     again = browser_signed_in_as(op, provider, "user-1", "op-session-1")  # signs in again, same sid
-    assert post_logout_token(token).status_code == 400
+    assert_logout_refused(post_logout_token(token), 400, code="invalid_request", reason=JTI_REPLAY)
     assert signed_in(again)
 
 
@@ -255,7 +303,9 @@ def test_jti_is_single_use_even_in_another_token(op, provider):
     browser_signed_in_as(op, provider, "user-1", "op-session-1")
     assert post_logout_token(logout_token(op, jti="once")).status_code == 200
     victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
-    assert post_logout_token(logout_token(op, jti="once")).status_code == 400
+    assert_logout_refused(
+        post_logout_token(logout_token(op, jti="once")), 400, code="invalid_request", reason=JTI_REPLAY
+    )
     assert signed_in(victim)
 
 
@@ -269,23 +319,35 @@ def test_logout_token_signed_with_a_rotated_key_is_accepted(op, provider):
 def test_logout_token_for_an_unknown_provider_is_404(op, provider):
     victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
     response = post_logout_token(logout_token(op), slug="nope")
-    assert response.status_code == 404 and signed_in(victim)
+    assert_logout_refused(response, 404, code="unknown_provider", reason="no enabled provider 'nope'")
+    assert signed_in(victim)
 
 
 def test_logout_token_for_a_disabled_provider_is_404(op, provider):
     victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
     provider.enabled = False
     provider.save()
-    assert post_logout_token(logout_token(op)).status_code == 404
+    response = post_logout_token(logout_token(op))
+    assert_logout_refused(response, 404, code="unknown_provider", reason="no enabled provider 'test-op'")
     assert signed_in(victim)
 
 
 def test_logout_token_at_another_providers_endpoint_is_400(op, provider):
-    """The token is checked against the provider named in the URL: its issuer and its client id."""
+    """The token is checked against the provider named in the URL: its keys, its issuer and its client id.
+
+    Each check is reached on its own: a token of ``op`` fails at the other provider's keys before
+    its claims are read, so the claim checks get tokens the other provider's key did sign.
+    """
     victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
     with OpenIDProviderDouble(client_id="other-client") as other_op:
         Provider.objects.create(slug="other", name="Other", issuer=other_op.issuer, client_id="other-client")
-        assert post_logout_token(logout_token(op), slug="other").status_code == 400
+        cases = [
+            (logout_token(op), "logout token signature is not valid"),
+            (other_op.sign(logout_claims(op, aud="other-client")), "logout token iss claim is not valid"),
+            (other_op.sign(logout_claims(op, iss=other_op.issuer)), "logout token aud claim is not valid"),
+        ]
+        for token, reason in cases:
+            assert_logout_refused(post_logout_token(token, slug="other"), 400, code="token_rejected", reason=reason)
     assert signed_in(victim)
 
 
@@ -343,7 +405,7 @@ def test_logout_token_jti_is_remembered_until_the_token_expires(op, provider, mo
     assert post_logout_token(token).status_code == 200
     monkeypatch.setattr(time, "time", lambda: now + 25 * 3600)
     response = post_logout_token(token)
-    assert response.status_code == 400
+    assert_logout_refused(response, 400, code="invalid_request", reason=JTI_REPLAY)
     assert SignInEvent.objects.filter(reason__contains="jti replay").count() == 1
 
 
@@ -352,7 +414,7 @@ def test_logout_token_jti_is_remembered_until_the_token_expires(op, provider, mo
 
 def test_refused_logout_post_creates_no_session(op, provider):
     response = post_logout_token("not-a-token")
-    assert response.status_code == 400
+    assert_logout_refused(response, 400, code="token_rejected", reason="logout token is not a compact JWS")
     assert settings_session_cookie() not in response.cookies
     assert Session.objects.count() == 0
 
@@ -361,7 +423,11 @@ def test_logout_token_alg_cannot_forge_a_log_line(op, provider, caplog):
     header = {"alg": "RS256\n2026-12-01 09:00:00 ERROR accounts admin signed in", "kid": "k"}
     forged = f"{b64url(header)}.{b64url(logout_claims(op))}.c2ln"
     with caplog.at_level("INFO", logger="accounts"):
-        assert post_logout_token(forged).status_code == 400
+        response = post_logout_token(forged)
+    assert_logout_refused(
+        response, 400, code="token_rejected",
+        reason=re.compile(r"^logout token alg RS256\\x0a2026-12-01 .* is not allowed for provider test-op$"),
+    )  # fmt: skip
     lines = [record.getMessage() for record in caplog.records if record.levelname != "INFO"]
     assert len(lines) == 1 and "\n" not in lines[0] and "RS256\\x0a2026-12-01" in lines[0]
     assert "\\\\x0a" not in lines[0]  # escaped once, as the audit row has it: not escaped twice

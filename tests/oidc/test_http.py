@@ -31,7 +31,7 @@ def test_every_call_carries_connect_and_read_timeouts(settings):
 @responses.activate
 def test_timeout_becomes_provider_timeout_504():
     responses.get(URL, body=requests.ReadTimeout("slow"))
-    with pytest.raises(ProviderTimeout) as info:
+    with pytest.raises(ProviderTimeout, match=r"^doc timed out \(ReadTimeout\)$") as info:
         request_json("GET", URL, what="doc")
     assert info.value.status == 504
 
@@ -39,7 +39,7 @@ def test_timeout_becomes_provider_timeout_504():
 @responses.activate
 def test_unreachable_becomes_provider_unavailable_502():
     responses.get(URL, body=requests.ConnectionError("refused"))
-    with pytest.raises(ProviderUnavailable) as info:
+    with pytest.raises(ProviderUnavailable, match=r"^doc unreachable \(ConnectionError\)$") as info:
         request_json("GET", URL, what="doc")
     assert info.value.status == 502
 
@@ -78,7 +78,7 @@ def test_json_that_is_not_an_object_is_refused():
 @responses.activate
 def test_error_status_keeps_the_oauth_error_body():
     responses.post(URL, json={"error": "invalid_grant"}, status=400)
-    with pytest.raises(ProviderHTTPError) as info:
+    with pytest.raises(ProviderHTTPError, match=r"^token endpoint answered HTTP 400$") as info:
         request_json("POST", URL, what="token endpoint")
     assert info.value.http_status == 400
     assert info.value.data == {"error": "invalid_grant"}
@@ -87,18 +87,27 @@ def test_error_status_keeps_the_oauth_error_body():
 @responses.activate
 def test_redirects_are_not_followed():
     responses.get(URL, status=302, headers={"Location": "https://elsewhere.example/"})
-    with pytest.raises(ProviderHTTPError) as info:
+    with pytest.raises(ProviderHTTPError, match=r"^doc answered HTTP 302$") as info:
         request_json("GET", URL, what="doc")
     assert info.value.http_status == 302
     assert len(responses.calls) == 1
 
 
-@pytest.mark.parametrize("url", ["http://idp.example/", "ftp://idp.example/", "/relative", "https://"])
-def test_non_https_urls_are_refused(settings, url):
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://idp.example/", "issuer uses http:// (idp.example); only https is allowed"),
+        ("ftp://idp.example/", "issuer is not an absolute https URL"),
+        ("/relative", "issuer is not an absolute https URL"),
+        ("https://", "issuer is not an absolute https URL"),
+    ],
+)
+def test_non_https_urls_are_refused(settings, url, reason):
     settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = False
     settings.DEBUG = True
-    with pytest.raises(ProviderMisconfigured):
+    with pytest.raises(ProviderMisconfigured) as info:
         require_secure_url(url, what="issuer")
+    assert info.value.reason == reason
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9000/", "http://localhost/", "http://[::1]:8000/x"])
@@ -107,7 +116,7 @@ def test_http_on_loopback_is_allowed_only_in_debug(settings, url):
     settings.DEBUG = True
     require_secure_url(url, what="issuer")
     settings.DEBUG = False
-    with pytest.raises(ProviderMisconfigured):
+    with pytest.raises(ProviderMisconfigured, match=r"^issuer uses http:// \(.*\); only https is allowed$"):
         require_secure_url(url, what="issuer")
 
 
