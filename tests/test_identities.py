@@ -7,10 +7,12 @@ import threading
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.test import Client
 
 from accounts import signals
 from accounts.identities import sign_in_identity
 from accounts.models import Identity, Provider
+from tests.conftest import connect, sign_in, signed_in_user
 
 User = get_user_model()
 ISSUER = "https://idp.example"
@@ -188,3 +190,71 @@ def test_ascii_verified_email_does_not_link_to_a_stored_look_alike(linking):
     look_alike = User.objects.create_user("lookalike", email=f"admin@b{DOTLESS_I}gcorp.example")
     result = login(linking, sub="s-3", email="admin@bigcorp.example", email_verified=True)
     assert result.user != look_alike and result.user_created
+
+
+# --- disconnecting ends the sessions of that provider account, and only those ---------------------
+# Found by mutation testing (mutmut over accounts/identities.py): nothing failed when the filter of
+# the sessions to end lost its user, its issuer or its subject, or the signal lost its request.
+
+
+def disconnect(client, identity: Identity):
+    return client.post(f"/accounts/identities/{identity.pk}/disconnect/")
+
+
+def test_disconnect_ends_no_session_of_the_same_subject_at_another_issuer(client, op, op2, provider, second):
+    """A subject is unique per issuer only: the same ``sub`` at another provider is another account."""
+    op2.next_user = {**op2.next_user, "sub": op.next_user["sub"]}
+    sign_in(client, op, provider)
+    alice = signed_in_user(client)
+    connect(client, op2, second)
+    elsewhere = Client()
+    sign_in(elsewhere, op2, second)
+    disconnect(client, Identity.objects.get(provider=second))
+    assert signed_in_user(client) == alice  # signed in with test-op: not ended
+    assert signed_in_user(elsewhere) is None  # signed in with the removed account: ended
+
+
+def test_disconnect_ends_no_session_of_another_account_at_the_same_provider(client, op, provider):
+    sign_in(client, op, provider)
+    alice = signed_in_user(client)
+    op.next_user = {**op.next_user, "sub": "user-2"}
+    connect(client, op, provider)  # a second account at the same provider
+    elsewhere = Client()
+    sign_in(elsewhere, op, provider)
+    disconnect(client, Identity.objects.get(subject="user-2"))
+    assert signed_in_user(client) == alice  # signed in with user-1: not ended
+    assert signed_in_user(elsewhere) is None
+
+
+def test_disconnect_ends_no_session_of_another_user(client, op, op2, provider, second):
+    """Bob's session from that provider account outlives the account being deleted from his user in the
+    admin and connected by Alice: her disconnect ends her sessions, never his."""
+    bobs_browser = Client()
+    sign_in(bobs_browser, op2, second)
+    bob = signed_in_user(bobs_browser)
+    Identity.objects.filter(user=bob).delete()
+    sign_in(client, op, provider)
+    connect(client, op2, second)
+    assert Identity.objects.get(provider=second).user == signed_in_user(client) != bob
+    disconnect(client, Identity.objects.get(provider=second))
+    assert signed_in_user(bobs_browser) == bob
+
+
+def test_identity_disconnected_carries_the_request(
+    client, op, op2, provider, second, django_capture_on_commit_callbacks
+):
+    sign_in(client, op, provider)
+    connect(client, op2, second)
+    requests = []
+
+    def receiver(sender, request, **kwargs):
+        requests.append(request)
+
+    signals.identity_disconnected.connect(receiver, weak=False, dispatch_uid="test-disconnected-request")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            removed = Identity.objects.get(provider=second)
+            disconnect(client, removed)
+    finally:
+        signals.identity_disconnected.disconnect(dispatch_uid="test-disconnected-request")
+    assert [r.path for r in requests] == [f"/accounts/identities/{removed.pk}/disconnect/"]

@@ -175,7 +175,8 @@ def matching_keys(keys: KeySet, header: dict[str, Any], alg: str) -> list[Key]:
             continue
         if alg in _CURVES and key.get("crv") not in _CURVES[alg]:
             continue
-        if key.get("key_ops") is not None and "verify" not in key.get("key_ops"):
+        ops = key.get("key_ops")
+        if ops is not None and (not isinstance(ops, list) or "verify" not in ops):  # RFC 7517 4.3: a list
             continue
         found.append(key)
     return found
