@@ -70,8 +70,10 @@ lint: $(VENV)/.dev
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy accounts/
 
+# Side by side with django-allauth and mozilla-django-oidc (installed by bench/run.py in throwaway
+# virtual environments under bench/.venvs/, reused), all on 127.0.0.1; writes bench/results.md.
 bench: $(VENV)/.dev
-	DJANGO_DEBUG=0 DJANGO_SECRET_KEY=bench $(PY) bench/login_bench.py
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 artifacts
