@@ -125,3 +125,40 @@ def check_authentication_backend(app_configs, **kwargs):
     except ImportError as exc:
         return [Error(f"An AUTHENTICATION_BACKENDS entry does not import: {exc}", id="accounts.E003")]
     return []
+
+
+#: What the views need of the project, and what goes wrong without it.
+REQUIRED = (
+    (
+        "django.contrib.sessions",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "a sign-in's state, nonce and PKCE verifier are kept in the session between its two halves",
+        "accounts.E004",
+    ),
+    (
+        "django.contrib.messages",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "the views confirm a sign-in, a connect or a sign-out with a message (without it the callback is a 500)",
+        "accounts.E005",
+    ),
+)
+
+
+@register()
+def check_required_apps(app_configs, **kwargs):
+    """The contrib apps the views rely on, installed with their middleware: a missing one was a 500."""
+    from django.apps import apps
+
+    found: list[CheckMessage] = []
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    for app, mw, why, error_id in REQUIRED:
+        missing = [what for what, ok in ((app, apps.is_installed(app)), (mw, mw in middleware)) if not ok]
+        if missing:
+            found.append(
+                Error(
+                    f"The accounts app needs {' and '.join(missing)}: {why}.",
+                    hint=f"Add {app!r} to INSTALLED_APPS and {mw!r} to MIDDLEWARE.",
+                    id=error_id,
+                )
+            )
+    return found

@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.log import log_response
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -105,9 +105,19 @@ def _sign_in_view(
 
 @require_GET
 def login_page(request: HttpRequest) -> HttpResponse:
-    providers = Provider.objects.filter(enabled=True)
-    next_url = request.GET.get("next", "")
-    return render(request, "accounts/login.html", {"providers": providers, "next": next_url})
+    providers = list(Provider.objects.filter(enabled=True))
+    context = {"providers": providers, "next": request.GET.get("next", ""), "add_provider_url": None}
+    if not providers:
+        context["add_provider_url"] = _admin_url(f"admin:{Provider._meta.app_label}_provider_add")
+    return render(request, "accounts/login.html", context)
+
+
+def _admin_url(name: str) -> str | None:
+    """The admin page ``name``, or None in a project without ``django.contrib.admin`` (or without its URLs)."""
+    try:
+        return reverse(name)
+    except NoReverseMatch:
+        return None
 
 
 @require_GET

@@ -80,3 +80,14 @@ class TokenOnlyBackend:
 
     def get_user(self, user_id):
         return None
+
+
+def test_missing_messages_or_sessions_are_errors_not_a_500_at_the_callback(settings):
+    from accounts.checks import check_required_apps
+
+    assert check_required_apps(None) == []
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "messages" not in m]
+    [error] = check_required_apps(None)
+    assert error.id == "accounts.E005" and "MessageMiddleware" in error.msg
+    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django.contrib.sessions"]
+    assert ids(check_required_apps(None)) == ["accounts.E004", "accounts.E005"]
