@@ -258,3 +258,36 @@ def test_identity_disconnected_carries_the_request(
     finally:
         signals.identity_disconnected.disconnect(dispatch_uid="test-disconnected-request")
     assert [r.path for r in requests] == [f"/accounts/identities/{removed.pk}/disconnect/"]
+
+
+# --- connecting finds the identity by issuer and subject both, and refreshes one already there ------
+# Found by mutation testing (mutmut over accounts/identities.py): nothing failed when the lookup lost
+# its issuer or its subject, or when connecting an already-connected identity refreshed it wrongly.
+
+
+def test_connect_of_the_same_subject_at_another_issuer_is_a_new_identity(client, op, op2, provider, second):
+    op2.next_user = {**op2.next_user, "sub": op.next_user["sub"]}
+    sign_in(client, op, provider)
+    connect(client, op2, second)
+    assert sorted(Identity.objects.values_list("provider__slug", "subject")) == [
+        ("second-op", "user-1"), ("test-op", "user-1"),
+    ]  # fmt: skip
+
+
+def test_connect_is_not_refused_for_another_users_account_at_the_same_provider(client, op, op2, provider, second):
+    op2.next_user = {**op2.next_user, "sub": "bob-1"}
+    sign_in(Client(), op2, second)  # bob's account at second-op
+    sign_in(client, op, provider)
+    op2.next_user = {**op2.next_user, "sub": "alice-2"}
+    assert connect(client, op2, second).status_code == 302
+    assert Identity.objects.get(subject="alice-2").user == signed_in_user(client)
+
+
+def test_connecting_an_identity_already_connected_refreshes_it(client, op, provider):
+    sign_in(client, op, provider)
+    before = Identity.objects.get()
+    op.next_user = {**op.next_user, "email": "new@example.com", "email_verified": True}
+    assert connect(client, op, provider).status_code == 302
+    after = Identity.objects.get()
+    assert (after.pk, after.email, after.email_verified) == (before.pk, "new@example.com", True)
+    assert after.claims["email"] == "new@example.com" and after.last_login_at > before.last_login_at

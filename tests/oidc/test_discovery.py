@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
 import pytest
 from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from accounts.errors import ProviderMisconfigured, ProviderUnavailable, TokenRejected
 from accounts.oidc import discovery
@@ -300,3 +302,95 @@ def test_discovery_urls_with_control_characters_are_refused(op, provider, name):
     op.metadata[name] = op.issuer + "/x\n2026-12-01 ERROR accounts forged"
     with pytest.raises(ProviderMisconfigured, match=f"{name} contains control characters"):
         discovery.get_metadata(provider.issuer)
+
+
+# --- every endpoint is checked; a stand-in is shared for its whole stale window ----------------------
+# Found by mutation testing (mutmut over accounts/oidc/discovery.py): nothing failed when the https
+# check skipped an endpoint, or a stand-in's shared copy got another lifetime or its log line no URL.
+
+
+@pytest.mark.parametrize(
+    "name", ["authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint", "end_session_endpoint"]
+)
+def test_every_discovered_endpoint_must_be_https(op, provider, settings, name):
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = False
+    settings.DEBUG = True  # loopback http is allowed in debug, but not an endpoint on another host
+    op.metadata[name] = "http://idp.example/" + name
+    with pytest.raises(ProviderMisconfigured, match=rf"^{name} uses http:// \(idp.example\); only https is allowed$"):
+        discovery.get_metadata(provider.issuer)
+
+
+def test_discovery_lacking_several_required_names_is_refused_naming_each(op, provider):
+    del op.metadata["token_endpoint"], op.metadata["jwks_uri"]
+    with pytest.raises(ProviderMisconfigured, match=r"^discovery document lacks token_endpoint, jwks_uri$"):
+        discovery.get_metadata(provider.issuer)
+
+
+class TimeoutSpy:
+    """The shared cache, remembering the timeout each key was last set with."""
+
+    def __init__(self, cache):
+        self.cache, self.timeouts = cache, {}
+
+    def __getattr__(self, name):
+        return getattr(self.cache, name)
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, **kwargs):
+        self.timeouts[key] = timeout
+        return self.cache.set(key, value, timeout, **kwargs)
+
+
+def test_a_stand_in_is_shared_until_its_stale_window_ends_and_its_log_line_names_it(
+    op, provider, settings, caplog, instant_expiry, monkeypatch
+):
+    """Other processes need the stand-in for the rest of the outage: evicted sooner (the cache's
+    default timeout is minutes), they would fail sign-ins the stale window is there to keep working."""
+    settings.ACCOUNTS_OIDC_CACHE_STALE_WINDOW = 7200
+    url = discovery.discovery_url(provider.issuer)
+    discovery.get_metadata(provider.issuer)
+    spy = TimeoutSpy(discovery._cache())
+    monkeypatch.setattr(discovery, "_cache", lambda: spy)
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    assert discovery.get_metadata(provider.issuer)["issuer"] == op.issuer
+    reason = "discovery document answered HTTP 503"
+    assert 7198 <= spy.timeouts[discovery._key("doc", url)] <= 7200
+    warning = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("using expired"))
+    assert warning == f"using expired discovery document for {url}, next try in 30s: refresh failed: {reason}"
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    ["https://idp.example", "https://idp.example/", "https://idp.example/tenants/X", "https://idp.example/tenants/X/"],
+)
+def test_the_well_known_url_follows_the_issuer_with_one_slash(issuer):
+    assert discovery.discovery_url(issuer) == issuer.rstrip("/") + "/.well-known/openid-configuration"
+    assert "//.well-known" not in discovery.discovery_url(issuer)
+
+
+def test_a_plain_http_issuer_is_refused_by_name(db, settings):
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = False
+    with pytest.raises(ProviderMisconfigured, match=r"^issuer uses http:// \(idp.example\); only https is allowed$"):
+        discovery.get_metadata("http://idp.example")
+
+
+def test_a_discovered_endpoint_that_is_not_a_string_is_refused_by_name(op, provider):
+    op.metadata["userinfo_endpoint"] = ["https://idp.example/userinfo"]
+    with pytest.raises(ProviderMisconfigured, match=r"^discovery document userinfo_endpoint is not a string$"):
+        discovery.get_metadata(provider.issuer)
+
+
+def test_a_refetch_held_back_is_logged_naming_the_key_set(op, provider, settings, caplog):
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 60
+    verify(op, provider, op.sign(claims_for(op)))
+    for kid in ("made-up-1", "made-up-2"):  # the first refetches, the second is held back
+        with pytest.raises(TokenRejected):
+            verify(op, provider, made_up_kid_token(claims_for(op), kid))
+    url = op.metadata["jwks_uri"]
+    assert any(
+        re.fullmatch(
+            rf"not refetching JWKS {re.escape(url)} for a token from back-channel: refetched [\d.]+s ago, "
+            r"at most every 60.0s",
+            r.getMessage(),
+        )
+        for r in caplog.records
+    ), caplog.messages
