@@ -81,6 +81,19 @@ class DefaultAccountAdapter:
         if hasattr(user, "last_name") and isinstance(claims.get("family_name"), str):
             user.last_name = claims["family_name"][:150]
 
+    def update_user(
+        self, request: HttpRequest | None, user: AbstractBaseUser, claims: dict[str, Any], *, created: bool
+    ) -> None:
+        """Bring ``user`` in line with verified ``claims`` on every sign-in, new user or returning.
+
+        It runs inside the sign-in's transaction, after the identity is found or made, so what it
+        changes commits with the sign-in or not at all; changed fields of ``user`` are saved for you
+        (related objects, such as groups, through their own API). Because it runs every time, it can
+        take away what the claims no longer grant -- a hook that ran only at creation could not. See
+        ``docs``/the README for a recipe mapping a ``groups`` claim to Django groups and ``is_staff``.
+        Raise ``accounts.errors.SignInRefused(reason, message=...)`` to refuse with your own words.
+        """
+
     def new_user(self) -> AbstractBaseUser:
         """An unsaved user for a first sign-in; provider-created users get no usable password."""
         user = get_user_model()()

@@ -53,7 +53,7 @@ def sign_in_identity(
     """Find or create the user for a verified, admitted identity (``accounts.admission``); see above."""
     for _attempt in range(_ATTEMPTS):
         try:
-            result = _sign_in_once(provider=provider, issuer=issuer, subject=subject, claims=claims)
+            result = _sign_in_once(request=request, provider=provider, issuer=issuer, subject=subject, claims=claims)
         except IntegrityError:
             continue  # a concurrent sign-in won a unique constraint: look again
         _send_signals(request, result, claims)
@@ -62,7 +62,9 @@ def sign_in_identity(
 
 
 @transaction.atomic
-def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict[str, Any]) -> SignInResult:
+def _sign_in_once(
+    *, request: HttpRequest | None, provider: Provider, issuer: str, subject: str, claims: dict[str, Any]
+) -> SignInResult:
     email, email_verified = verified_email(claims)
     now = timezone.now()
     identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
@@ -71,6 +73,7 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
         _refresh(identity, claims, email, email_verified, now)
         if provider.profile_sync == Provider.ProfileSync.FOLLOW:
             _sync_profile(identity.user, claims, email_verified)
+        _update_user(request, identity.user, claims, created=False)
         return SignInResult(identity.user, identity, user_created=False, identity_created=False)
 
     user = _user_by_verified_email(provider, email, email_verified)
@@ -88,7 +91,18 @@ def _sign_in_once(*, provider: Provider, issuer: str, subject: str, claims: dict
         if provider.profile_sync == Provider.ProfileSync.FOLLOW:
             _sync_profile(user, claims, email_verified)
     identity = _create_identity(user, provider, issuer, subject, claims, now)
+    _update_user(request, user, claims, created=user_created)
     return SignInResult(user, identity, user_created=user_created, identity_created=True)
+
+
+def _update_user(request: HttpRequest | None, user: AbstractBaseUser, claims: dict[str, Any], *, created: bool) -> None:
+    """The adapter's ``update_user``, on every sign-in; the user's fields it changed are saved."""
+    fields = [f.attname for f in user._meta.concrete_fields if not f.primary_key]
+    before = [getattr(user, name) for name in fields]
+    get_adapter().update_user(request, user, claims, created=created)
+    changed = [name for name, value in zip(fields, before, strict=True) if getattr(user, name) != value]
+    if changed:
+        user.save(update_fields=changed)
 
 
 def _create_identity(

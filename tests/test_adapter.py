@@ -8,11 +8,17 @@ import types
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
 
+from accounts.adapter import DefaultAccountAdapter
+from accounts.errors import SignInRefused
 from accounts.models import Identity, Provider, SignInEvent
-from tests.conftest import sign_in, start_login
+from tests.conftest import assert_error_page, sign_in, start_login
 
 pytestmark = pytest.mark.django_db
+User = get_user_model()
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -62,3 +68,50 @@ def test_a_subclassed_client_maps_its_claims_and_keeps_every_check(client, op, a
 def test_other_providers_keep_the_standard_client(client, op, provider, readme_adapter):
     params = start_login(client, provider)
     assert "acme_realm" not in params
+
+
+# --- update_user: on every sign-in, saved, able to revoke (the README's groups recipe) ----------
+
+
+@pytest.fixture
+def groups_adapter(settings):
+    module = types.ModuleType("readme_groups_adapter")
+    exec(readme_example("A recipe that makes the provider's `groups` claim"), module.__dict__)
+    sys.modules["readme_groups_adapter"] = module
+    settings.ACCOUNTS_ADAPTER = "readme_groups_adapter.GroupsAdapter"
+    yield module
+    del sys.modules["readme_groups_adapter"]
+
+
+def sign_in_with_groups(op, provider, groups) -> User:
+    op.id_token_mutator = lambda header, claims: (header, {**claims, "groups": groups})
+    assert sign_in(Client(), op, provider).status_code == 302
+    return User.objects.get(identities__provider=provider)
+
+
+def test_the_groups_claim_grants_groups_and_staff(op, provider, groups_adapter):
+    user = sign_in_with_groups(op, provider, ["staff", "editors", "unmanaged"])
+    assert user.is_staff and set(user.groups.values_list("name", flat=True)) == {"staff", "editors"}
+
+
+def test_a_later_sign_in_revokes_what_the_claim_no_longer_grants(op, provider, groups_adapter):
+    user = sign_in_with_groups(op, provider, ["staff", "editors"])
+    own = Group.objects.create(name="book-club")  # given here, not by the provider: left alone
+    user.groups.add(own)
+    user = sign_in_with_groups(op, provider, ["editors"])
+    assert not user.is_staff and set(user.groups.values_list("name", flat=True)) == {"editors", "book-club"}
+    user = sign_in_with_groups(op, provider, "staff")  # not a list: grants nothing
+    assert not user.is_staff and set(user.groups.values_list("name", flat=True)) == {"book-club"}
+
+
+def test_update_user_runs_inside_the_sign_in_transaction(op, provider, settings):
+    """A refusal raised by the hook leaves nothing behind: no user, no identity, no session."""
+    settings.ACCOUNTS_ADAPTER = "tests.test_adapter.RefusingOnUpdate"
+    response = sign_in(Client(), op, provider)
+    assert_error_page(response, 403, "Only reviewed accounts", code="sign_in_refused", reason="not reviewed")
+    assert not User.objects.exists() and not Identity.objects.exists()
+
+
+class RefusingOnUpdate(DefaultAccountAdapter):
+    def update_user(self, request, user, claims, *, created):
+        raise SignInRefused("account not reviewed", message="Only reviewed accounts can sign in.")
