@@ -291,3 +291,27 @@ def test_connecting_an_identity_already_connected_refreshes_it(client, op, provi
     after = Identity.objects.get()
     assert (after.pk, after.email, after.email_verified) == (before.pk, "new@example.com", True)
     assert after.claims["email"] == "new@example.com" and after.last_login_at > before.last_login_at
+
+
+# --- connecting on purpose lifts only that identity's tombstone -------------------------------------
+
+
+def test_connecting_one_disconnected_account_keeps_the_others_out_of_email_linking(offline_provider):
+    """Reconnecting account A on purpose must not re-open account B, disconnected too, to email linking."""
+    from accounts.identities import connect_identity
+    from accounts.models import DisconnectedIdentity
+
+    user = User.objects.create_user("owner", email="owner@example.com")
+    for subject in ("account-a", "account-b"):
+        DisconnectedIdentity.objects.create(user=user, issuer=ISSUER, subject=subject)
+    DisconnectedIdentity.objects.create(user=User.objects.create_user("other"), issuer=ISSUER, subject="account-b")
+    connect_identity(
+        request=None,
+        provider=offline_provider,
+        user=user,
+        issuer=ISSUER,
+        subject="account-a",
+        claims={"sub": "account-a"},
+    )
+    left = set(DisconnectedIdentity.objects.values_list("user__username", "subject"))
+    assert left == {("owner", "account-b"), ("other", "account-b")}
