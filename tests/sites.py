@@ -54,6 +54,9 @@ class SiteProcess:
         self.gunicorn_workers = gunicorn_workers
         self.migrate = migrate
         self.port = free_port()
+        #: The interpreter and the directory of ``manage.py``: the demo project's unless a test serves another.
+        self.python = sys.executable
+        self.cwd = ROOT
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
         self.env = {
@@ -74,8 +77,8 @@ class SiteProcess:
 
     def manage(self, *args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
+            [self.python, "manage.py", *args],
+            cwd=self.cwd,
             env=self.env,
             capture_output=True,
             text=True,
@@ -89,10 +92,10 @@ class SiteProcess:
     def command(self) -> list[str]:
         if self.gunicorn_workers:
             return [
-                sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
+                self.python, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
                 "--workers", str(self.gunicorn_workers), "--timeout", "30", "--graceful-timeout", "5",
             ]  # fmt: skip
-        return [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
+        return [self.python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
 
     def start(self) -> SiteProcess:
         if self.migrate:
@@ -100,7 +103,7 @@ class SiteProcess:
         log = self.log_path.open("w")
         self._process = subprocess.Popen(
             self.command(),
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
