@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import SESSION_KEY, get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Identity, Provider
 from tests.conftest import assert_error_page, call_userinfo_always, sign_in, signed_in_user
@@ -164,3 +166,37 @@ def test_disabled_account_cannot_sign_in_with_its_identity(client, op, provider)
     response = sign_in(client, op, provider)
     assert_error_page(response, 403, code="sign_in_refused", reason=f"user {user.pk} is inactive")
     assert SESSION_KEY not in client.session
+
+
+# --- a returning sign-in writes only what changed ------------------------------------------------
+
+
+def user_updates_during_a_sign_in(op, provider, **changes) -> list[str]:
+    """The UPDATE statements a returning sign-in sends for the user's row."""
+    with CaptureQueriesContext(connection) as queries:
+        sign_in_again(op, provider, **changes)
+    table = get_user_model()._meta.db_table
+    return [q["sql"] for q in queries.captured_queries if q["sql"].startswith(f'UPDATE "{table}"')]
+
+
+def test_an_unchanged_profile_is_not_written_again(op, provider):
+    sign_in_again(op, provider)
+    updates = user_updates_during_a_sign_in(op, provider)
+    assert [sql for sql in updates if "first_name" in sql or '"email"' in sql] == []
+    assert len(updates) == 1 and '"last_login"' in updates[0]  # Django's user_logged_in, nothing else
+
+
+def test_a_changed_profile_writes_only_the_profile_fields(op, provider):
+    """A full save would also write is_active or is_staff as loaded, undoing an admin's change in between."""
+    sign_in_again(op, provider)
+    updates = user_updates_during_a_sign_in(op, provider, given_name="Alicia")
+    [profile] = [sql for sql in updates if "first_name" in sql]
+    assert "is_active" not in profile and "is_staff" not in profile and "password" not in profile
+
+
+def test_refreshing_the_identity_writes_only_its_sign_in_fields(op, provider):
+    sign_in_again(op, provider)
+    with CaptureQueriesContext(connection) as queries:
+        sign_in_again(op, provider)
+    [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "accounts_identity"')]
+    assert '"user_id"' not in update and '"provider_id"' not in update and '"last_login_at"' in update
