@@ -624,24 +624,3 @@ class ProjectBackend(ModelBackend):
 
 # --- a connect's announcement carries the callback's request ------------------------------------------
 # Found by mutation testing (mutmut over accounts/flow.py): nothing failed when the connect dropped it.
-
-
-def test_identity_connected_by_a_connect_carries_the_callbacks_request(
-    client, op, op2, provider, second, django_capture_on_commit_callbacks
-):
-    from accounts import signals
-    from tests.conftest import connect
-
-    sign_in(client, op, provider)
-    requests = []
-
-    def receiver(sender, request, **kwargs):
-        requests.append(request)
-
-    signals.identity_connected.connect(receiver, weak=False, dispatch_uid="test-connected-request")
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            connect(client, op2, second)
-    finally:
-        signals.identity_connected.disconnect(dispatch_uid="test-connected-request")
-    assert [r.path for r in requests] == ["/accounts/second-op/callback/"]

@@ -194,7 +194,7 @@ def test_ascii_verified_email_does_not_link_to_a_stored_look_alike(linking):
 
 # --- disconnecting ends the sessions of that provider account, and only those ---------------------
 # Found by mutation testing (mutmut over accounts/identities.py): nothing failed when the filter of
-# the sessions to end lost its user, its issuer or its subject, or the signal lost its request.
+# the sessions to end lost its user, its issuer or its subject (the signal's request: tests/test_signals.py).
 
 
 def disconnect(client, identity: Identity):
@@ -238,26 +238,6 @@ def test_disconnect_ends_no_session_of_another_user(client, op, op2, provider, s
     assert Identity.objects.get(provider=second).user == signed_in_user(client) != bob
     disconnect(client, Identity.objects.get(provider=second))
     assert signed_in_user(bobs_browser) == bob
-
-
-def test_identity_disconnected_carries_the_request(
-    client, op, op2, provider, second, django_capture_on_commit_callbacks
-):
-    sign_in(client, op, provider)
-    connect(client, op2, second)
-    requests = []
-
-    def receiver(sender, request, **kwargs):
-        requests.append(request)
-
-    signals.identity_disconnected.connect(receiver, weak=False, dispatch_uid="test-disconnected-request")
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            removed = Identity.objects.get(provider=second)
-            disconnect(client, removed)
-    finally:
-        signals.identity_disconnected.disconnect(dispatch_uid="test-disconnected-request")
-    assert [r.path for r in requests] == [f"/accounts/identities/{removed.pk}/disconnect/"]
 
 
 # --- connecting finds the identity by issuer and subject both, and refreshes one already there ------

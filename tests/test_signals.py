@@ -97,6 +97,7 @@ def test_connect_announces_the_identity(client, op, op2, provider, second, recei
     assert counts(received) == {"user_created": 0, "connected": 1, "disconnected": 0, "failed": 0}
     announced = received["connected"][0]
     assert announced["user"].username == "alice" and announced["identity"].provider == second
+    assert announced["request"].path == "/accounts/second-op/callback/"  # the connect's own request
 
 
 def test_connecting_an_identity_already_connected_announces_nothing(client, op, provider, received, committed):
@@ -128,6 +129,7 @@ def test_disconnect_announces_the_removed_identity(client, op, op2, provider, se
     announced = received["disconnected"][0]
     assert announced["user"].username == "alice"
     assert (announced["identity"].provider, announced["identity"].subject) == (second, "second-1")
+    assert announced["request"].path == f"/accounts/identities/{removed.pk}/disconnect/"
 
 
 def test_refused_disconnect_announces_nothing(client, op, provider, received, committed, caplog):
