@@ -107,12 +107,12 @@ class SecretFieldsAdmin(admin.ModelAdmin):
     def check_secret_fields(self) -> list[checks.CheckMessage]:
         """No option may filter, search, sort or show by a secret (each would answer questions about it)."""
         options: list[tuple[str, str, list[Any]]] = [
-            ("search_fields", "accounts.E101", [s.lstrip("^=@") for s in self.search_fields]),
-            ("list_filter", "accounts.E102", [_filter_path(item) for item in self.list_filter]),
-            ("ordering", "accounts.E103", [_order_path(o) for o in self.ordering or ()]),
-            ("list_display", "accounts.E104", [p for item in self.list_display for p in self._display_paths(item)]),
-            ("date_hierarchy", "accounts.E105", [self.date_hierarchy] if self.date_hierarchy else []),
-            ("readonly_fields", "accounts.E106", [f for f in self.readonly_fields if isinstance(f, str)]),
+            ("search_fields", "oidc_signin.E101", [s.lstrip("^=@") for s in self.search_fields]),
+            ("list_filter", "oidc_signin.E102", [_filter_path(item) for item in self.list_filter]),
+            ("ordering", "oidc_signin.E103", [_order_path(o) for o in self.ordering or ()]),
+            ("list_display", "oidc_signin.E104", [p for item in self.list_display for p in self._display_paths(item)]),
+            ("date_hierarchy", "oidc_signin.E105", [self.date_hierarchy] if self.date_hierarchy else []),
+            ("readonly_fields", "oidc_signin.E106", [f for f in self.readonly_fields if isinstance(f, str)]),
         ]
         errors: list[checks.CheckMessage] = []
         for option, error_id, paths in options:
@@ -267,14 +267,16 @@ class ProviderAdmin(SecretFieldsAdmin):
     @staticmethod
     def _registration_urls(request: HttpRequest, obj: Provider | None) -> str:
         """The URLs to register with the provider, absolute for the site the admin is looking at."""
-        logout_path = resolve_url(settings.LOGOUT_REDIRECT_URL or "accounts:login")
+        logout_path = resolve_url(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login")
         rows = [("Post-logout redirect URI", request.build_absolute_uri(logout_path))]
         if obj is not None and obj.slug:
-            rows.insert(0, ("Redirect URI", request.build_absolute_uri(reverse("accounts:callback", args=[obj.slug]))))
+            rows.insert(
+                0, ("Redirect URI", request.build_absolute_uri(reverse("oidc_signin:callback", args=[obj.slug])))
+            )
             rows.append(
                 (
                     "Back-channel logout URI",
-                    request.build_absolute_uri(reverse("accounts:backchannel_logout", args=[obj.slug])),
+                    request.build_absolute_uri(reverse("oidc_signin:backchannel_logout", args=[obj.slug])),
                 )
             )
         else:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_CACHE_PREFIX = "accounts:audit:anonymous-failures:"
+_CACHE_PREFIX = "oidc_signin:audit:anonymous-failures:"
 #: How long a count of suppressed failures waits for the next row from the same address.
 _SUPPRESSED_MEMORY = 7 * 86400
 

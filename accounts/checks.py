@@ -19,7 +19,7 @@ def check_insecure_http(app_configs, **kwargs):
             Warning(
                 "ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP is on with DEBUG off.",
                 hint="Tokens and client secrets would travel over plain http; turn it off in production.",
-                id="accounts.W001",
+                id="oidc_signin.W001",
             )
         ]
     return []
@@ -33,7 +33,7 @@ def check_session_engine(app_configs, **kwargs):
                 "The accounts app is used with signed-cookie sessions.",
                 hint="A sign-in's state, nonce and PKCE verifier would travel in a cookie the browser can read, "
                 "and back-channel logout cannot end a cookie session; use the db, cache or cached_db engine.",
-                id="accounts.W004",
+                id="oidc_signin.W004",
             )
         ]
     return []
@@ -51,7 +51,7 @@ def check_middleware(app_configs, **kwargs):
             f"{ours} is not in MIDDLEWARE after {session}.",
             hint="Without it, a session whose key changes (a password change, cycle_key()) keeps its old key "
             "in the back-channel logout records, and the provider's logout can no longer end it.",
-            id="accounts.W005",
+            id="oidc_signin.W005",
         )
     ]
 
@@ -61,14 +61,14 @@ def check_cache(app_configs, **kwargs):
     backend = settings.CACHES.get(conf.OIDC_CACHE_ALIAS, {}).get("BACKEND", "")
     errors = []
     if not backend:
-        return [Warning(f"Cache alias {conf.OIDC_CACHE_ALIAS!r} is not configured.", id="accounts.W002")]
+        return [Warning(f"Cache alias {conf.OIDC_CACHE_ALIAS!r} is not configured.", id="oidc_signin.W002")]
     if backend.endswith("DummyCache"):
         errors.append(
             Warning(
                 "The accounts app's cache is a DummyCache.",
                 hint="Discovery and JWKS documents would be fetched on every sign-in and the refetch lock "
                 "would not work; use local memory, Redis or Memcached.",
-                id="accounts.W003",
+                id="oidc_signin.W003",
             )
         )
     else:
@@ -89,18 +89,22 @@ def check_settings(app_configs, **kwargs):
                 Error(
                     f"{name} is {value!r:.60}, which is not {setting.expects}.",
                     hint=f"Remove it to use the default, {setting.default!r}.",
-                    id="accounts.E001",
+                    id="oidc_signin.E001",
                 )
             )
     names = {s.name for s in known} | {s.former for s in known if s.former}
     for name in sorted(dir(settings)):
-        if name.startswith("ACCOUNTS_") and name not in names:
-            close = difflib.get_close_matches(name, sorted(names), n=1)
+        if not name.startswith("ACCOUNTS_") or name in names:
+            continue
+        close = difflib.get_close_matches(name, sorted(names), n=1)
+        # ACCOUNTS_OIDC_* is ours alone; any other ACCOUNTS_* name may be a project's own
+        # ``accounts`` app's setting, so it is reported only when it reads like a typo of ours.
+        if close or name.startswith("ACCOUNTS_OIDC_"):
             found.append(
                 Warning(
-                    f"{name} is not a setting of the accounts app, so it has no effect.",
-                    hint=f"Did you mean {close[0]}?" if close else "See the settings reference in docs/.",
-                    id="accounts.W006",
+                    f"{name} is not a setting of the sign-in app, so it has no effect.",
+                    hint=f"Did you mean {close[0]}?" if close else "See the settings reference in docs/settings.md.",
+                    id="oidc_signin.W006",
                 )
             )
     return found
@@ -119,11 +123,11 @@ def check_authentication_backend(app_configs, **kwargs):
                 "AUTHENTICATION_BACKENDS has no ModelBackend (or subclass), so a provider sign-in would last "
                 "for one response only: the next request would not find the user.",
                 hint="Add 'django.contrib.auth.backends.ModelBackend' to AUTHENTICATION_BACKENDS.",
-                id="accounts.E002",
+                id="oidc_signin.E002",
             )
         ]
     except ImportError as exc:
-        return [Error(f"An AUTHENTICATION_BACKENDS entry does not import: {exc}", id="accounts.E003")]
+        return [Error(f"An AUTHENTICATION_BACKENDS entry does not import: {exc}", id="oidc_signin.E003")]
     return []
 
 
@@ -133,13 +137,13 @@ REQUIRED = (
         "django.contrib.sessions",
         "django.contrib.sessions.middleware.SessionMiddleware",
         "a sign-in's state, nonce and PKCE verifier are kept in the session between its two halves",
-        "accounts.E004",
+        "oidc_signin.E004",
     ),
     (
         "django.contrib.messages",
         "django.contrib.messages.middleware.MessageMiddleware",
         "the views confirm a sign-in, a connect or a sign-out with a message (without it the callback is a 500)",
-        "accounts.E005",
+        "oidc_signin.E005",
     ),
 )
 

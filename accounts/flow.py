@@ -41,10 +41,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Where the started sign-ins of a browser session wait for their callbacks, keyed by state.
-PENDING_SESSION_KEY = "accounts_pending_logins"
+PENDING_SESSION_KEY = "oidc_signin_pending_logins"
 #: Where the verified ID token of this session's sign-in is kept, for RP-initiated logout.
-ID_TOKEN_SESSION_KEY = "accounts_id_token"
-PROVIDER_SESSION_KEY = "accounts_provider"
+ID_TOKEN_SESSION_KEY = "oidc_signin_id_token"
+PROVIDER_SESSION_KEY = "oidc_signin_provider"
 
 
 @dataclasses.dataclass
@@ -90,7 +90,7 @@ def begin_login(request: HttpRequest, attempt: SignInAttempt, *, next_url: str |
     """
     provider = _provider(attempt)
     client = get_adapter().get_client(provider)
-    redirect_uri = request.build_absolute_uri(reverse("accounts:callback", args=[provider.slug]))
+    redirect_uri = request.build_absolute_uri(reverse("oidc_signin:callback", args=[provider.slug]))
     url, pending = client.authorization_url(
         redirect_uri=redirect_uri, next_url=safe_next_url(request, next_url), now=time.time()
     )
@@ -179,13 +179,15 @@ def session_backend() -> str:
     ``login()`` records it in the session, and Django asks it for the user on every request after;
     a backend that is not configured would sign the person in for this one response only. Any
     ``ModelBackend`` (or subclass) finds users by primary key; the first one configured is used.
-    ``accounts.checks`` refuses to start without one (``accounts.E002``).
+    ``accounts.checks`` refuses to start without one (``oidc_signin.E002``).
     """
     for path in settings.AUTHENTICATION_BACKENDS:
         backend = import_string(path)
         if isinstance(backend, type) and issubclass(backend, ModelBackend):
             return path
-    raise ImproperlyConfigured("AUTHENTICATION_BACKENDS has no ModelBackend to keep provider sign-ins (accounts.E002)")
+    raise ImproperlyConfigured(
+        "AUTHENTICATION_BACKENDS has no ModelBackend to keep provider sign-ins (oidc_signin.E002)"
+    )
 
 
 def _provider(attempt: SignInAttempt) -> Provider:

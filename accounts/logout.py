@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 def post_logout_redirect_uri(request: HttpRequest) -> str:
     """Where the provider sends the person back to; register it with the provider."""
-    return request.build_absolute_uri(resolve_url(settings.LOGOUT_REDIRECT_URL or "accounts:login"))
+    return request.build_absolute_uri(resolve_url(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login"))
 
 
 def end_session_url(request: HttpRequest, provider: Provider, id_token: str | None) -> str | None:
@@ -76,6 +76,6 @@ def _refuse_replay(provider: Provider, claims: dict[str, Any]) -> None:
     """
     remaining = float(claims["exp"]) - time.time() + conf.OIDC_CLOCK_LEEWAY
     digest = hashlib.sha256(f"{provider.issuer} {claims['jti']}".encode()).hexdigest()
-    key = f"accounts:oidc:logout-jti:{digest}"
+    key = f"oidc_signin:oidc:logout-jti:{digest}"
     if not caches[conf.OIDC_CACHE_ALIAS].add(key, 1, timeout=max(math.ceil(remaining), 1)):
         raise InvalidRequest("logout token was already used (jti replay)")

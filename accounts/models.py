@@ -168,7 +168,7 @@ class Provider(models.Model):
     @property
     def logo_template(self) -> str:
         """The small inline SVG drawn on this provider's button (no external requests from any page)."""
-        return f"accounts/logos/{self.preset or 'generic'}.svg"
+        return f"oidc_signin/logos/{self.preset or 'generic'}.svg"
 
     @staticmethod
     def _words(value: str) -> list[str]:
@@ -223,7 +223,7 @@ class Identity(models.Model):
     class Meta:
         verbose_name_plural = "identities"
         constraints = [
-            models.UniqueConstraint(fields=["issuer", "subject"], name="accounts_identity_unique_issuer_subject"),
+            models.UniqueConstraint(fields=["issuer", "subject"], name="oidc_signin_identity_unique_issuer_subject"),
         ]
         indexes = [models.Index(fields=["user", "provider"])]
 
@@ -248,7 +248,7 @@ class DisconnectedIdentity(models.Model):
         verbose_name_plural = "disconnected identities"
         constraints = [
             models.UniqueConstraint(
-                fields=["user", "issuer", "subject"], name="accounts_disconnected_unique_user_issuer_subject"
+                fields=["user", "issuer", "subject"], name="oidc_signin_disconnected_unique_user_issuer_subject"
             ),
         ]
         indexes = [models.Index(fields=["issuer", "subject"])]

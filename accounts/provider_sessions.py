@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .models import Provider
 
 #: In the session: ``[row id, session key it was recorded under]``.
-LINK_SESSION_KEY = "accounts_provider_session"
+LINK_SESSION_KEY = "oidc_signin_provider_session"
 
 
 def remember(request: HttpRequest, provider: Provider, user: AbstractBaseUser, claims: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@ from django.urls import path
 
 from . import views
 
-app_name = "accounts"
+app_name = "oidc_signin"
 
 urlpatterns = [
     path("login/", views.login_page, name="login"),

@@ -53,7 +53,7 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
     if not isinstance(error, DatabaseBusy):  # the audit trail lives in that very database
         flow.record(request, attempt, error)
     context = {"error": error, "provider": provider}
-    response = render(request, "accounts/error.html", context, status=error.status)
+    response = render(request, "oidc_signin/error.html", context, status=error.status)
     if isinstance(error, DatabaseBusy):
         response["Retry-After"] = "5"
     return _logged(
@@ -109,7 +109,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
     context = {"providers": providers, "next": request.GET.get("next", ""), "add_provider_url": None}
     if not providers:
         context["add_provider_url"] = _admin_url(f"admin:{Provider._meta.app_label}_provider_add")
-    return render(request, "accounts/login.html", context)
+    return render(request, "oidc_signin/login.html", context)
 
 
 def _admin_url(name: str) -> str | None:
@@ -169,7 +169,7 @@ def _signed_in_or_back_to_profile(view: Callable[..., HttpResponse]) -> Callable
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not request.user.is_authenticated:
-            return redirect_to_login(reverse("accounts:profile"))
+            return redirect_to_login(reverse("oidc_signin:profile"))
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -180,7 +180,7 @@ def _signed_in_or_back_to_profile(view: Callable[..., HttpResponse]) -> Callable
 @_sign_in_view(Action.CONNECT)
 def connect(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
     """Link another provider to the signed-in account. POST (CSRF-protected): it changes the account."""
-    return HttpResponseRedirect(flow.begin_login(request, attempt, next_url=reverse("accounts:profile")))
+    return HttpResponseRedirect(flow.begin_login(request, attempt, next_url=reverse("oidc_signin:profile")))
 
 
 @require_POST
@@ -197,7 +197,7 @@ def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
     except SignInError as error:
         messages.error(request, error.message)
         logger.info("disconnect refused: %s", error.reason)
-        return redirect("accounts:profile")
+        return redirect("oidc_signin:profile")
     name = done.identity.provider.name
     if done.ended.includes_current:
         # This very session was signed in with the account just disconnected: it ends too.
@@ -205,7 +205,7 @@ def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
         messages.success(request, f"{name} was disconnected, and you were signed out because you signed in with it.")
         return redirect(settings.LOGIN_URL)
     messages.success(request, f"{name} was disconnected from your account.")
-    return redirect("accounts:profile")
+    return redirect("oidc_signin:profile")
 
 
 @require_POST
@@ -222,7 +222,7 @@ def logout(request: HttpRequest) -> HttpResponse:
         url = end_session_url(request, provider, id_token)
         if url:
             return HttpResponseRedirect(url)
-    return redirect(settings.LOGOUT_REDIRECT_URL or "accounts:login")
+    return redirect(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login")
 
 
 @csrf_exempt
@@ -289,7 +289,7 @@ def profile(request: HttpRequest) -> HttpResponse:
         "can_disconnect": len(identities) > 1 or user.has_usable_password(),
         "connectable": [p for p in Provider.objects.filter(enabled=True) if p.pk not in connected],
     }
-    return render(request, "accounts/profile.html", context)
+    return render(request, "oidc_signin/profile.html", context)
 
 
 @never_cache

@@ -6,7 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="accounts:login", permanent=False), name="home"),
+    path("", RedirectView.as_view(pattern_name="oidc_signin:login", permanent=False), name="home"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
 ]

@@ -175,7 +175,7 @@ def assert_error_page(
     code: str | None = None,
     reason: str | re.Pattern[str] | None = None,
 ) -> None:
-    """The app's one error page (``accounts/error.html``) with ``status`` and, if given, ``text`` on it.
+    """The app's one error page (``oidc_signin/error.html``) with ``status`` and, if given, ``text`` on it.
 
     ``code`` and ``reason`` say which rule refused: they are checked against the ``SignInError`` this
     very page was rendered from, whose code and reason are the ones its log line and audit row carry
@@ -183,7 +183,7 @@ def assert_error_page(
     ``search`` for. A status alone passes whichever rule refused; a rejection test names its own.
     """
     assert response.status_code == status, response.content[:500]
-    assert response.templates[0].name == "accounts/error.html"
+    assert response.templates[0].name == "oidc_signin/error.html"
     if text is not None:
         assert text in response.content.decode()
     if code is not None or reason is not None:

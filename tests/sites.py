@@ -49,7 +49,11 @@ class SiteProcess:
     ``migrate=False`` for every instance but the first.
     """
 
-    def __init__(self, workdir: Path, *, gunicorn_workers: int = 0, migrate: bool = True, **env: str) -> None:
+    def __init__(
+        self, workdir: Path, *, gunicorn_workers: int = 0, migrate: bool = True, prefix: str = "/accounts", **env: str
+    ) -> None:
+        #: Where the project mounts the app's URLs.
+        self.prefix = prefix
         self.database = workdir / "db.sqlite3"
         self.gunicorn_workers = gunicorn_workers
         self.migrate = migrate
@@ -113,7 +117,7 @@ class SiteProcess:
             if self._process.poll() is not None:
                 raise RuntimeError(f"the site exited at start-up:\n{self.log()}")
             try:
-                requests.get(self.url + "/accounts/login/", timeout=2)
+                requests.get(f"{self.url}{self.prefix}/login/", timeout=2)
                 return self
             except (requests.ConnectionError, requests.Timeout):  # not listening yet, or its workers still booting
                 time.sleep(0.1)
@@ -148,14 +152,14 @@ class SiteProcess:
     def start_sign_in(self, op, slug: str) -> Flow:
         """Start a sign-in and let ``op`` authorize it for its ``next_user``; the callback is not called yet."""
         browser = requests.Session()
-        response = browser.get(f"{self.url}/accounts/{slug}/login/", allow_redirects=False, timeout=REQUEST_TIMEOUT)
+        response = browser.get(f"{self.url}{self.prefix}/{slug}/login/", allow_redirects=False, timeout=REQUEST_TIMEOUT)
         assert response.status_code == 302, (response.status_code, response.text[:500])
         params = op.authorize(dict(parse_qsl(urlsplit(response.headers["Location"]).query)))
-        callback = requests.Request("GET", f"{self.url}/accounts/{slug}/callback/", params=params).prepare()
+        callback = requests.Request("GET", f"{self.url}{self.prefix}/{slug}/callback/", params=params).prepare()
         return Flow(browser=browser, callback_url=callback.url or "")
 
     def finish_sign_in(self, flow: Flow) -> tuple[int, str | None]:
         """Follow the callback; returns its status and the username the browser is then signed in as."""
         response = flow.browser.get(flow.callback_url, allow_redirects=False, timeout=REQUEST_TIMEOUT)
-        session = flow.browser.get(f"{self.url}/accounts/session/", timeout=REQUEST_TIMEOUT).json()
+        session = flow.browser.get(f"{self.url}{self.prefix}/session/", timeout=REQUEST_TIMEOUT).json()
         return response.status_code, (session["user"] or {}).get("username")

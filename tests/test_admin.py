@@ -46,30 +46,30 @@ def form_data(**overrides):
 
 
 def test_change_page_never_renders_the_secret(admin_client, stored):
-    page = admin_client.get(f"/admin/accounts/provider/{stored.pk}/change/").content.decode()
+    page = admin_client.get(f"/admin/oidc_signin/provider/{stored.pk}/change/").content.decode()
     assert SECRET not in page
     assert "http://testserver/accounts/corp/callback/" in page  # the redirect URI to register
 
 
 def test_list_page_never_renders_the_secret(admin_client, stored):
-    assert SECRET not in admin_client.get("/admin/accounts/provider/").content.decode()
+    assert SECRET not in admin_client.get("/admin/oidc_signin/provider/").content.decode()
 
 
 def test_blank_secret_on_change_keeps_the_stored_one(admin_client, stored):
-    response = admin_client.post(f"/admin/accounts/provider/{stored.pk}/change/", form_data(name="Corp SSO"))
+    response = admin_client.post(f"/admin/oidc_signin/provider/{stored.pk}/change/", form_data(name="Corp SSO"))
     assert response.status_code == 302
     stored.refresh_from_db()
     assert (stored.name, stored.client_secret) == ("Corp SSO", SECRET)
 
 
 def test_new_secret_replaces_the_stored_one(admin_client, stored):
-    admin_client.post(f"/admin/accounts/provider/{stored.pk}/change/", form_data(client_secret="new-secret"))
+    admin_client.post(f"/admin/oidc_signin/provider/{stored.pk}/change/", form_data(client_secret="new-secret"))
     stored.refresh_from_db()
     assert stored.client_secret == "new-secret"
 
 
 def test_add_provider_through_the_admin(admin_client):
-    response = admin_client.post("/admin/accounts/provider/add/", form_data(slug="new", client_secret="abc"))
+    response = admin_client.post("/admin/oidc_signin/provider/add/", form_data(slug="new", client_secret="abc"))
     assert response.status_code == 302
     assert Provider.objects.get(slug="new").client_secret == "abc"
 
@@ -85,7 +85,7 @@ def test_add_provider_through_the_admin(admin_client):
     ],
 )
 def test_dangerous_configuration_is_refused(admin_client, field, value, message):
-    response = admin_client.post("/admin/accounts/provider/add/", form_data(**{field: value}))
+    response = admin_client.post("/admin/oidc_signin/provider/add/", form_data(**{field: value}))
     assert response.status_code == 200 and message in response.content.decode()
     assert not Provider.objects.exists()
 
@@ -93,7 +93,7 @@ def test_dangerous_configuration_is_refused(admin_client, field, value, message)
 def test_identity_admin_lists_identities(admin_client, stored, django_user_model):
     user = django_user_model.objects.create_user("alice")
     stored.identities.create(user=user, issuer=stored.issuer, subject="sub-1", email="a@example.com")
-    page = admin_client.get("/admin/accounts/identity/?q=sub-1").content.decode()
+    page = admin_client.get("/admin/oidc_signin/identity/?q=sub-1").content.decode()
     assert "sub-1" in page
 
 
@@ -122,7 +122,7 @@ def test_provider_changelist_refuses_lookups_on_the_client_secret(
     django_user_model, caplog, stored, lookup, right, wrong
 ):
     client = staff_client(django_user_model, "view_provider")
-    assert_guess_refused_alike(client, caplog, "/admin/accounts/provider/", lookup, right, wrong)
+    assert_guess_refused_alike(client, caplog, "/admin/oidc_signin/provider/", lookup, right, wrong)
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_changelists_refuse_lookups_reaching_a_secret_through_a_relation(
     django_user_model, caplog, related_rows, model, lookup, right, wrong
 ):
     client = staff_client(django_user_model, f"view_{model}")
-    assert_guess_refused_alike(client, caplog, f"/admin/accounts/{model}/", lookup, right, wrong)
+    assert_guess_refused_alike(client, caplog, f"/admin/oidc_signin/{model}/", lookup, right, wrong)
 
 
 def test_secret_rule_follows_relations_even_where_list_filter_would_let_django_through(rf: RequestFactory):
@@ -174,7 +174,7 @@ def test_secret_rule_follows_relations_even_where_list_filter_would_let_django_t
 
 def test_view_only_provider_page_renders_read_only_without_the_secret(django_user_model, stored):
     client = staff_client(django_user_model, "view_provider")
-    response = client.get(f"/admin/accounts/provider/{stored.pk}/change/")
+    response = client.get(f"/admin/oidc_signin/provider/{stored.pk}/change/")
     assert response.status_code == 200
     page = response.content.decode()
     assert not [form for form in encodings(SECRET) if form in page]
@@ -201,13 +201,13 @@ def test_every_admin_of_both_apps_refuses_secrets():
 @pytest.mark.parametrize(
     ("options", "error_id"),
     [
-        ({"search_fields": ("name", "=client_secret")}, "accounts.E101"),
-        ({"list_filter": ("enabled", "client_secret")}, "accounts.E102"),
-        ({"list_filter": (("client_secret", admin.AllValuesFieldListFilter),)}, "accounts.E102"),
-        ({"ordering": ("-client_secret",)}, "accounts.E103"),
-        ({"ordering": (Lower("client_secret").desc(),)}, "accounts.E103"),
-        ({"list_display": ("name", "client_secret")}, "accounts.E104"),
-        ({"readonly_fields": ("client_secret",)}, "accounts.E106"),
+        ({"search_fields": ("name", "=client_secret")}, "oidc_signin.E101"),
+        ({"list_filter": ("enabled", "client_secret")}, "oidc_signin.E102"),
+        ({"list_filter": (("client_secret", admin.AllValuesFieldListFilter),)}, "oidc_signin.E102"),
+        ({"ordering": ("-client_secret",)}, "oidc_signin.E103"),
+        ({"ordering": (Lower("client_secret").desc(),)}, "oidc_signin.E103"),
+        ({"list_display": ("name", "client_secret")}, "oidc_signin.E104"),
+        ({"readonly_fields": ("client_secret",)}, "oidc_signin.E106"),
     ],
     ids=lambda v: v if isinstance(v, str) else next(iter(v)),
 )
@@ -226,9 +226,9 @@ def test_column_sortable_by_the_secret_is_a_system_check_error():
         def harmless_looking(self, obj):
             return "?"
 
-    assert "accounts.E104" in [e.id for e in Leaky(Provider, admin.site).check()]
+    assert "oidc_signin.E104" in [e.id for e in Leaky(Provider, admin.site).check()]
 
 
 def test_date_hierarchy_through_a_relation_to_a_secret_is_a_system_check_error():
     leaky = type("Leaky", (IdentityAdmin,), {"date_hierarchy": "user__password"})(Identity, admin.site)
-    assert "accounts.E105" in [e.id for e in leaky.check()]
+    assert "oidc_signin.E105" in [e.id for e in leaky.check()]

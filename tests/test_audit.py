@@ -156,12 +156,12 @@ def events(db):
 
 
 def test_admin_lists_events(admin_client, events):
-    page = admin_client.get("/admin/accounts/signinevent/").content.decode()
+    page = admin_client.get("/admin/oidc_signin/signinevent/").content.decode()
     assert "good-sub" in page and "bad-sub" in page
 
 
 def test_admin_filters_events_by_outcome(admin_client, events):
-    response = admin_client.get("/admin/accounts/signinevent/", {"outcome__exact": "failure"})
+    response = admin_client.get("/admin/oidc_signin/signinevent/", {"outcome__exact": "failure"})
     assert response.status_code == 200
     assert [e.subject for e in response.context["cl"].result_list] == ["bad-sub"]
 
@@ -177,15 +177,15 @@ def permission_denials(caplog) -> list[str]:
 
 
 def test_admin_cannot_add_events(admin_client, events, caplog):
-    assert admin_client.get("/admin/accounts/signinevent/add/").status_code == 403
-    assert admin_client.post("/admin/accounts/signinevent/add/", {"outcome": "success"}).status_code == 403
-    assert permission_denials(caplog) == ["/admin/accounts/signinevent/add/"] * 2
+    assert admin_client.get("/admin/oidc_signin/signinevent/add/").status_code == 403
+    assert admin_client.post("/admin/oidc_signin/signinevent/add/", {"outcome": "success"}).status_code == 403
+    assert permission_denials(caplog) == ["/admin/oidc_signin/signinevent/add/"] * 2
     assert SignInEvent.objects.count() == 2
 
 
 def test_admin_cannot_change_events(admin_client, events, caplog):
     event = SignInEvent.objects.get(outcome="failure")
-    url = f"/admin/accounts/signinevent/{event.pk}/change/"
+    url = f"/admin/oidc_signin/signinevent/{event.pk}/change/"
     page = admin_client.get(url)
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
     assert admin_client.post(url, {"outcome": "success", "code": ""}).status_code == 403

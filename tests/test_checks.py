@@ -11,19 +11,19 @@ def ids(messages) -> list[str]:
 
 def test_insecure_http_in_production_is_reported(settings):
     settings.DEBUG, settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = False, True
-    assert ids(check_insecure_http(None)) == ["accounts.W001"]
+    assert ids(check_insecure_http(None)) == ["oidc_signin.W001"]
     settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = False
     assert check_insecure_http(None) == []
 
 
 def test_dummy_cache_is_reported(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
-    assert ids(check_cache(None)) == ["accounts.W003"]
+    assert ids(check_cache(None)) == ["oidc_signin.W003"]
 
 
 def test_signed_cookie_sessions_are_reported(settings):
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
-    assert ids(check_session_engine(None)) == ["accounts.W004"]
+    assert ids(check_session_engine(None)) == ["oidc_signin.W004"]
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
     assert check_session_engine(None) == []
 
@@ -33,9 +33,9 @@ def test_missing_or_misplaced_provider_session_middleware_is_reported(settings):
     sessions = "django.contrib.sessions.middleware.SessionMiddleware"
     assert check_middleware(None) == []  # the demo project's order
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != ours]
-    assert ids(check_middleware(None)) == ["accounts.W005"]
+    assert ids(check_middleware(None)) == ["oidc_signin.W005"]
     settings.MIDDLEWARE = [ours, sessions]  # before SessionMiddleware it would see no session
-    assert ids(check_middleware(None)) == ["accounts.W005"]
+    assert ids(check_middleware(None)) == ["oidc_signin.W005"]
 
 
 def test_the_project_settings_pass_the_settings_check():
@@ -45,21 +45,33 @@ def test_the_project_settings_pass_the_settings_check():
 def test_a_setting_of_the_wrong_type_is_an_error(settings):
     settings.ACCOUNTS_OIDC_FLOW_TTL = "600"  # a string from an environment variable, unconverted
     [error] = check_settings(None)
-    assert error.id == "accounts.E001" and error.msg.startswith("ACCOUNTS_OIDC_FLOW_TTL is '600'")
+    assert error.id == "oidc_signin.E001" and error.msg.startswith("ACCOUNTS_OIDC_FLOW_TTL is '600'")
     assert "a whole number of seconds" in error.msg and "600" in error.hint
 
 
 def test_a_former_name_with_a_bad_value_is_reported_under_that_name(settings):
     settings.ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL = -1
     [error] = check_settings(None)
-    assert error.id == "accounts.E001" and error.msg.startswith("ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL is -1")
+    assert error.id == "oidc_signin.E001" and error.msg.startswith("ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL is -1")
 
 
 def test_a_mistyped_setting_name_is_reported_with_the_likely_one(settings):
     settings.ACCOUNTS_OIDC_CLOCK_LEWAY = 120
     [warning] = check_settings(None)
-    assert warning.id == "accounts.W006" and warning.msg.startswith("ACCOUNTS_OIDC_CLOCK_LEWAY is not a setting")
+    assert warning.id == "oidc_signin.W006" and warning.msg.startswith("ACCOUNTS_OIDC_CLOCK_LEWAY is not a setting")
     assert warning.hint == "Did you mean ACCOUNTS_OIDC_CLOCK_LEEWAY?"
+
+
+def test_an_unknown_name_in_our_own_prefix_is_reported(settings):
+    settings.ACCOUNTS_OIDC_SOMETHING_ELSE = 1
+    [warning] = check_settings(None)
+    assert warning.id == "oidc_signin.W006" and warning.msg.startswith("ACCOUNTS_OIDC_SOMETHING_ELSE")
+
+
+def test_a_projects_own_accounts_app_settings_are_left_alone(settings):
+    """A project with its own ``accounts`` app may well have ACCOUNTS_* settings of its own."""
+    settings.ACCOUNTS_REGISTRATION_OPEN = False
+    assert check_settings(None) == []
 
 
 def test_no_backend_that_finds_users_again_is_an_error(settings):
@@ -69,7 +81,7 @@ def test_no_backend_that_finds_users_again_is_an_error(settings):
     settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.RemoteUserBackend"]  # a ModelBackend: fine
     assert check_authentication_backend(None) == []
     settings.AUTHENTICATION_BACKENDS = ["tests.test_checks.TokenOnlyBackend"]
-    assert ids(check_authentication_backend(None)) == ["accounts.E002"]
+    assert ids(check_authentication_backend(None)) == ["oidc_signin.E002"]
 
 
 class TokenOnlyBackend:
@@ -88,6 +100,6 @@ def test_missing_messages_or_sessions_are_errors_not_a_500_at_the_callback(setti
     assert check_required_apps(None) == []
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "messages" not in m]
     [error] = check_required_apps(None)
-    assert error.id == "accounts.E005" and "MessageMiddleware" in error.msg
+    assert error.id == "oidc_signin.E005" and "MessageMiddleware" in error.msg
     settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django.contrib.sessions"]
-    assert ids(check_required_apps(None)) == ["accounts.E004", "accounts.E005"]
+    assert ids(check_required_apps(None)) == ["oidc_signin.E004", "oidc_signin.E005"]

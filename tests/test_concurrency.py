@@ -47,7 +47,7 @@ def test_concurrent_first_sign_ins_of_one_identity_make_one_user_and_all_sign_in
 
     assert [status for status, _ in results] == [302] * PARALLEL, site_process.log()[-3000:]
     assert {username for _, username in results} == {"same"}
-    assert site_process.query("SELECT count(*) FROM accounts_identity WHERE subject = 'same-person'") == [(1,)]
+    assert site_process.query("SELECT count(*) FROM oidc_signin_identity WHERE subject = 'same-person'") == [(1,)]
     assert site_process.query("SELECT count(*) FROM auth_user WHERE username LIKE 'same%'") == [(1,)]
 
 
@@ -61,7 +61,9 @@ def test_concurrent_first_sign_ins_of_different_identities_all_sign_in(site_proc
 
     assert [status for status, _ in results] == [302] * PARALLEL, site_process.log()[-3000:]
     assert sorted(username for _, username in results) == sorted(f"person{n}" for n in range(PARALLEL))
-    assert site_process.query("SELECT count(*) FROM accounts_identity WHERE subject LIKE 'person-%'") == [(PARALLEL,)]
+    assert site_process.query("SELECT count(*) FROM oidc_signin_identity WHERE subject LIKE 'person-%'") == [
+        (PARALLEL,)
+    ]
 
 
 def test_a_database_locked_past_its_busy_timeout_is_a_503_page_not_a_500(tmp_path, op):

@@ -61,13 +61,13 @@ def test_connect_requires_sign_in_and_comes_back_to_the_profile(client, op, seco
     """Signing in returns to the profile page: the connect URL itself only answers POST."""
     response = client.post("/accounts/second-op/connect/")
     assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/accounts/profile/"
-    assert not client.session.get("accounts_pending_logins")
+    assert not client.session.get("oidc_signin_pending_logins")
 
 
 def test_connect_requires_post(client, signed_in_alice, second):
     response = client.get("/accounts/second-op/connect/")
     assert response.status_code == 405 and response["Allow"] == "POST"  # require_POST's answer
-    assert not client.session.get("accounts_pending_logins")
+    assert not client.session.get("oidc_signin_pending_logins")
 
 
 def test_connect_is_csrf_protected(op, provider, second, caplog):
@@ -75,7 +75,7 @@ def test_connect_is_csrf_protected(op, provider, second, caplog):
     sign_in(browser, op, provider)
     assert browser.post("/accounts/second-op/connect/").status_code == 403
     assert refused_by_csrf(caplog)
-    assert not browser.session.get("accounts_pending_logins")
+    assert not browser.session.get("oidc_signin_pending_logins")
 
 
 def test_connect_to_an_unknown_provider_is_404(client, signed_in_alice):
@@ -126,11 +126,11 @@ def test_connect_callback_after_sign_out_is_refused(client, op2, signed_in_alice
 def test_connect_callback_in_a_session_of_another_user_is_refused(client, op2, signed_in_alice, second):
     """The started connect is bound to the user who started it, not just to the browser session."""
     params = op2.authorize(start_connect(client, second))
-    pending = client.session["accounts_pending_logins"]
+    pending = client.session["oidc_signin_pending_logins"]
     mallory = User.objects.create_user("mallory")
     client.force_login(mallory)
     session = client.session
-    session["accounts_pending_logins"] = pending  # the same started connect, now under mallory
+    session["oidc_signin_pending_logins"] = pending  # the same started connect, now under mallory
     session.save()
     response = client.get("/accounts/second-op/callback/", params)
     assert_error_page(

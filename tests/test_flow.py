@@ -61,7 +61,7 @@ def test_each_start_uses_fresh_secrets(client, provider):
 
 def test_secrets_are_kept_server_side_only(client, provider):
     response = client.get("/accounts/test-op/login/")
-    pending = next(iter(client.session["accounts_pending_logins"].values()))
+    pending = next(iter(client.session["oidc_signin_pending_logins"].values()))
     assert pending["code_verifier"] not in response["Location"]
     assert all(pending["code_verifier"] not in c.value for c in response.cookies.values())
 
@@ -267,7 +267,7 @@ def test_pending_sign_ins_are_bounded(client, provider, settings):
     settings.ACCOUNTS_OIDC_MAX_PENDING_FLOWS = 3
     for _ in range(10):
         start_login(client, provider)
-    assert len(client.session["accounts_pending_logins"]) == 3
+    assert len(client.session["oidc_signin_pending_logins"]) == 3
 
 
 # --- the provider's answer ----------------------------------------------------------------------

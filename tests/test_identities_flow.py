@@ -198,5 +198,5 @@ def test_refreshing_the_identity_writes_only_its_sign_in_fields(op, provider):
     sign_in_again(op, provider)
     with CaptureQueriesContext(connection) as queries:
         sign_in_again(op, provider)
-    [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "accounts_identity"')]
+    [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "oidc_signin_identity"')]
     assert '"user_id"' not in update and '"provider_id"' not in update and '"last_login_at"' in update

@@ -33,7 +33,7 @@ def shared_services():
     """A database of their own on the PostgreSQL server, and an emptied Redis database."""
     psycopg = pytest.importorskip("psycopg")
     redis = pytest.importorskip("redis")
-    name = f"accounts_instances_{secrets.token_hex(4)}"
+    name = f"oidc_signin_instances_{secrets.token_hex(4)}"
     try:
         admin = psycopg.connect(f"{POSTGRES}/test", autocommit=True, connect_timeout=3)
         cache = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB, socket_timeout=3)

@@ -279,7 +279,7 @@ def test_command_adds_any_github_style_provider_from_urls():
 
 def add_with_preset(admin_client, preset: str) -> Provider:
     """The admin's add form as a person fills it for a preset: a name, a client id and a secret."""
-    response = admin_client.post("/admin/accounts/provider/add/", {
+    response = admin_client.post("/admin/oidc_signin/provider/add/", {
         "name": preset.title(), "slug": preset, "preset": preset, "enabled": "on", "display_order": "0",
         "issuer": "", "client_id": "cid", "client_secret": "sec", "kind": "oidc", "tenant": "common",
         "scopes": "openid email profile", "allowed_algorithms": "RS256", "extra_auth_params": "{}",
@@ -295,10 +295,10 @@ def test_admin_add_form_fills_a_preset(admin_client):
 
 
 def test_admin_form_offers_the_userinfo_choice(admin_client):
-    page = admin_client.get("/admin/accounts/provider/add/")
+    page = admin_client.get("/admin/oidc_signin/provider/add/")
     assert "userinfo" in page.context["adminform"].form.fields
     assert 'name="userinfo"' in page.content.decode()
-    response = admin_client.post("/admin/accounts/provider/add/", {
+    response = admin_client.post("/admin/oidc_signin/provider/add/", {
         "name": "Corp", "slug": "corp", "preset": "generic", "enabled": "on", "display_order": "0",
         "issuer": "https://idp.example", "client_id": "cid", "client_secret": "sec", "kind": "oidc",
         "scopes": "openid email profile", "allowed_algorithms": "RS256", "extra_auth_params": "{}",

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 def test_the_login_page_without_providers_links_to_the_admin_when_there_is_one(client):
     page = client.get("/accounts/login/").content.decode()
     assert "No sign-in provider is configured yet." in page
-    assert 'href="/admin/accounts/provider/add/"' in page
+    assert 'href="/admin/oidc_signin/provider/add/"' in page
 
 
 def test_the_login_page_works_in_a_project_without_the_admin(client, settings):

@@ -94,7 +94,7 @@ def assert_holds_the_app_only(names: list[str]) -> None:
         }
         assert expected <= set(names), f"{kind} missing: {sorted(expected - set(names))}"
     assert any(name.startswith("accounts/migrations/0001_") for name in names)
-    assert "accounts/templates/accounts/login.html" in names
+    assert "accounts/templates/oidc_signin/login.html" in names
     assert not [name for name in names if name.startswith(NOT_THE_APP) or name == "manage.py"], names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")], names
 
@@ -190,7 +190,7 @@ def test_the_wheel_installed_in_a_new_project_signs_in_end_to_end(tmp_path):
     assert version == "0.1.0"
     with (site_dir / "mysite" / "settings.py").open("a") as settings:
         settings.write(f'LOGIN_URL = "{app_name}:login"\n')
-    site.manage("check", "--fail-level", "WARNING")  # the README's wiring leaves no warning (accounts.W005, ...)
+    site.manage("check", "--fail-level", "WARNING")  # the README's wiring leaves no warning (oidc_signin.W005, ...)
 
     with OpenIDProviderDouble() as op, site:  # start() migrates, then serves with runserver --noreload
         site.manage(
@@ -202,7 +202,7 @@ def test_the_wheel_installed_in_a_new_project_signs_in_end_to_end(tmp_path):
         assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/accounts/login/")
         login_page = requests.get(f"{site.url}/accounts/login/", timeout=REQUEST_TIMEOUT)
         assert "/accounts/test-op/login/" in login_page.text, login_page.text[:2000]
-        css = requests.get(f"{site.url}/static/accounts/accounts.css", timeout=REQUEST_TIMEOUT)
+        css = requests.get(f"{site.url}/static/oidc_signin/oidc_signin.css", timeout=REQUEST_TIMEOUT)
         assert css.status_code == 200 and css.text.strip(), css.status_code
 
         flow = site.start_sign_in(op, "test-op")  # GET /accounts/test-op/login/, then the double authorizes

@@ -46,7 +46,7 @@ from .quirks import STANDARD, Quirks
 logger = logging.getLogger(__name__)
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
-_CACHE_PREFIX = "accounts:oidc:"
+_CACHE_PREFIX = "oidc_signin:oidc:"
 
 
 @dataclass

@@ -66,7 +66,7 @@ def test_an_admin_adds_a_provider_and_it_appears_on_the_sign_in_page(site, live_
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(site.url("/admin/"))
 
-    site.goto("/admin/accounts/provider/add/")
+    site.goto("/admin/oidc_signin/provider/add/")
     page.locator("#id_name").press_sequentially("Staff SSO")
     expect(page.locator("#id_slug")).to_have_value("staff-sso")  # the admin's JavaScript fills it in as one types
     page.locator("#id_issuer").fill(f"{live_server.url}/devidp")
@@ -75,7 +75,7 @@ def test_an_admin_adds_a_provider_and_it_appears_on_the_sign_in_page(site, live_
     site.screenshot("admin-add-provider")
     page.get_by_role("button", name="Save", exact=True).click()
 
-    page.wait_for_url(site.url("/admin/accounts/provider/"))
+    page.wait_for_url(site.url("/admin/oidc_signin/provider/"))
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     expect(page.locator("#result_list")).to_contain_text("Staff SSO")
     site.screenshot("admin-provider-list")

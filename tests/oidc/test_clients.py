@@ -90,7 +90,7 @@ def test_sign_in_after_a_stale_authentication_is_refused_when_max_age_was_reques
     browser = Client()
     assert start_login(browser, provider)["max_age"] == "300"
     response = sign_in(browser, op, provider)
-    assert response.status_code == 400 and response.templates[0].name == "accounts/error.html"
+    assert response.status_code == 400 and response.templates[0].name == "oidc_signin/error.html"
     assert failure_reason() == "ID token auth_time is older than max_age allows"
     assert not browser.get("/accounts/session/").json()["authenticated"]
 
