@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.conf import settings
@@ -19,9 +19,17 @@ from django.http import HttpRequest
 from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from .models import Identity, Provider, ProviderSession, SignInEvent
 from .presets import preset_values
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
+
+#: Fieldset titles the admin looks for by value: lazy, so the comparison holds in every language.
+CLIENT_REGISTRATION = _("Client registration")
+PRESET_OPTIONS = _("Preset options")
 
 
 class _SecretFieldsChecks(ModelAdminChecks):
@@ -155,18 +163,18 @@ class ProviderForm(forms.ModelForm):
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Write-only: leave blank to keep the stored secret. It is never shown again.",
+        help_text=_("Write-only: leave blank to keep the stored secret. It is never shown again."),
     )
 
     base_url = forms.URLField(
         required=False,
         assume_scheme="https",
-        help_text="Presets: self-managed GitLab or GitHub Enterprise Server base URL.",
+        help_text=_("Presets: self-managed GitLab or GitHub Enterprise Server base URL."),
     )
     tenant = forms.CharField(
         required=False,
         initial="common",
-        help_text="Microsoft preset: common, organizations, consumers, or your tenant id.",
+        help_text=_("Microsoft preset: common, organizations, consumers, or your tenant id."),
     )
 
     class Meta:
@@ -224,7 +232,7 @@ class ProviderAdmin(SecretFieldsAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "preset", "enabled", "display_order")}),
         (
-            "Client registration",
+            CLIENT_REGISTRATION,
             {
                 "fields": (
                     "issuer",
@@ -233,58 +241,60 @@ class ProviderAdmin(SecretFieldsAdmin):
                 ),
             },
         ),
-        ("Preset options", {"fields": ("base_url", "tenant"), "description": "Only used when adding with a preset."}),
+        (PRESET_OPTIONS, {"fields": ("base_url", "tenant"), "description": _("Only used when adding with a preset.")}),
         (
-            "Request and verification",
+            _("Request and verification"),
             {"fields": ("kind", "scopes", "allowed_algorithms", "extra_auth_params", "userinfo")},
         ),
         (
-            "GitHub-style endpoints",
+            _("GitHub-style endpoints"),
             {
                 "fields": ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "emails_endpoint"),
                 "classes": ("collapse",),
-                "description": "Only for GitHub-style providers; OpenID Connect providers are discovered.",
+                "description": _("Only for GitHub-style providers; OpenID Connect providers are discovered."),
             },
         ),
-        ("Who may sign in", {"fields": ("allowed_email_domains", "allowed_hosted_domains", "allowed_tenants")}),
-        ("Accounts", {"fields": ("email_linking", "profile_sync")}),
-        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+        (_("Who may sign in"), {"fields": ("allowed_email_domains", "allowed_hosted_domains", "allowed_tenants")}),
+        (_("Accounts"), {"fields": ("email_linking", "profile_sync")}),
+        (_("History"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: models.Model | None = None) -> list:
         assert obj is None or isinstance(obj, Provider)
         fieldsets = [
             (title, {**options, "description": self._registration_urls(request, obj)})
-            if title == "Client registration"
+            if title == CLIENT_REGISTRATION
             else (title, options)
             for title, options in super().get_fieldsets(request, obj)
         ]
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
         # Read-only: the preset options are form-only fields (used when adding), nothing stored to show.
-        return [(title, options) for title, options in fieldsets if title != "Preset options"]
+        return [(title, options) for title, options in fieldsets if title != PRESET_OPTIONS]
 
     @staticmethod
     def _registration_urls(request: HttpRequest, obj: Provider | None) -> str:
         """The URLs to register with the provider, absolute for the site the admin is looking at."""
         logout_path = resolve_url(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login")
-        rows = [("Post-logout redirect URI", request.build_absolute_uri(logout_path))]
+        rows: list[tuple[_StrOrPromise, _StrOrPromise]] = [
+            (_("Post-logout redirect URI"), request.build_absolute_uri(logout_path))
+        ]
         if obj is not None and obj.slug:
             rows.insert(
-                0, ("Redirect URI", request.build_absolute_uri(reverse("oidc_signin:callback", args=[obj.slug])))
+                0, (_("Redirect URI"), request.build_absolute_uri(reverse("oidc_signin:callback", args=[obj.slug])))
             )
             rows.append(
                 (
-                    "Back-channel logout URI",
+                    _("Back-channel logout URI"),
                     request.build_absolute_uri(reverse("oidc_signin:backchannel_logout", args=[obj.slug])),
                 )
             )
         else:
-            rows.insert(0, ("Redirect URI", "shown once the provider is saved"))
+            rows.insert(0, (_("Redirect URI"), _("shown once the provider is saved")))
         items = format_html_join("", "<dt>{}</dt><dd><code>{}</code></dd>", rows)
-        return format_html("Register these URLs with the provider:<dl>{}</dl>", items)
+        return format_html("{}<dl>{}</dl>", _("Register these URLs with the provider:"), items)
 
-    @admin.display(boolean=True, description="Secret set")
+    @admin.display(boolean=True, description=_("Secret set"))
     def secret_set(self, obj: Provider) -> bool:
         return bool(obj.client_secret)
 

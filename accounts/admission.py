@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext as _
+
 from .adapter import get_adapter
 from .claims import verified_email
 from .errors import SignInRefused
@@ -36,7 +38,7 @@ def admit(request: HttpRequest | None, provider: Provider, claims: dict[str, Any
 def admit_user(user: AbstractBaseUser) -> None:
     """Refuse a disabled account, whichever identity leads to it."""
     if not user.is_active:
-        raise SignInRefused(f"user {user.pk} is inactive", message="This account has been disabled.")
+        raise SignInRefused(f"user {user.pk} is inactive", message=_("This account has been disabled."))
 
 
 def check_restrictions(provider: Provider, claims: dict[str, Any]) -> None:
@@ -45,15 +47,15 @@ def check_restrictions(provider: Provider, claims: dict[str, Any]) -> None:
     domain = email.rsplit("@", 1)[-1] if email and verified else None
     _require(
         domain, provider.email_domains, f"{provider.slug}: verified email domain",
-        "Only people with a verified email address at {allowed} can sign in here.",
+        _("Only people with a verified email address at {allowed} can sign in here."),
     )  # fmt: skip
     _require(
         claims.get("hd"), provider.hosted_domains, f"{provider.slug}: Google hosted domain",
-        "Only Google Workspace accounts of {allowed} can sign in here.",
+        _("Only Google Workspace accounts of {allowed} can sign in here."),
     )  # fmt: skip
     _require(
         claims.get("tid"), provider.tenants, f"{provider.slug}: Microsoft tenant",
-        "Only accounts of this organisation's Microsoft tenant can sign in here.",
+        _("Only accounts of this organisation's Microsoft tenant can sign in here."),
     )  # fmt: skip
 
 
@@ -66,4 +68,7 @@ def _require(value: object, allowed: list[str], what: str, message: str) -> None
 
 
 def _listed(values: list[str]) -> str:
-    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+    """``a``, ``a or b``, ``a, b or c``: in the person's language (the list's own words are domain names)."""
+    if len(values) == 1:
+        return values[0]
+    return _("{values} or {last}").format(values=", ".join(values[:-1]), last=values[-1])

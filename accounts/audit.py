@@ -44,8 +44,13 @@ def record(
     subject: str = "",
     code: str = "",
     reason: str = "",
+    with_caller: bool = False,
 ) -> None:
-    """Write one event. An audit failure is logged but never turns a sign-in into an error.
+    """Write one event. An audit failure is logged but never turns a failure page into a 500.
+
+    With ``with_caller`` the row is one more write of the caller's transaction, without a
+    savepoint of its own: a successful sign-in and its audit row commit together or not at all
+    (the sign-in then fails as the database's error, not silently unaudited).
 
     Failures of anonymous visitors cost an attacker nothing to cause, so they are rate-limited per
     client address (``ACCOUNTS_AUDIT_ANONYMOUS_FAILURES_PER_MINUTE``): past the limit they are
@@ -59,24 +64,28 @@ def record(
         admitted, suppressed = _anonymous_failure_admitted(ip_address)
         if not admitted:
             return
+    # django-stubs types the ``user`` foreign key as the project's AUTH_USER_MODEL, which this
+    # reusable app cannot name; ``user`` is always an instance of that model at runtime.
+    event = SignInEvent(
+        outcome=outcome,
+        action=action,
+        provider=provider if provider is not None and provider.pk else None,
+        provider_slug=provider.slug if provider is not None else "",
+        user=user,  # type: ignore[misc]
+        issuer=printable(issuer, limit=500),
+        subject=printable(subject, limit=255),
+        code=code[:40],
+        reason=printable(reason),
+        ip_address=ip_address,
+        user_agent=printable(meta.get("HTTP_USER_AGENT", ""), limit=300),
+        suppressed=suppressed,
+    )
+    if with_caller:
+        event.save(force_insert=True)
+        return
     try:
         with transaction.atomic():  # a savepoint: a failed write must not spoil the caller's transaction
-            # django-stubs types the ``user`` foreign key as the project's AUTH_USER_MODEL, which this
-            # reusable app cannot name; ``user`` is always an instance of that model at runtime.
-            SignInEvent.objects.create(  # type: ignore[misc]
-                outcome=outcome,
-                action=action,
-                provider=provider if provider is not None and provider.pk else None,
-                provider_slug=provider.slug if provider is not None else "",
-                user=user,
-                issuer=printable(issuer, limit=500),
-                subject=printable(subject, limit=255),
-                code=code[:40],
-                reason=printable(reason),
-                ip_address=ip_address,
-                user_agent=printable(meta.get("HTTP_USER_AGENT", ""), limit=300),
-                suppressed=suppressed,
-            )
+            event.save(force_insert=True)
     except DatabaseError:
         logger.exception("could not write the sign-in audit event")
 

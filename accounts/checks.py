@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from .conf import AppSettings, conf
 
@@ -166,3 +167,27 @@ def check_required_apps(app_configs, **kwargs):
                 )
             )
     return found
+
+
+@register()
+def check_adapter(app_configs, **kwargs):
+    """ACCOUNTS_ADAPTER must name a DefaultAccountAdapter subclass: found out at start-up, not at the first sign-in.
+
+    Every sign-in asks the adapter, so a mistyped path or a class of the wrong kind would make each
+    of them fail; a class that does not inherit the default would lack the hooks the app calls.
+    """
+    from .adapter import DefaultAccountAdapter
+
+    path = conf.ADAPTER
+    if not isinstance(path, str):  # the wrong type is oidc_signin.E001's to report
+        return []
+    try:
+        adapter = import_string(path)
+    except ImportError as exc:
+        problem, hint = f"ACCOUNTS_ADAPTER {path!r:.100} does not import: {exc}", "Check the dotted path to the class."
+    else:
+        if isinstance(adapter, type) and issubclass(adapter, DefaultAccountAdapter):
+            return []
+        problem = f"ACCOUNTS_ADAPTER {path!r:.100} is not a subclass of accounts.adapter.DefaultAccountAdapter."
+        hint = "Subclass DefaultAccountAdapter and override only the hooks you need; the others keep their rules."
+    return [Error(problem, hint=hint, id="oidc_signin.E006")]

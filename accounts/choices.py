@@ -16,6 +16,8 @@ class Kind(models.TextChoices):
 
     OIDC = "oidc", _("OpenID Connect")
     GITHUB = "github", _("GitHub-style OAuth 2.0 (no ID token)")
+    #: Known by its issuer and JWKS URL alone: it signs access tokens for this site's APIs, nobody signs in with it.
+    TOKEN_ISSUER = "token-issuer", _("Token issuer only: API access tokens, no sign-in")
 
 
 class EmailLinking(models.TextChoices):

@@ -4,11 +4,21 @@ Every failure in the flow raises a ``SignInError`` subclass. Views turn them int
 one place (``accounts.views.render_sign_in_error``); nothing else decides status codes or wording.
 A ``reason`` must never contain a token, a code or a secret; whatever it quotes from outside is
 escaped when the error is made (``printable``), so one log line stays one log line.
+
+The person's words (``title``, ``message``) are translated, lazily, so a page shows them in the
+request's language; the operator's (``reason``, ``code``) never are: a log line, an audit row and a
+signal read the same whatever language the visitor's browser asked for.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from typing import TYPE_CHECKING
+
+from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 #: Longest reason kept: enough for any rule's explanation, too short to smuggle a document through.
 MAX_REASON_LENGTH = 500
@@ -39,12 +49,13 @@ class SignInError(Exception):
     """A sign-in that cannot go on. Subclasses set the status, the title and the default message."""
 
     status = 400
-    title = "Sign-in failed"
-    message = "We could not sign you in. Please try again."
+    #: The page's heading and the sentence the person reads: translated (lazily, in the request's language).
+    title: _StrOrPromise = _("Sign-in failed")
+    message: _StrOrPromise = _("We could not sign you in. Please try again.")
     #: Short machine-readable code, stored in the audit trail and sent with the sign-in-failed signal.
     code = "sign_in_failed"
 
-    def __init__(self, reason: str, *, message: str | None = None) -> None:
+    def __init__(self, reason: str, *, message: _StrOrPromise | None = None) -> None:
         reason = printable(reason)  # every log line and audit row gets its reason from here
         super().__init__(reason)
         self.reason = reason
@@ -55,16 +66,16 @@ class SignInError(Exception):
 class UnknownProvider(SignInError):
     status = 404
     code = "unknown_provider"
-    title = "Unknown sign-in provider"
-    message = "This sign-in option does not exist or has been turned off."
+    title = _("Unknown sign-in provider")
+    message = _("This sign-in option does not exist or has been turned off.")
 
 
 class InvalidRequest(SignInError):
     """The callback does not belong to a sign-in this browser started (tampered, replayed or stale)."""
 
     code = "invalid_request"
-    title = "This sign-in link is not valid"
-    message = (
+    title = _("This sign-in link is not valid")
+    message = _(
         "The sign-in response did not match a sign-in started from this browser, or it was "
         "already used or has expired. Please start again from the sign-in page."
     )
@@ -75,16 +86,16 @@ class ProviderDenied(SignInError):
 
     status = 403
     code = "provider_denied"
-    title = "Sign-in was cancelled or refused"
-    message = "The provider did not let the sign-in go ahead. You can try again or choose another option."
+    title = _("Sign-in was cancelled or refused")
+    message = _("The provider did not let the sign-in go ahead. You can try again or choose another option.")
 
 
 class TokenRejected(SignInError):
     """The provider's answer could not be verified (signature, issuer, audience, nonce, time ...)."""
 
     code = "token_rejected"
-    title = "We could not verify your sign-in"
-    message = (
+    title = _("We could not verify your sign-in")
+    message = _(
         "The provider's answer failed our security checks, so we did not sign you in. "
         "Please try again; if it keeps happening, contact the site administrator."
     )
@@ -95,8 +106,8 @@ class ProviderMisconfigured(SignInError):
 
     status = 502
     code = "provider_misconfigured"
-    title = "The sign-in provider is not working correctly"
-    message = (
+    title = _("The sign-in provider is not working correctly")
+    message = _(
         "The provider sent something we cannot use, so sign-in with it is not possible right now. "
         "Please try again later or choose another option."
     )
@@ -107,14 +118,14 @@ class ProviderUnavailable(SignInError):
 
     status = 502
     code = "provider_unavailable"
-    title = "The sign-in provider is unavailable"
-    message = "We could not reach the provider. Please try again in a few minutes."
+    title = _("The sign-in provider is unavailable")
+    message = _("We could not reach the provider. Please try again in a few minutes.")
 
 
 class ProviderTimeout(ProviderUnavailable):
     status = 504
     code = "provider_timeout"
-    message = "The provider took too long to answer. Please try again in a few minutes."
+    message = _("The provider took too long to answer. Please try again in a few minutes.")
 
 
 class SignInRefused(SignInError):
@@ -122,8 +133,8 @@ class SignInRefused(SignInError):
 
     status = 403
     code = "sign_in_refused"
-    title = "This account cannot sign in here"
-    message = "This account is not allowed to sign in to this site."
+    title = _("This account cannot sign in here")
+    message = _("This account is not allowed to sign in to this site.")
 
 
 class ReconnectRequired(SignInError):
@@ -131,8 +142,8 @@ class ReconnectRequired(SignInError):
 
     status = 403
     code = "identity_disconnected"
-    title = "This sign-in was disconnected"
-    message = (
+    title = _("This sign-in was disconnected")
+    message = _(
         "This provider account was disconnected from an account on this site, so it is not attached "
         "again automatically. Sign in another way, then connect it again from your profile page."
     )
@@ -143,8 +154,8 @@ class AccountConflict(SignInError):
 
     status = 409
     code = "account_conflict"
-    title = "This account is already in use"
-    message = "This sign-in is already connected to another account on this site."
+    title = _("This account is already in use")
+    message = _("This sign-in is already connected to another account on this site.")
 
 
 class LastSignInMethod(SignInError):
@@ -152,8 +163,8 @@ class LastSignInMethod(SignInError):
 
     status = 409
     code = "last_sign_in_method"
-    title = "This is your only way to sign in"
-    message = (
+    title = _("This is your only way to sign in")
+    message = _(
         "You cannot disconnect your only sign-in method. Connect another provider first, "
         "or set a password for your account."
     )
@@ -164,5 +175,21 @@ class DatabaseBusy(SignInError):
 
     status = 503
     code = "database_busy"
-    title = "The site is busy"
-    message = "We could not finish this because the site is busy right now. Please try again in a moment."
+    title = _("The site is busy")
+    message = _("We could not finish this because the site is busy right now. Please try again in a moment.")
+
+
+class AccountIncomplete(SignInError):
+    """A new user would be saved with a field its model requires left empty (the project's adapter fills it).
+
+    Raised before anything is written, so the site's omission is named in the log (the ``reason``
+    lists the fields) instead of surfacing as a database error that every retry repeats.
+    """
+
+    status = 403
+    code = "account_incomplete"
+    title = _("Your account could not be created")
+    message = _(
+        "This site needs details about you that we could not get from your sign-in provider, so no account "
+        "was created. Please contact the site administrator."
+    )

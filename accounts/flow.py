@@ -141,6 +141,7 @@ def record(request: HttpRequest, attempt: SignInAttempt, error: SignInError | No
         subject=attempt.subject,
         code=error.code if error is not None else "",
         reason=error.reason if error is not None else "",
+        with_caller=error is None,  # a success is written in the sign-in's own transaction
     )
 
 

@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import NOT_PROVIDED
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from . import provider_sessions, signals
 from .adapter import get_adapter
 from .admission import admit_user
 from .claims import storable, verified_email
-from .errors import AccountConflict, LastSignInMethod, ReconnectRequired, SignInError, SignInRefused
+from .errors import AccountConflict, AccountIncomplete, ReconnectRequired, SignInError, SignInRefused
 from .models import DisconnectedIdentity, Identity, Provider, ProviderSession
 
 if TYPE_CHECKING:
@@ -50,32 +52,56 @@ class SignInResult:
 def sign_in_identity(
     *, request: HttpRequest | None, provider: Provider, issuer: str, subject: str, claims: dict[str, Any]
 ) -> SignInResult:
-    """Find or create the user for a verified, admitted identity (``accounts.admission``); see above."""
+    """Find or create the user for a verified, admitted identity (``accounts.admission``); see above.
+
+    Run inside the sign-in's transaction (``accounts.flow``), a returning sign-in adds no savepoint
+    of its own: its writes commit with the session, its provider link and the audit row. Only a
+    first sign-in gets one, because a concurrent first sign-in of the same identity may win the
+    unique constraint, and the loser must roll back just its own rows to look again.
+    """
     for _attempt in range(_ATTEMPTS):
-        try:
-            result = _sign_in_once(request=request, provider=provider, issuer=issuer, subject=subject, claims=claims)
-        except IntegrityError:
-            continue  # a concurrent sign-in won a unique constraint: look again
+        identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
+        if identity is not None:
+            result = _sign_in_returning(request=request, provider=provider, identity=identity, claims=claims)
+        else:
+            try:
+                with transaction.atomic():
+                    result = _sign_in_new(
+                        request=request, provider=provider, issuer=issuer, subject=subject, claims=claims
+                    )
+            except IntegrityError:
+                continue  # a concurrent sign-in won a unique constraint: look again
         _send_signals(request, result, claims)
         return result
     raise SignInError(f"could not store identity for {provider.slug} after {_ATTEMPTS} attempts")
 
 
-@transaction.atomic
-def _sign_in_once(
+def _sign_in_returning(
+    *, request: HttpRequest | None, provider: Provider, identity: Identity, claims: dict[str, Any]
+) -> SignInResult:
+    email, email_verified = verified_email(claims)
+    user = identity.user
+    admit_user(user)
+    try:
+        with transaction.atomic(savepoint=False):  # the caller's transaction, or one of its own
+            _refresh(identity, claims, email, email_verified, timezone.now())
+            if provider.profile_sync == Provider.ProfileSync.FOLLOW:
+                _sync_profile(request, user, claims, email_verified)
+            _update_user(request, user, claims, created=False)
+    except IntegrityError:
+        # Nothing to retry: the identity exists. What the claims (or the adapter) asked to store
+        # collides with another account's unique field, say an email that account already has.
+        raise AccountConflict(
+            f"updating user {user.pk} from {provider.slug} collides with another account's unique field",
+            message=_("Your profile from this provider matches another account on this site, so it was not updated."),
+        ) from None
+    return SignInResult(user, identity, user_created=False, identity_created=False)
+
+
+def _sign_in_new(
     *, request: HttpRequest | None, provider: Provider, issuer: str, subject: str, claims: dict[str, Any]
 ) -> SignInResult:
     email, email_verified = verified_email(claims)
-    now = timezone.now()
-    identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
-    if identity is not None:
-        admit_user(identity.user)
-        _refresh(identity, claims, email, email_verified, now)
-        if provider.profile_sync == Provider.ProfileSync.FOLLOW:
-            _sync_profile(identity.user, claims, email_verified)
-        _update_user(request, identity.user, claims, created=False)
-        return SignInResult(identity.user, identity, user_created=False, identity_created=False)
-
     user = _user_by_verified_email(provider, email, email_verified)
     if (
         user is not None
@@ -85,12 +111,12 @@ def _sign_in_once(
         raise ReconnectRequired(f"{provider.slug} identity was disconnected by user {user.pk}; not re-linking by email")
     user_created = user is None
     if user is None:
-        user = _create_user(claims, email_verified=email_verified)
+        user = _create_user(request, claims, email_verified=email_verified)
     else:
         admit_user(user)
         if provider.profile_sync == Provider.ProfileSync.FOLLOW:
-            _sync_profile(user, claims, email_verified)
-    identity = _create_identity(user, provider, issuer, subject, claims, now)
+            _sync_profile(request, user, claims, email_verified)
+    identity = _create_identity(user, provider, issuer, subject, claims, timezone.now())
     _update_user(request, user, claims, created=user_created)
     return SignInResult(user, identity, user_created=user_created, identity_created=True)
 
@@ -127,11 +153,13 @@ def _refresh(identity: Identity, claims: dict[str, Any], email: str, email_verif
     identity.save(update_fields=["email", "email_verified", "claims", "last_login_at"])
 
 
-def _sync_profile(user: AbstractBaseUser, claims: dict[str, Any], email_verified: bool) -> None:
+def _sync_profile(
+    request: HttpRequest | None, user: AbstractBaseUser, claims: dict[str, Any], email_verified: bool
+) -> None:
     """Refresh name and (verified) email from the provider, saving only when something changed."""
     fields = ["first_name", "last_name", user.get_email_field_name()]
     before = [getattr(user, f, None) for f in fields]
-    get_adapter().populate_user(user, claims, email_verified=email_verified)
+    get_adapter().populate_user(request, user, claims, email_verified=email_verified)
     if [getattr(user, f, None) for f in fields] != before:
         user.save(update_fields=[f for f in fields if hasattr(user, f)])
 
@@ -196,10 +224,14 @@ def disconnect_identity(
         if identity is None:
             raise SignInError(
                 f"user {user.pk} has no identity {identity_id}",
-                message="That sign-in method is not connected to your account.",
+                message=_("That sign-in method is not connected to your account."),
             )
-        if len(identities) == 1 and not user.has_usable_password():
-            raise LastSignInMethod(f"user {user.pk} tried to remove their only sign-in method")
+        # The adapter's rule; by default, not the last way in (``LastSignInMethod``).
+        if not get_adapter().is_disconnect_allowed(request, identity):
+            raise SignInRefused(
+                f"adapter refused disconnecting {identity.provider.slug} identity of user {user.pk}",
+                message=_("This sign-in method cannot be disconnected from your account."),
+            )
         DisconnectedIdentity.objects.update_or_create(user_id=user.pk, issuer=identity.issuer, subject=identity.subject)
         ended = provider_sessions.end(
             ProviderSession.objects.filter(user_id=user.pk, issuer=identity.issuer, subject=identity.subject),
@@ -240,17 +272,42 @@ def _ascii_lower(value: str) -> str:
     return value.translate(_ASCII_LOWER)
 
 
-def _create_user(claims: dict[str, Any], *, email_verified: bool) -> AbstractBaseUser:
+def _create_user(request: HttpRequest | None, claims: dict[str, Any], *, email_verified: bool) -> AbstractBaseUser:
     adapter = get_adapter()
-    user = adapter.new_user()
-    adapter.populate_user(user, claims, email_verified=email_verified)
+    user = adapter.new_user(request)
+    adapter.populate_user(request, user, claims, email_verified=email_verified)
     User = get_user_model()
     if User.get_email_field_name() == User.USERNAME_FIELD:
         _require_free_verified_email(User, claims, email_verified)  # the email is the username
     else:
-        setattr(user, User.USERNAME_FIELD, _unique_username(adapter.username_candidates(claims)))
+        setattr(user, User.USERNAME_FIELD, _unique_username(adapter.username_candidates(request, claims)))
+    _require_filled(user)
     user.save()
     return user
+
+
+def _require_filled(user: AbstractBaseUser) -> None:
+    """Refuse to save a new user whose model requires a field nobody filled (``AccountIncomplete``).
+
+    The app fills the username and the email; a custom user model's other required fields are the
+    adapter's to fill (``populate_user``). Saved empty, such a field either breaks a NOT NULL
+    constraint -- an ``IntegrityError``, which the sign-in takes for a concurrent first sign-in and
+    retries until it gives up with an error that names nothing -- or, for text, stores the empty
+    string the model says is not allowed. "Required" is what a form of the model would require:
+    editable, not ``blank``, not ``null``, no default (in Python or in the database).
+    """
+    missing = [
+        field.name
+        for field in user._meta.concrete_fields
+        if field.editable
+        and not (field.blank or field.null or field.has_default() or field.db_default is not NOT_PROVIDED)
+        and getattr(user, field.attname) in field.empty_values
+    ]
+    if missing:
+        raise AccountIncomplete(
+            f"new {user._meta.label} user lacks required field(s) {', '.join(missing)}; "
+            "the adapter's populate_user must fill them"
+        )
 
 
 def _require_free_verified_email(User: Any, claims: dict[str, Any], email_verified: bool) -> None:
@@ -260,18 +317,22 @@ def _require_free_verified_email(User: Any, claims: dict[str, Any], email_verifi
     address may be somebody else's; and an address another account already has would fail the
     unique constraint on every attempt. Each is refused with words the person can act on.
     """
-    email, _ = verified_email(claims)
+    email = verified_email(claims)[0]  # (not "email, _ =": ``_`` is gettext here)
     if not email or not email_verified:
         raise SignInRefused(
             "the user model is keyed by email and the provider verified no email address",
-            message="This site needs an email address your provider has verified, and it sent none. "
-            "Verify your email address with the provider, or sign in another way.",
+            message=_(
+                "This site needs an email address your provider has verified, and it sent none. "
+                "Verify your email address with the provider, or sign in another way."
+            ),
         )
     if User._default_manager.filter(**{f"{User.USERNAME_FIELD}__iexact": email}).exists():
         raise AccountConflict(
             "a user with this verified email exists and the provider does not link by email",
-            message="An account with this email address already exists here. Sign in the way you did before, "
-            "then connect this provider from your profile page.",
+            message=_(
+                "An account with this email address already exists here. Sign in the way you did before, "
+                "then connect this provider from your profile page."
+            ),
         )
 
 

@@ -64,27 +64,33 @@ class Provider(models.Model):
     Userinfo = Userinfo
     ProfileSync = ProfileSync
 
-    slug = models.SlugField(unique=True, help_text=_("Used in URLs: /accounts/<slug>/login/."))
+    slug = models.SlugField(_("slug"), unique=True, help_text=_("Used in URLs: /accounts/<slug>/login/."))
     name = models.CharField(_("display name"), max_length=100)
-    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.OIDC)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.OIDC)
     preset = models.CharField(
+        _("preset"),
         max_length=20,
         choices=PRESET_CHOICES,
         default=PresetKey.GENERIC,
         help_text=_("Turns on the documented quirks of a big provider (see accounts/presets.py)."),
     )
     issuer = HttpsURLField(
+        _("issuer"),
         max_length=500,
         help_text=_(
             "OpenID Connect: exactly as the provider's discovery document states it, e.g. "
             "https://accounts.google.com. GitHub-style: the provider's base URL, e.g. https://github.com."
         ),
     )
-    client_id = models.CharField(max_length=500)
-    client_secret = models.CharField(max_length=500, blank=True)
-    scopes = models.CharField(max_length=500, default="openid email profile")
-    authorization_endpoint = HttpsURLField(max_length=500, blank=True, help_text=_("GitHub-style providers only."))
-    token_endpoint = HttpsURLField(max_length=500, blank=True, help_text=_("GitHub-style providers only."))
+    client_id = models.CharField(_("client ID"), max_length=500)
+    client_secret = models.CharField(_("client secret"), max_length=500, blank=True)
+    scopes = models.CharField(_("scopes"), max_length=500, default="openid email profile")
+    authorization_endpoint = HttpsURLField(
+        _("authorization endpoint"), max_length=500, blank=True, help_text=_("GitHub-style providers only.")
+    )
+    token_endpoint = HttpsURLField(
+        _("token endpoint"), max_length=500, blank=True, help_text=_("GitHub-style providers only.")
+    )
     userinfo_endpoint = HttpsURLField(
         _("user API endpoint"),
         max_length=500,
@@ -92,9 +98,22 @@ class Provider(models.Model):
         help_text=_("GitHub-style: e.g. https://api.github.com/user."),
     )
     emails_endpoint = HttpsURLField(
-        max_length=500, blank=True, help_text=_("GitHub-style: e.g. https://api.github.com/user/emails.")
+        _("emails endpoint"),
+        max_length=500,
+        blank=True,
+        help_text=_("GitHub-style: e.g. https://api.github.com/user/emails."),
+    )
+    jwks_uri = HttpsURLField(
+        _("JWKS URI"),
+        max_length=500,
+        blank=True,
+        help_text=_(
+            "Token issuers only: where the issuer publishes the keys its access tokens are signed with, "
+            "for an issuer without a discovery document."
+        ),
     )
     allowed_email_domains = models.CharField(
+        _("allowed email domains"),
         max_length=500,
         blank=True,
         help_text=_("Only people whose provider-verified email is at one of these domains (space separated)."),
@@ -122,9 +141,10 @@ class Provider(models.Model):
             "and a name or username. Choose 'always' if the provider keeps claims you need out of its ID tokens."
         ),
     )
-    enabled = models.BooleanField(default=True)
-    display_order = models.PositiveIntegerField(default=0)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    display_order = models.PositiveIntegerField(_("display order"), default=0)
     allowed_algorithms = models.CharField(
+        _("allowed algorithms"),
         max_length=200,
         default=" ".join(DEFAULT_ALGORITHMS),
         validators=[_validate_algorithms],
@@ -147,16 +167,19 @@ class Provider(models.Model):
         default=ProfileSync.FOLLOW,
     )
     email_linking = models.CharField(
+        _("email linking"),
         max_length=20,
         choices=EmailLinking.choices,
         default=EmailLinking.NEVER,
         help_text=_("Only choose 'verified' for a provider you trust to verify email addresses."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         ordering = ["display_order", "name"]
+        verbose_name = _("provider")
+        verbose_name_plural = _("providers")
 
     def __str__(self) -> str:
         return self.name
@@ -210,18 +233,23 @@ class Identity(models.Model):
     admin editing a provider's issuer can never make old identities match a different issuer.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="identities")
-    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="identities")
-    issuer = models.CharField(max_length=500)
-    subject = models.CharField(max_length=255)
-    email = models.EmailField(blank=True)
-    email_verified = models.BooleanField(default=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="identities"
+    )
+    provider = models.ForeignKey(
+        Provider, verbose_name=_("provider"), on_delete=models.PROTECT, related_name="identities"
+    )
+    issuer = models.CharField(_("issuer"), max_length=500)
+    subject = models.CharField(_("subject"), max_length=255)
+    email = models.EmailField(_("email"), blank=True)
+    email_verified = models.BooleanField(_("email verified"), default=False)
     claims = models.JSONField(_("last verified claims"), default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_login_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("connected"), auto_now_add=True)
+    last_login_at = models.DateTimeField(_("last sign-in"), null=True, blank=True)
 
     class Meta:
-        verbose_name_plural = "identities"
+        verbose_name = _("identity")
+        verbose_name_plural = _("identities")
         constraints = [
             models.UniqueConstraint(fields=["issuer", "subject"], name="oidc_signin_identity_unique_issuer_subject"),
         ]
@@ -239,13 +267,16 @@ class DisconnectedIdentity(models.Model):
     sign-in. Connecting it again on purpose, from the profile page, removes the record.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    issuer = models.CharField(max_length=500)
-    subject = models.CharField(max_length=255)
-    disconnected_at = models.DateTimeField(auto_now=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    issuer = models.CharField(_("issuer"), max_length=500)
+    subject = models.CharField(_("subject"), max_length=255)
+    disconnected_at = models.DateTimeField(_("disconnected"), auto_now=True)
 
     class Meta:
-        verbose_name_plural = "disconnected identities"
+        verbose_name = _("disconnected identity")
+        verbose_name_plural = _("disconnected identities")
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "issuer", "subject"], name="oidc_signin_disconnected_unique_user_issuer_subject"
@@ -264,15 +295,21 @@ class ProviderSession(models.Model):
     that into the session keys to delete, whatever session backend the site uses.
     """
 
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="sessions")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    issuer = models.CharField(max_length=500)
-    subject = models.CharField(max_length=255)
-    sid = models.CharField(max_length=255, blank=True)
-    session_key = models.CharField(max_length=64, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    provider = models.ForeignKey(
+        Provider, verbose_name=_("provider"), on_delete=models.CASCADE, related_name="sessions"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    issuer = models.CharField(_("issuer"), max_length=500)
+    subject = models.CharField(_("subject"), max_length=255)
+    sid = models.CharField(_("provider session ID"), max_length=255, blank=True)
+    session_key = models.CharField(_("session key"), max_length=64, db_index=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("provider session")
+        verbose_name_plural = _("provider sessions")
         indexes = [models.Index(fields=["issuer", "sid"]), models.Index(fields=["issuer", "subject"])]
 
     def __str__(self) -> str:
@@ -285,26 +322,36 @@ class SignInEvent(models.Model):
     Outcome = Outcome
     Action = Action
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    outcome = models.CharField(max_length=10, choices=Outcome.choices)
-    action = models.CharField(max_length=20, choices=Action.choices, default=Action.SIGN_IN)
-    provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    provider_slug = models.CharField(max_length=50, blank=True)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices)
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices, default=Action.SIGN_IN)
+    provider = models.ForeignKey(
+        Provider, verbose_name=_("provider"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    issuer = models.CharField(max_length=500, blank=True)
-    subject = models.CharField(max_length=255, blank=True)
-    code = models.CharField(max_length=40, blank=True, help_text=_("Why it failed, as a short code."))
-    reason = models.CharField(max_length=500, blank=True)
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
-    user_agent = models.CharField(max_length=300, blank=True)
+    provider_slug = models.CharField(_("provider slug"), max_length=50, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    issuer = models.CharField(_("issuer"), max_length=500, blank=True)
+    subject = models.CharField(_("subject"), max_length=255, blank=True)
+    code = models.CharField(_("code"), max_length=40, blank=True, help_text=_("Why it failed, as a short code."))
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
     suppressed = models.PositiveIntegerField(
+        _("suppressed"),
         default=0,
         help_text=_("Anonymous failures from the same address not recorded since the previous row (rate limit)."),
     )
 
     class Meta:
+        verbose_name = _("sign-in event")
+        verbose_name_plural = _("sign-in events")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["outcome", "created_at"])]
 

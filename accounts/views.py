@@ -15,14 +15,16 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import NoReverseMatch, reverse
 from django.utils.log import log_response
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from . import audit, flow, provider_sessions, signals
+from .adapter import get_adapter
 from .choices import Action, Outcome
 from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnknownProvider, printable
 from .flow import SignInAttempt
@@ -30,6 +32,7 @@ from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
 from .logout import end_session_url
 from .models import Identity, Provider
+from .oidc.clients import sign_in_kinds
 
 #: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
 #: may work). Integrity and programming errors are bugs and are left to surface as such.
@@ -105,7 +108,7 @@ def _sign_in_view(
 
 @require_GET
 def login_page(request: HttpRequest) -> HttpResponse:
-    providers = list(Provider.objects.filter(enabled=True))
+    providers = list(Provider.objects.filter(enabled=True, kind__in=sign_in_kinds()))
     context = {"providers": providers, "next": request.GET.get("next", ""), "add_provider_url": None}
     if not providers:
         context["add_provider_url"] = _admin_url(f"admin:{Provider._meta.app_label}_provider_add")
@@ -130,12 +133,50 @@ def start(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
 @_sign_in_view(Action.SIGN_IN)  # a connect's callback says so in its pending login
 def callback(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
     flow.finish_login(request, attempt)
+    url = _landing_url(request, attempt)
     name = attempt.provider.name if attempt.provider is not None else ""
     if attempt.action == Action.CONNECT:
-        messages.success(request, f"{name} is now connected to your account.")
+        messages.success(request, _("%(name)s is now connected to your account.") % {"name": name})
     else:
-        messages.success(request, f"Signed in with {name}.")
-    return HttpResponseRedirect(attempt.next_url)
+        messages.success(request, _("Signed in with %(name)s.") % {"name": name})
+    return HttpResponseRedirect(url)
+
+
+def _landing_url(request: HttpRequest, attempt: SignInAttempt) -> str:
+    """Where the adapter sends the person once ``attempt`` succeeded, checked again like ``next``.
+
+    The adapter is the project's code, and a URL it builds from what the visitor sent would
+    otherwise be an open redirect: one that is not on this site is logged and replaced by
+    LOGIN_REDIRECT_URL. A refusal it raises after a sign-in ends the session just started, so
+    that nobody reads "cannot sign in" while being signed in.
+    """
+    adapter, user, provider = get_adapter(), attempt.user, attempt.provider
+    if user is None or provider is None:  # a finished attempt has both
+        return attempt.next_url
+    try:
+        if attempt.action == Action.CONNECT:
+            wanted = adapter.get_connect_redirect_url(request, user, provider=provider, next_url=attempt.next_url)
+        else:
+            wanted = adapter.get_login_redirect_url(request, user, provider=provider, next_url=attempt.next_url)
+    except SignInError:
+        if attempt.action != Action.CONNECT:
+            session_key = request.session.session_key
+            auth_logout(request)
+            provider_sessions.forget(session_key)
+        raise
+    try:
+        candidate = resolve_url(wanted) if isinstance(wanted, str) and wanted else ""
+    except NoReverseMatch:  # a name that is no URL pattern
+        candidate = ""
+    url = flow.safe_next_url(request, candidate)
+    if url != candidate:
+        logger.warning(
+            "adapter's redirect after %s is not on this site: %s; going to %s instead",
+            attempt.action,
+            printable(repr(wanted), limit=200),
+            url,
+        )
+    return url
 
 
 def _busy_database_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -179,8 +220,13 @@ def _signed_in_or_back_to_profile(view: Callable[..., HttpResponse]) -> Callable
 @_signed_in_or_back_to_profile
 @_sign_in_view(Action.CONNECT)
 def connect(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
-    """Link another provider to the signed-in account. POST (CSRF-protected): it changes the account."""
-    return HttpResponseRedirect(flow.begin_login(request, attempt, next_url=reverse("oidc_signin:profile")))
+    """Link another provider to the signed-in account. POST (CSRF-protected): it changes the account.
+
+    ``next`` (checked like a sign-in's: never off this site) says where to come back to; by default
+    the profile page, which lists the connected providers.
+    """
+    next_url = request.POST.get("next") or request.GET.get("next") or reverse("oidc_signin:profile")
+    return HttpResponseRedirect(flow.begin_login(request, attempt, next_url=next_url))
 
 
 @require_POST
@@ -202,9 +248,12 @@ def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
     if done.ended.includes_current:
         # This very session was signed in with the account just disconnected: it ends too.
         auth_logout(request)
-        messages.success(request, f"{name} was disconnected, and you were signed out because you signed in with it.")
+        messages.success(
+            request,
+            _("%(name)s was disconnected, and you were signed out because you signed in with it.") % {"name": name},
+        )
         return redirect(settings.LOGIN_URL)
-    messages.success(request, f"{name} was disconnected from your account.")
+    messages.success(request, _("%(name)s was disconnected from your account.") % {"name": name})
     return redirect("oidc_signin:profile")
 
 
@@ -217,7 +266,7 @@ def logout(request: HttpRequest) -> HttpResponse:
     session_key = request.session.session_key
     auth_logout(request)
     provider_sessions.forget(session_key)
-    messages.info(request, "You have been signed out.")
+    messages.info(request, _("You have been signed out."))
     if provider is not None and provider.enabled:
         url = end_session_url(request, provider, id_token)
         if url:
@@ -287,7 +336,9 @@ def profile(request: HttpRequest) -> HttpResponse:
         "identities": identities,
         # The last sign-in method cannot be removed unless the account has a password to fall back on.
         "can_disconnect": len(identities) > 1 or user.has_usable_password(),
-        "connectable": [p for p in Provider.objects.filter(enabled=True) if p.pk not in connected],
+        "connectable": [
+            p for p in Provider.objects.filter(enabled=True, kind__in=sign_in_kinds()) if p.pk not in connected
+        ],
     }
     return render(request, "oidc_signin/profile.html", context)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+from django.core.checks import run_checks
+
+from accounts.adapter import DefaultAccountAdapter
 from accounts.checks import check_cache, check_insecure_http, check_middleware, check_session_engine, check_settings
 
 
@@ -103,3 +107,43 @@ def test_missing_messages_or_sessions_are_errors_not_a_500_at_the_callback(setti
     assert error.id == "oidc_signin.E005" and "MessageMiddleware" in error.msg
     settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django.contrib.sessions"]
     assert ids(check_required_apps(None)) == ["oidc_signin.E004", "oidc_signin.E005"]
+
+
+def test_the_adapter_setting_must_name_a_default_adapter_subclass(settings):
+    """Every sign-in asks the adapter: a bad ACCOUNTS_ADAPTER would fail each of them, so it fails at start-up."""
+    from accounts.checks import check_adapter
+
+    assert check_adapter(None) == []  # the default
+    settings.ACCOUNTS_ADAPTER = "tests.test_checks.ProjectAdapter"
+    assert check_adapter(None) == []
+    settings.ACCOUNTS_ADAPTER = "tests.test_checks.NotAnAdapter"
+    [error] = check_adapter(None)
+    assert error.id == "oidc_signin.E006" and "is not a subclass of accounts.adapter.DefaultAccountAdapter" in error.msg
+    assert error.hint.startswith("Subclass DefaultAccountAdapter")
+    settings.ACCOUNTS_ADAPTER = "tests.test_checks.AN_ADAPTER"  # an instance, not the class
+    assert ids(check_adapter(None)) == ["oidc_signin.E006"]
+    assert "oidc_signin.E006" in ids(run_checks())  # registered: manage.py check reports it
+
+
+@pytest.mark.parametrize("path", ["tests.test_checks.NoSuchAdapter", "tests.no_such_module.Adapter", "Adapter"])
+def test_an_adapter_setting_that_does_not_import_is_an_error(settings, path):
+    from accounts.checks import check_adapter
+
+    settings.ACCOUNTS_ADAPTER = path
+    [error] = check_adapter(None)
+    assert error.id == "oidc_signin.E006" and error.msg.startswith(f"ACCOUNTS_ADAPTER {path!r} does not import")
+    assert error.hint == "Check the dotted path to the class."
+
+
+class ProjectAdapter(DefaultAccountAdapter):
+    pass
+
+
+AN_ADAPTER = ProjectAdapter()
+
+
+class NotAnAdapter:
+    """Has the hooks' names, but none of the rules the default keeps."""
+
+    def is_sign_in_allowed(self, request, provider, claims):
+        return True

@@ -7,6 +7,7 @@ session, and to the user, that started it.
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -322,3 +323,19 @@ def test_disconnected_account_can_be_connected_again_on_purpose(client, op2, sig
     assert not DisconnectedIdentity.objects.exists()
     browser = Client()
     assert sign_in(browser, op2, second).status_code == 302 and signed_in_user(browser) == signed_in_alice
+
+
+def test_a_connect_started_with_next_comes_back_there(client, op, provider, op2, second):
+    assert sign_in(client, op, provider).status_code == 302
+    started = client.post(f"/accounts/{second.slug}/connect/?next=/reports/%3Fyear%3D2026")
+    params = op2.authorize(dict(parse_qsl(urlsplit(started["Location"]).query)))
+    done = client.get(f"/accounts/{second.slug}/callback/", params)
+    assert (done.status_code, done["Location"]) == (302, "/reports/?year=2026")
+
+
+def test_a_connect_next_off_this_site_falls_back_to_the_profile(client, op, provider, op2, second):
+    assert sign_in(client, op, provider).status_code == 302
+    started = client.post(f"/accounts/{second.slug}/connect/", {"next": "https://evil.example/"})
+    params = op2.authorize(dict(parse_qsl(urlsplit(started["Location"]).query)))
+    done = client.get(f"/accounts/{second.slug}/callback/", params)
+    assert (done.status_code, done["Location"]) == (302, "/accounts/profile/")

@@ -624,3 +624,63 @@ class ProjectBackend(ModelBackend):
 
 # --- a connect's announcement carries the callback's request ------------------------------------------
 # Found by mutation testing (mutmut over accounts/flow.py): nothing failed when the connect dropped it.
+
+
+def _statements(captured) -> list[str]:
+    """The SQL of a callback, each reduced to its verb and table: ``UPDATE oidc_signin_identity``."""
+    kinds = []
+    for query in captured:
+        words = query["sql"].replace('"', "").split()
+        verb = words[0].upper()
+        if verb in ("SELECT", "DELETE"):
+            table = words[words.index("FROM") + 1]
+        elif verb == "INSERT":
+            table = words[2]
+        elif verb == "UPDATE":
+            table = words[1]
+        else:
+            table = ""  # BEGIN, COMMIT, SAVEPOINT, RELEASE
+        kinds.append(f"{verb} {table}".strip())
+    return kinds
+
+
+@pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3", reason="SQLite's BEGIN")
+def test_a_returning_sign_in_writes_in_one_transaction_with_no_savepoint_of_ours(
+    client, op, provider, transactional_db
+):
+    """Identity, last login, the rotated session, its provider link and the audit row commit together.
+
+    Each extra transaction is a commit the single SQLite writer waits for, and each savepoint two
+    statements; the only savepoint left is Django's own around the new session row.
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert sign_in(client, op, provider).status_code == 302
+    client.logout()
+    params = op.authorize(start_login(client, provider))
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/accounts/{provider.slug}/callback/", params).status_code == 302
+    kinds = _statements(queries.captured_queries)
+    sign_in_transaction = kinds[kinds.index("BEGIN") : kinds.index("COMMIT") + 1]
+    assert {
+        "UPDATE oidc_signin_identity",
+        "UPDATE auth_user",
+        "INSERT django_session",
+        "INSERT oidc_signin_providersession",
+        "INSERT oidc_signin_signinevent",
+    } <= set(sign_in_transaction)
+    assert kinds.count("BEGIN") == 2, kinds  # the sign-in, then the session middleware's save
+    assert kinds.count("SAVEPOINT") == 1, kinds  # Django's, creating the rotated session's row
+    assert len([k for k in kinds if k.split()[0] in ("SELECT", "INSERT", "UPDATE", "DELETE")]) <= 13, kinds
+
+
+def test_a_failed_audit_write_fails_the_sign_in_rather_than_leaving_it_unaudited(client, op, provider, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(SignInEvent, "save", refuse)
+    response = sign_in(client, op, provider)
+    assert response.status_code == 503
+    assert SESSION_KEY not in client.session
+    assert not Identity.objects.exists()

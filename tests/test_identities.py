@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from accounts import signals
@@ -92,6 +92,12 @@ def test_verified_email_matching_two_users_creates_a_new_user(offline_provider):
 )
 def test_username_is_derived_from_claims(offline_provider, claims, username):
     assert login(offline_provider, **claims).user.username == username
+
+
+def test_a_taken_readable_name_is_numbered_rather_than_replaced_by_the_opaque_subject(offline_provider):
+    User.objects.create_user("alice")
+    result = login(offline_provider, sub="f554adc7c16e43a2ac715143c97f0c65", email="alice@other.org")
+    assert result.user.username == "alice2"
 
 
 def test_username_collision_gets_a_suffix_and_never_reuses_the_user(offline_provider):
@@ -295,3 +301,32 @@ def test_connecting_one_disconnected_account_keeps_the_others_out_of_email_linki
     )
     left = set(DisconnectedIdentity.objects.values_list("user__username", "subject"))
     assert left == {("owner", "account-b"), ("other", "account-b")}
+
+
+class TakesAnotherUsersName:
+    """An adapter whose update collides with another account's unique username on a returning sign-in."""
+
+    def __getattr__(self, name):
+        from accounts.adapter import DefaultAccountAdapter
+
+        return getattr(DefaultAccountAdapter(), name)
+
+    def update_user(self, request, user, claims, *, created):
+        if not created:
+            user.username = "bob"
+
+
+def test_a_returning_update_that_collides_is_a_conflict_and_writes_nothing(offline_provider, monkeypatch):
+    from accounts import identities
+    from accounts.errors import AccountConflict
+
+    User.objects.create(username="bob")
+    first = login(offline_provider, preferred_username="alice", email="a@example.com", email_verified=True)
+    before = Identity.objects.get().last_login_at
+    monkeypatch.setattr(identities, "get_adapter", TakesAnotherUsersName)
+    with pytest.raises(AccountConflict) as refused, transaction.atomic():  # the sign-in's, as in accounts.flow
+        login(offline_provider, preferred_username="alice", email="new@example.com", email_verified=True)
+    assert "collides with another account's unique field" in refused.value.reason
+    identity = Identity.objects.get()
+    assert (identity.email, identity.last_login_at) == ("a@example.com", before)  # rolled back together
+    assert User.objects.get(pk=first.user.pk).username == "alice"

@@ -1,11 +1,11 @@
-"""The app as somebody else's project gets it: built into a wheel, installed, wired as the README says.
+"""The app as somebody else's project gets it: built into a wheel, installed, wired as docs/installation.md says.
 
 Everything else in the suite imports ``accounts`` from this repository, next to the demo project's
 settings and templates, so a file left out of the package (a migration, a template, the static CSS)
-or a step the README forgets would go unnoticed. This test builds the sdist and, from it, the wheel
+or a step the docs forget would go unnoticed. This test builds the sdist and, from it, the wheel
 (as ``python -m build`` does), checks what they hold, installs the wheel into a fresh virtual
 environment, starts a new project with ``django-admin startproject``, wires the app in exactly as
-"Reusing the app in your project" in README.md says, and signs in end to end against the OpenID
+docs/installation.md says, and signs in end to end against the OpenID
 provider double served by this process.
 
 The fresh environment gets the wheel's dependencies at the versions this suite runs with (its own
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,12 @@ def assert_holds_the_app_only(names: list[str]) -> None:
         assert expected <= set(names), f"{kind} missing: {sorted(expected - set(names))}"
     assert any(name.startswith("accounts/migrations/0001_") for name in names)
     assert "accounts/templates/oidc_signin/login.html" in names
+    assert {
+        "accounts/templates/oidc_signin/includes/provider_buttons.html",
+        "accounts/templatetags/oidc_signin.py",
+        "accounts/locale/de/LC_MESSAGES/django.po",
+        "accounts/locale/de/LC_MESSAGES/django.mo",
+    } <= set(names)
     assert not [name for name in names if name.startswith(NOT_THE_APP) or name == "manage.py"], names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")], names
 
@@ -123,29 +130,25 @@ class InstalledSite(SiteProcess):
         self.env = outside_environment()
 
 
-def wire_as_the_readme_says(site: Path) -> None:
-    """README.md, "Reusing the app in your project", step by step (plus plain http for the local double)."""
+def wire_as_the_docs_say(site: Path) -> None:
+    """docs/installation.md, step 2, as written (plus plain http for the local double)."""
     settings = site / "mysite" / "settings.py"
-    settings.write_text(settings.read_text() + SETTINGS)
+    settings.write_text(settings.read_text() + "\n" + documented_block("settings.py") + FOR_THE_DOUBLE)
     urls = site / "mysite" / "urls.py"
-    urls.write_text(urls.read_text() + URLS)
+    urls.write_text(urls.read_text() + "\n" + documented_block("urls.py"))
 
 
-SETTINGS = """
-# --- the accounts app, as README.md's "Reusing the app in your project" says ---
-INSTALLED_APPS += ["accounts"]
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
-    "accounts.middleware.ProviderSessionMiddleware",
-)
+def documented_block(filename: str) -> str:
+    """The fenced Python block of docs/installation.md whose first line is ``# <filename>``."""
+    text = (ROOT / "docs" / "installation.md").read_text()
+    [block] = re.findall(rf"```python\n(# {re.escape(filename)}\n.*?)```", text, re.DOTALL)
+    return block
+
+
+FOR_THE_DOUBLE = """
 # The provider double serves plain http on 127.0.0.1 (a test, not a deployment).
 DEBUG = True
 ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
-"""
-URLS = """
-from django.urls import include  # noqa: E402
-
-urlpatterns += [path("accounts/", include("accounts.urls"))]
 """
 #: Which ``accounts`` the new project imports, its URL namespace and its version.
 WHICH_ACCOUNTS = "import accounts, accounts.urls as u; print(accounts.__file__, u.app_name, accounts.__version__)"
@@ -181,16 +184,14 @@ def test_the_wheel_installed_in_a_new_project_signs_in_end_to_end(tmp_path):
     # ("site" itself would shadow Python's own site module: startproject refuses that name.)
     run(venv / "bin" / "django-admin", "startproject", "mysite", cwd=tmp_path, env=outside_environment())
     site_dir = tmp_path / "mysite"
-    wire_as_the_readme_says(site_dir)
+    wire_as_the_docs_say(site_dir)
     site = InstalledSite(site_dir, python)
 
     installed_at, app_name, version = site.manage("shell", "-c", WHICH_ACCOUNTS).splitlines()[-1].split()
     assert Path(installed_at).is_relative_to(venv) and "site-packages" in Path(installed_at).parts, installed_at
     assert not Path(installed_at).is_relative_to(ROOT), installed_at
-    assert version == "0.1.0"
-    with (site_dir / "mysite" / "settings.py").open("a") as settings:
-        settings.write(f'LOGIN_URL = "{app_name}:login"\n')
-    site.manage("check", "--fail-level", "WARNING")  # the README's wiring leaves no warning (oidc_signin.W005, ...)
+    assert (version, app_name) == ("0.1.0", "oidc_signin")
+    site.manage("check", "--fail-level", "WARNING")  # the documented wiring leaves no warning (oidc_signin.W005, ...)
 
     with OpenIDProviderDouble() as op, site:  # start() migrates, then serves with runserver --noreload
         site.manage(
@@ -208,7 +209,7 @@ def test_the_wheel_installed_in_a_new_project_signs_in_end_to_end(tmp_path):
         flow = site.start_sign_in(op, "test-op")  # GET /accounts/test-op/login/, then the double authorizes
         callback = flow.browser.get(flow.callback_url, allow_redirects=False, timeout=REQUEST_TIMEOUT)
         assert callback.status_code == 302, (callback.status_code, callback.text[:2000], site.log()[-3000:])
-        assert callback.headers["Location"] == "/accounts/profile/"  # Django's default LOGIN_REDIRECT_URL
+        assert callback.headers["Location"] == "/accounts/profile/"  # LOGIN_REDIRECT_URL, as documented
         session = flow.browser.get(f"{site.url}/accounts/session/", timeout=REQUEST_TIMEOUT).json()
         assert session["authenticated"] is True, session
         assert session["user"]["username"] == "alice"

@@ -34,10 +34,10 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from ..errors import InvalidRequest, ProviderDenied, ProviderMisconfigured, TokenRejected
+from ..errors import InvalidRequest, ProviderDenied, ProviderMisconfigured, TokenRejected, UnknownProvider
 from . import discovery, github, tokens
 from .config import UserinfoPolicy
-from .http import ProviderHTTPError, request_json
+from .http import ProviderHTTPError, request_json, require_secure_url
 from .quirks import STANDARD, Quirks
 
 if TYPE_CHECKING:
@@ -75,12 +75,12 @@ USERINFO_NEEDED_UNLESS = (
 
 #: Friendlier words for the standard ``error`` codes of RFC 6749 4.1.2.1 and OpenID Connect 3.1.2.6.
 _DENIAL_MESSAGES = {
-    "access_denied": "The sign-in was cancelled, or the provider refused it. You can try again.",
-    "login_required": "The provider needs you to sign in there first. Please try again.",
-    "consent_required": "The provider needs your consent to share your details with this site.",
-    "interaction_required": "The provider needs you to complete a step there. Please try again.",
-    "temporarily_unavailable": "The provider is temporarily unavailable. Please try again in a few minutes.",
-    "server_error": "The provider had a problem. Please try again in a few minutes.",
+    "access_denied": _("The sign-in was cancelled, or the provider refused it. You can try again."),
+    "login_required": _("The provider needs you to sign in there first. Please try again."),
+    "consent_required": _("The provider needs your consent to share your details with this site."),
+    "interaction_required": _("The provider needs you to complete a step there. Please try again."),
+    "temporarily_unavailable": _("The provider is temporarily unavailable. Please try again in a few minutes."),
+    "server_error": _("The provider had a problem. Please try again in a few minutes."),
 }
 
 _WHOLE_SECONDS = re.compile(r"[0-9]{1,10}")
@@ -130,6 +130,8 @@ class ProviderClient:
     uses_nonce: ClassVar[bool] = False
     #: Whether the metadata comes from a discovery document (else from the provider's fields).
     discovers: ClassVar[bool] = False
+    #: Whether people sign in with providers of this kind (the login page offers them).
+    signs_in: ClassVar[bool] = True
 
     def __init__(self, provider: Provider, *, metadata: dict[str, Any], quirks: Quirks = STANDARD) -> None:
         self.provider = provider
@@ -397,8 +399,43 @@ class GitHubClient(ProviderClient):
         return VerifiedLogin(claims=claims, id_token=None, issuer=claims["iss"], subject=claims["sub"])
 
 
+class TokenIssuerClient(ProviderClient):
+    """An issuer known by its issuer and JWKS URL alone, which signs access tokens for this site's APIs.
+
+    Identity platforms publish a per-project JWKS URL for their session and machine-to-machine
+    JWTs without any OpenID discovery document; the keys go through the same cache as a sign-in
+    provider's (``accounts.oidc.discovery``). Nobody signs in with such an issuer: it has no
+    authorization endpoint, so asking for one is an unknown provider, never a crash.
+    """
+
+    signs_in = False
+
+    @classmethod
+    def load_metadata(cls, provider: Provider, quirks: Quirks) -> dict[str, Any]:
+        require_secure_url(provider.jwks_uri, what="jwks_uri")
+        return {"issuer": provider.issuer, "jwks_uri": provider.jwks_uri}
+
+    @classmethod
+    def configuration_problems(cls, provider: Provider) -> dict[str, Any]:
+        if not provider.jwks_uri:
+            return {"jwks_uri": _("Required for a token issuer: it has no discovery document to name its keys.")}
+        return {}
+
+    def authorization_url(self, *, redirect_uri: str, next_url: str, now: float) -> tuple[str, PendingLogin]:
+        raise UnknownProvider(f"{self.provider.slug} is a token issuer: nobody signs in with it")
+
+
 #: The client class of each ``Provider.Kind`` value.
-CLIENT_CLASSES: dict[str, type[ProviderClient]] = {"oidc": OpenIDConnectClient, "github": GitHubClient}
+CLIENT_CLASSES: dict[str, type[ProviderClient]] = {
+    "oidc": OpenIDConnectClient,
+    "github": GitHubClient,
+    "token-issuer": TokenIssuerClient,
+}
+
+
+def sign_in_kinds() -> list[str]:
+    """The kinds people sign in with: what the login and profile pages list (token issuers are not)."""
+    return [kind for kind, cls in CLIENT_CLASSES.items() if cls.signs_in]
 
 
 def client_class(kind: str) -> type[ProviderClient]:
@@ -412,5 +449,5 @@ def client_class(kind: str) -> type[ProviderClient]:
 def _code_refused(error: str) -> TokenRejected:
     return TokenRejected(
         f"token endpoint refused the code: error={error[:64]!r}",
-        message="The provider did not accept this sign-in (it may have expired). Please try again.",
+        message=_("The provider did not accept this sign-in (it may have expired). Please try again."),
     )

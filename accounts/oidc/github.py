@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext as _
+
 from ..errors import ProviderMisconfigured, ProviderUnavailable
 from .http import ProviderHTTPError, request_json
 
@@ -89,6 +91,7 @@ def _api_get(provider: Provider, url: str, access_token: str, *, what: str) -> A
         ):
             raise ProviderUnavailable(
                 f"{what} rate limit reached (HTTP {exc.http_status})",
-                message=f"{provider.name} is limiting requests right now. Please try again in a few minutes.",
+                message=_("%(name)s is limiting requests right now. Please try again in a few minutes.")
+                % {"name": provider.name},
             ) from exc
         raise
