@@ -28,6 +28,7 @@ $(VENV)/.dev: requirements.txt requirements-production.txt requirements-dev.txt 
 
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
 	$(PY) manage.py devidp setup --base-url http://127.0.0.1:$(PORT)
 	@echo "Open http://127.0.0.1:$(PORT)/ and sign in with the Local dev IdP."
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
@@ -42,10 +43,21 @@ serve: $(VENV)/.production
 		--access-logfile - --timeout 30
 
 # Browser tests drive Debian's Chromium; install it when missing and possible (they skip otherwise).
-browser-deps:
+# Their accessibility checks inject axe-core, pinned in tests/browser/package-lock.json and installed
+# with npm (Debian's npm when missing and possible; the checks skip, saying why, without it).
+AXE_STAMP := tests/browser/node_modules/.installed
+browser-deps: $(AXE_STAMP)
 	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
 		&& (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "Chromium could not be installed: browser tests will be skipped."; }
+
+$(AXE_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && apt-get install -y -qq npm >/dev/null) \
+		|| echo "npm could not be installed: the accessibility checks will be skipped."; }
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/browser --no-audit --no-fund --ignore-scripts --loglevel=error && touch $@ \
+		|| echo "npm ci failed in tests/browser: the accessibility checks will be skipped."; fi
 
 # First pass: the embedded defaults (SQLite, local-memory cache), every test.
 # Second pass: the tests that need a real PostgreSQL and a shared Redis cache.

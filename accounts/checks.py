@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from .conf import AppSettings, conf
@@ -191,3 +194,116 @@ def check_adapter(app_configs, **kwargs):
         problem = f"ACCOUNTS_ADAPTER {path!r:.100} is not a subclass of accounts.adapter.DefaultAccountAdapter."
         hint = "Subclass DefaultAccountAdapter and override only the hooks you need; the others keep their rules."
     return [Error(problem, hint=hint, id="oidc_signin.E006")]
+
+
+def _providers(databases: Collection[str] | None) -> list[tuple[str, list[Any]]]:
+    """Every provider of each database the check was asked about; none when the tables do not exist yet.
+
+    ``manage.py check`` without ``--database`` asks about none (Django's rule for checks that
+    query), so a build step with no database at hand still passes; ``migrate`` asks, and so does
+    ``check --database default``.
+    """
+    from .models import Provider
+
+    found = []
+    for alias in databases or ():
+        try:
+            found.append((alias, list(Provider.objects.using(alias).order_by("slug"))))
+        except DatabaseError:  # before the first migrate, or a database this app's tables are not in
+            continue
+    return found
+
+
+@register(Tags.database)
+def check_provider_secrets(app_configs, databases=None, **kwargs):
+    """A sign-in that cannot work is reported before anyone tries it: a secret missing or unreadable."""
+    from . import client_secrets
+    from .oidc.clients import sign_in_kinds
+
+    found: list[CheckMessage] = []
+    kinds = set(sign_in_kinds())
+    for alias, providers in _providers(databases):
+        missing = [p.slug for p in providers if p.enabled and p.kind in kinds and not p.client_secret]
+        if missing:
+            found.append(
+                Warning(
+                    f"Enabled provider(s) without a client secret in database {alias!r}: {', '.join(missing)}.",
+                    hint="The token request would fail for each sign-in: enter the secret the provider issued, "
+                    "or env:NAME to read it from an environment variable.",
+                    id="oidc_signin.W007",
+                )
+            )
+        encrypted = [
+            p.slug for p in providers if client_secrets.form_of(p.client_secret) == client_secrets.SecretForm.ENCRYPTED
+        ]
+        if encrypted and not client_secrets.keys_configured():
+            found.append(
+                Error(
+                    f"Client secrets are stored encrypted ({', '.join(encrypted)}), but ACCOUNTS_CLIENT_SECRET_KEYS "
+                    "is not set, so none can be read and sign-in with them fails.",
+                    hint="Set ACCOUNTS_CLIENT_SECRET_KEYS to the key(s) they were encrypted with "
+                    "(see docs/settings.md).",
+                    id="oidc_signin.E007",
+                )
+            )
+        elif encrypted:
+            unreadable = [p.slug for p in providers if not client_secrets.decryptable(p.client_secret)]
+            if unreadable:
+                found.append(
+                    Error(
+                        "No key of ACCOUNTS_CLIENT_SECRET_KEYS decrypts the client secret of: "
+                        f"{', '.join(unreadable)}.",
+                        hint="Put the key they were encrypted with back into ACCOUNTS_CLIENT_SECRET_KEYS (after "
+                        "the newest), or enter those secrets again.",
+                        id="oidc_signin.E008",
+                    )
+                )
+        plain = [
+            p.slug for p in providers if client_secrets.form_of(p.client_secret) == client_secrets.SecretForm.PLAIN
+        ]
+        if plain:
+            found.append(
+                Warning(
+                    f"Client secrets stored in plain text: {', '.join(plain)}; a copy of the database would "
+                    "hand them out.",
+                    hint="Set ACCOUNTS_CLIENT_SECRET_KEYS (manage.py oidc_secrets generate-key makes a key), then run "
+                    "manage.py oidc_secrets reencrypt.",
+                    id="oidc_signin.W010",
+                )
+            )
+    return found
+
+
+@register(Tags.database)
+def check_provider_registrations(app_configs, databases=None, **kwargs):
+    """Two rows for one client of one issuer, or an issuer reached over plain http in production."""
+    found: list[CheckMessage] = []
+    for _alias, providers in _providers(databases):
+        by_client: dict[tuple[str, str], list[str]] = {}
+        for p in providers:
+            by_client.setdefault((p.issuer.rstrip("/"), p.client_id), []).append(p.slug)
+        for (issuer, client_id), slugs in by_client.items():
+            if len(slugs) > 1:
+                found.append(
+                    Warning(
+                        f"Providers {', '.join(slugs)} are the same client {client_id!r:.60} of issuer "
+                        f"{issuer!r:.100}.",
+                        hint="Identities are keyed by issuer and subject, so the same person signing in through "
+                        "either lands on one account while the audit trail and the buttons say two providers; "
+                        "keep one and delete or change the other.",
+                        id="oidc_signin.W008",
+                    )
+                )
+        if settings.DEBUG:
+            continue
+        insecure = [p.slug for p in providers if p.enabled and p.issuer.lower().startswith("http://")]
+        if insecure:
+            found.append(
+                Warning(
+                    f"Enabled provider(s) with an http:// issuer while DEBUG is off: {', '.join(insecure)}.",
+                    hint="Tokens and the client secret would cross the network unencrypted (and sign-in refuses "
+                    "them unless ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP is on); use the provider's https:// issuer.",
+                    id="oidc_signin.W009",
+                )
+            )
+    return found

@@ -9,7 +9,9 @@ of the wrong type and an ``ACCOUNTS_*`` name that is not a setting (``accounts.c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import binascii
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
@@ -45,6 +47,55 @@ def _flag(value: object) -> bool:
 
 def _text(value: object) -> bool:
     return isinstance(value, str) and bool(value)
+
+
+def _audiences(value: object) -> bool:
+    """One audience, or a list of them; empty means "not configured" (each API then names its own)."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value)
+
+
+#: What ``ACCOUNTS_API_UNKNOWN_SUBJECT`` may say (``accounts.api.UnknownSubject``'s values).
+UNKNOWN_SUBJECT_CHOICES = frozenset({"refuse", "create-user", "machine"})
+#: Who an API admits (``accounts.api.Callers``' values).
+CALLERS_CHOICES = frozenset({"any", "users", "machines"})
+
+
+def _unknown_subject(value: object) -> bool:
+    return value in UNKNOWN_SUBJECT_CHOICES
+
+
+def _api_prefixes(value: object) -> bool:
+    """``{"/api/": {"audience": ..., "scopes": [...], ...}}``: each option as ``bearer_token_required`` takes it."""
+    if not isinstance(value, dict):
+        return False
+    checks: dict[str, Callable[[object], bool]] = {
+        "audience": lambda v: _audiences(v) and bool(v),
+        "scopes": lambda v: isinstance(v, list | tuple) and all(isinstance(s, str) and s for s in v),
+        "callers": lambda v: v in CALLERS_CHOICES,
+        "unknown_subject": _unknown_subject,
+        "refuse_replay": _flag,
+    }
+    for prefix, options in value.items():
+        if not isinstance(prefix, str) or not prefix.startswith("/") or not isinstance(options, dict):
+            return False
+        if set(options) - set(checks) or not all(checks[name](option) for name, option in options.items()):
+            return False
+    return True
+
+
+def _fernet_keys(value: object) -> bool:
+    """Fernet keys: each the URL-safe base64 of 32 random bytes, as ``Fernet.generate_key()`` writes them."""
+    if not isinstance(value, list | tuple):
+        return False
+    for key in value:
+        try:
+            if not isinstance(key, str) or len(base64.urlsafe_b64decode(key.encode("ascii"))) != 32:
+                return False
+        except (ValueError, binascii.Error):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -130,6 +181,24 @@ class AppSettings:
     #: Audit rows written per minute for failures of anonymous visitors from one address (an IPv4
     #: address or an IPv6 /64); beyond it failures are counted on the next row written, not stored.
     AUDIT_ANONYMOUS_FAILURES_PER_MINUTE = Setting[int](20, _whole, "a whole number")
+
+    #: The audience (``aud``) bearer access tokens must carry for this site's APIs, RFC 9068's
+    #: identifier of the API itself (never a client id); a list accepts any of them. An API that
+    #: names its own (``bearer_token_required(audience=...)``) uses that instead.
+    API_AUDIENCE = Setting[str | list[str]]("", _audiences, "an audience string, or a list of them")
+    #: What a valid user access token whose subject has no identity here becomes: "refuse" it,
+    #: "create-user" (as a first sign-in would), or "machine" (a client with no user).
+    API_UNKNOWN_SUBJECT = Setting[str]("refuse", _unknown_subject, '"refuse", "create-user" or "machine"')
+    #: URL path prefixes ``accounts.api.BearerTokenMiddleware`` protects, each with the options of
+    #: ``bearer_token_required``: ``{"/api/": {"audience": "https://api.example", "scopes": ["read"]}}``.
+    API_PREFIXES = Setting[dict[str, dict[str, Any]]](
+        {}, _api_prefixes, "a dict of path prefixes to dicts of bearer_token_required options"
+    )
+
+    #: Keys client secrets are stored encrypted with (``accounts.client_secrets``), newest first: the first
+    #: encrypts, every one decrypts. Put a new key in front, run ``manage.py oidc_secrets reencrypt``,
+    #: then drop the old one. Empty: secrets can only be given as ``env:NAME``.
+    CLIENT_SECRET_KEYS = Setting[Sequence[str]]((), _fernet_keys, "a list of Fernet keys (oidc_secrets generate-key)")
 
     @classmethod
     def all(cls) -> list[Setting[Any]]:

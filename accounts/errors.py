@@ -82,12 +82,33 @@ class InvalidRequest(SignInError):
 
 
 class ProviderDenied(SignInError):
-    """The provider answered the authorization request with ``error=``."""
+    """The provider answered the authorization request with ``error=``: the person cancelled, or it refused.
+
+    ``for_error`` picks the class by the OAuth error code: a provider that reports its own failure
+    (``server_error``, ``temporarily_unavailable``) did not refuse anybody, and saying "cancelled"
+    would send the person looking for a mistake they did not make.
+    """
 
     status = 403
     code = "provider_denied"
     title = _("Sign-in was cancelled or refused")
     message = _("The provider did not let the sign-in go ahead. You can try again or choose another option.")
+
+    @staticmethod
+    def for_error(error: str) -> type[ProviderDenied]:
+        """The class for the ``error`` code of an authorization response (RFC 6749 4.1.2.1)."""
+        return ProviderFailed if error in ProviderFailed.ERRORS else ProviderDenied
+
+
+class ProviderFailed(ProviderDenied):
+    """The authorization response's ``error=`` says the provider itself failed, not that it refused."""
+
+    #: The codes of RFC 6749 4.1.2.1 that report the provider's own trouble.
+    ERRORS = frozenset({"server_error", "temporarily_unavailable"})
+    status = 502
+    code = "provider_error"
+    title = _("The provider had a problem")
+    message = _("The provider could not complete the sign-in. Please try again in a few minutes.")
 
 
 class TokenRejected(SignInError):
@@ -110,6 +131,22 @@ class ProviderMisconfigured(SignInError):
     message = _(
         "The provider sent something we cannot use, so sign-in with it is not possible right now. "
         "Please try again later or choose another option."
+    )
+
+
+class ClientSecretUnavailable(ProviderMisconfigured):
+    """This site cannot produce its client secret: its environment variable is unset, or its key is gone.
+
+    The site's configuration is at fault, not the provider: 503, and a reason that names the
+    variable or the key problem, never a value.
+    """
+
+    status = 503
+    code = "client_secret_unavailable"
+    title = _("Sign-in with this provider is not set up correctly")
+    message = _(
+        "This site is missing part of its settings for this provider, so sign-in with it is not possible "
+        "right now. Please choose another option, or contact the site administrator."
     )
 
 

@@ -10,8 +10,10 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from . import client_secrets
 from .choices import Action, EmailLinking, Kind, Outcome, ProfileSync, Userinfo
 from .conf import DEFAULT_ALGORITHMS
+from .fields import EncryptedSecretField
 from .oidc.clients import CLIENT_CLASSES
 from .presets import PRESET_CHOICES, PresetKey
 
@@ -83,7 +85,14 @@ class Provider(models.Model):
         ),
     )
     client_id = models.CharField(_("client ID"), max_length=500)
-    client_secret = models.CharField(_("client secret"), max_length=500, blank=True)
+    client_secret = EncryptedSecretField(
+        _("client secret"),
+        blank=True,
+        help_text=_(
+            "Stored encrypted, never shown again. Or env:NAME to read it from the environment variable NAME "
+            "each time it is used."
+        ),
+    )
     scopes = models.CharField(_("scopes"), max_length=500, default="openid email profile")
     authorization_endpoint = HttpsURLField(
         _("authorization endpoint"), max_length=500, blank=True, help_text=_("GitHub-style providers only.")
@@ -187,6 +196,10 @@ class Provider(models.Model):
     @property
     def algorithms(self) -> list[str]:
         return self.allowed_algorithms.split()
+
+    def reveal_client_secret(self) -> str:
+        """The plain secret, for the one request that sends it (``accounts.client_secrets``); never keep it."""
+        return client_secrets.reveal(self.client_secret, owner=self.slug)
 
     @property
     def logo_template(self) -> str:

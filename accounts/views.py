@@ -21,7 +21,7 @@ from django.utils.log import log_response
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import audit, flow, provider_sessions, signals
 from .adapter import get_adapter
@@ -31,7 +31,7 @@ from .flow import SignInAttempt
 from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
 from .logout import end_session_url
-from .models import Identity, Provider
+from .models import Identity, Provider, ProviderSession
 from .oidc.clients import sign_in_kinds
 
 #: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
@@ -229,10 +229,17 @@ def connect(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
     return HttpResponseRedirect(flow.begin_login(request, attempt, next_url=next_url))
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @_signed_in_or_back_to_profile
 @_busy_database_page
 def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
+    """GET: ask first, on a page of its own (no JavaScript needed). POST (CSRF-protected): disconnect.
+
+    A disconnect ends every session that account signed in and keeps it from being linked again by
+    email: one stray click must not do that, so the profile's Disconnect is a link to this page.
+    """
+    if request.method != "POST":
+        return _confirm_disconnect(request, identity_id)
     try:
         done = disconnect_identity(
             request=request,
@@ -255,6 +262,24 @@ def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
         return redirect(settings.LOGIN_URL)
     messages.success(request, _("%(name)s was disconnected from your account.") % {"name": name})
     return redirect("oidc_signin:profile")
+
+
+def _confirm_disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
+    user = _user(request)
+    identity = Identity.objects.filter(pk=identity_id, user_id=user.pk).select_related("provider").first()
+    if identity is None:
+        messages.error(request, _("That sign-in method is not connected to your account."))
+        return redirect("oidc_signin:profile")
+    others = Identity.objects.filter(user_id=user.pk).exclude(pk=identity.pk).exists()
+    context = {
+        "identity": identity,
+        "can_disconnect": others or user.has_usable_password(),
+        # This very session signed in with it: the person is told they will be signed out too.
+        "ends_this_session": ProviderSession.objects.filter(
+            session_key=request.session.session_key or "", issuer=identity.issuer, subject=identity.subject
+        ).exists(),
+    }
+    return render(request, "oidc_signin/disconnect_confirm.html", context)
 
 
 @require_POST

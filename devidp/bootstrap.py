@@ -2,6 +2,7 @@
 
 Running it again changes nothing: keys, users and the client are only created when missing, the
 client secret is generated once, and the relying party's provider row is saved only if it differs.
+Run on another port, it re-points the provider there and moves its sign-ins along (dev only).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.db import transaction
 
-from accounts.models import Provider
+from accounts.errors import SignInError
+from accounts.models import DisconnectedIdentity, Identity, Provider, ProviderSession
 
 from . import keys
 from .models import Client, DevUser
@@ -109,10 +111,48 @@ def _sync_provider(client: Client, *, issuer: str, changes: list[str]) -> Provid
     if provider is None:
         changes.append(f"added sign-in provider {PROVIDER_SLUG!r}")
         return Provider.objects.create(slug=PROVIDER_SLUG, **wanted)
-    differing = [name for name, value in wanted.items() if getattr(provider, name) != value]
+    differing = [name for name, value in wanted.items() if _current(provider, name) != value]
     if differing:
         for name in differing:
             setattr(provider, name, wanted[name])
         provider.save()
         changes.append(f"updated sign-in provider {PROVIDER_SLUG!r}: {', '.join(differing)}")
+    _move_identities(provider, changes)
     return provider
+
+
+def _current(provider: Provider, name: str) -> object:
+    """A field as comparable to what setup wants: the secret decrypted (its ciphertext differs every time)."""
+    if name != "client_secret":
+        return getattr(provider, name)
+    try:
+        return provider.reveal_client_secret()
+    except SignInError:  # encrypted with a key that is gone: set it again
+        return None
+
+
+def _move_identities(provider: Provider, changes: list[str]) -> None:
+    """Sign-ins made while the site ran on another port move to the new issuer, so nobody loses an account.
+
+    The dev IdP's issuer is the site's URL, port included: without this, ``PORT=8080 make run``
+    after a run on 8000 would make Alice a new user, her account orphaned under the old issuer.
+    Development only: a real provider's issuer never changes, and an identity is its issuer's.
+    Where one subject has identities under several old issuers, the oldest moves (the account the
+    person had first); one already at the new issuer stays as it is.
+    """
+    issuer = provider.issuer
+    taken = set(Identity.objects.filter(issuer=issuer).values_list("subject", flat=True))
+    moved = 0
+    for identity in Identity.objects.filter(provider=provider).exclude(issuer=issuer).order_by("created_at", "pk"):
+        if identity.subject in taken:
+            continue
+        old = identity.issuer
+        Identity.objects.filter(pk=identity.pk).update(issuer=issuer)
+        ProviderSession.objects.filter(provider=provider, issuer=old, subject=identity.subject).update(issuer=issuer)
+        DisconnectedIdentity.objects.filter(user_id=identity.user_id, issuer=old, subject=identity.subject).update(
+            issuer=issuer
+        )
+        taken.add(identity.subject)
+        moved += 1
+    if moved:
+        changes.append(f"moved {moved} sign-in(s) of {PROVIDER_SLUG!r} to the issuer {issuer}")

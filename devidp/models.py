@@ -8,6 +8,7 @@ and the runserver threads that answer the relying party's back-channel calls mus
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 import uuid
@@ -25,6 +26,8 @@ CODE_LIFETIME = timedelta(seconds=60)
 TOKEN_LIFETIME = timedelta(hours=1)
 
 SIGNING_ALGORITHMS = ("RS256", "ES256")
+#: The grants of the token endpoint (also its discovery metadata's ``grant_types_supported``).
+GRANT_TYPES = ("authorization_code", "client_credentials")
 
 
 def _new_sub() -> str:
@@ -133,7 +136,8 @@ class Client(models.Model, ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "authorization_code"
+        """The code flow for sign-ins; client credentials for a service calling an API as itself."""
+        return grant_type in GRANT_TYPES
 
 
 class AuthorizationCode(models.Model, AuthorizationCodeMixin):
@@ -169,20 +173,31 @@ class AuthorizationCode(models.Model, AuthorizationCodeMixin):
         return self.auth_time
 
 
-class Token(models.Model, TokenMixin):
-    """An access token; the only thing it grants is reading userinfo."""
+def token_digest(access_token: str) -> str:
+    """What is stored of an access token: its SHA-256, so the table holds nothing a caller could replay.
 
-    access_token = models.CharField(max_length=255, unique=True)
+    It also keeps the column short whatever the token's length (a signed JWT runs to a kilobyte).
+    """
+    return hashlib.sha256(access_token.encode()).hexdigest()
+
+
+class Token(models.Model, TokenMixin):
+    """An issued access token (an RFC 9068 JWT): it lets the client read userinfo, or call an API.
+
+    A client-credentials token has no ``user``: the client acts for itself.
+    """
+
+    access_token = models.CharField(max_length=255, unique=True, help_text="SHA-256 of the token, never the token.")
     token_type = models.CharField(max_length=40, default="Bearer")
     client = models.ForeignKey(Client, on_delete=models.CASCADE)
-    user = models.ForeignKey(DevUser, on_delete=models.CASCADE)
+    user = models.ForeignKey(DevUser, on_delete=models.CASCADE, null=True, blank=True)
     scope = models.TextField(blank=True)
     issued_at = models.PositiveBigIntegerField(default=_now_seconds)
     expires_in = models.PositiveIntegerField()
     revoked = models.BooleanField(default=False)
 
     def __str__(self) -> str:
-        return f"token for {self.user} at {self.client}"
+        return f"token for {self.user or 'the client itself'} at {self.client}"
 
     def check_client(self, client: Client) -> bool:
         return self.client_id == client.pk
@@ -199,7 +214,7 @@ class Token(models.Model, TokenMixin):
     def is_revoked(self) -> bool:
         return self.revoked
 
-    def get_user(self) -> DevUser:
+    def get_user(self) -> DevUser | None:
         return self.user
 
     def get_client(self) -> Client:

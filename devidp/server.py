@@ -3,6 +3,9 @@
 * ``AuthorizationServer`` (Django integration) runs the authorization and token endpoints;
 * ``AuthorizationCodeGrant`` + ``CodeChallenge`` (PKCE, S256 only, required) + ``OpenIDCode``
   (ID tokens, signed through joserfc) implement the code flow;
+* ``ClientCredentialsGrant`` lets a registered client get a token for itself (machine to machine);
+* every access token is an RFC 9068 JWT (``typ: at+jwt``), signed with the ID tokens' RS256 key,
+  so a site's APIs can verify it offline (``accounts.api``);
 * ``ResourceProtector`` + ``BearerTokenValidator`` guard userinfo;
 * ``EndSessionEndpoint`` implements RP-initiated logout.
 
@@ -13,6 +16,7 @@ which claims a user releases.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -24,13 +28,24 @@ from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfo
 from authlib.oidc.rpinitiated import EndSessionEndpoint, EndSessionRequest
+from django.conf import settings
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from . import keys
-from .models import CODE_LIFETIME, SIGNING_ALGORITHMS, TOKEN_LIFETIME, AuthorizationCode, Client, DevUser, Token
+from .models import (
+    CODE_LIFETIME,
+    SIGNING_ALGORITHMS,
+    TOKEN_LIFETIME,
+    AuthorizationCode,
+    Client,
+    DevUser,
+    Token,
+    token_digest,
+)
 
 if TYPE_CHECKING:
     from authlib.oauth2.rfc6749 import OAuth2Request
@@ -50,6 +65,41 @@ def issuer_for(url: str) -> str:
 
 def request_issuer(request: HttpRequest) -> str:
     return issuer_for(request.build_absolute_uri("/"))
+
+
+#: The site a token request came to, while it is answered: the issuer of the tokens it gets.
+_token_request_site: contextvars.ContextVar[str] = contextvars.ContextVar("devidp_token_request_site")
+
+
+def access_token_audience(site: str) -> str:
+    """The ``aud`` of every access token: ``DEVIDP_ACCESS_TOKEN_AUDIENCE``, else ``<site>/api/``.
+
+    RFC 9068 wants the API's identifier there, never the client's; with the default, the demo
+    site's own APIs are the audience (``ACCOUNTS_API_AUDIENCE = "http://127.0.0.1:8000/api/"``).
+    """
+    configured = getattr(settings, "DEVIDP_ACCESS_TOKEN_AUDIENCE", None)
+    return configured if configured else site.rstrip("/") + "/api/"
+
+
+def jwt_access_token(*, client: Client, grant_type: str, user: DevUser | None, scope: str | None) -> str:
+    """An RFC 9068 JWT access token: ``typ: at+jwt``, iss, aud, exp, iat, jti, client_id, sub, scope.
+
+    A client-credentials token names the client itself as its subject (section 2.2), so a resource
+    server can tell it from a user's. Signed with the active RS256 key, whose kid the header names.
+    """
+    site = _token_request_site.get()
+    now = int(time.time())
+    claims = {
+        "iss": issuer_for(site),
+        "aud": access_token_audience(site),
+        "exp": now + int(TOKEN_LIFETIME.total_seconds()),
+        "iat": now,
+        "jti": generate_token(24),
+        "client_id": client.client_id,
+        "sub": user.sub if user is not None else client.client_id,
+        "scope": scope or "",
+    }
+    return jwt.encode({"alg": "RS256", "typ": "at+jwt"}, claims, keys.signing_keys("RS256"), algorithms=["RS256"])
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -141,23 +191,36 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         return authorization_code.user
 
 
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """RFC 6749 4.4: a client authenticated by its secret gets a token for itself, no user involved."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
 class DevAuthorizationServer(AuthorizationServer):
-    """Authlib's Django server with this app's models and one-hour bearer tokens."""
+    """Authlib's Django server with this app's models and one-hour RFC 9068 access tokens."""
 
     def __init__(self) -> None:
         super().__init__(Client, Token)
 
     def create_bearer_token_generator(self) -> BearerTokenGenerator:
         return BearerTokenGenerator(
-            access_token_generator=lambda **_kwargs: generate_token(42),
-            expires_generator=int(TOKEN_LIFETIME.total_seconds()),
+            access_token_generator=jwt_access_token, expires_generator=int(TOKEN_LIFETIME.total_seconds())
         )
+
+    def create_token_response(self, request: Any = None) -> Any:
+        """Answer a token request, its tokens issued by the site it came to (as the ID tokens are)."""
+        reset = _token_request_site.set(request.build_absolute_uri("/"))
+        try:
+            return super().create_token_response(request)
+        finally:
+            _token_request_site.reset(reset)
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> Token:
         expired_before = int(time.time() - TOKEN_LIFETIME.total_seconds())
         Token.objects.filter(Q(issued_at__lt=expired_before) | Q(revoked=True)).delete()  # keep the table small
         return Token.objects.create(
-            access_token=token["access_token"],
+            access_token=token_digest(token["access_token"]),
             token_type=token["token_type"],
             client=request.client,
             user=request.user,
@@ -180,10 +243,18 @@ class DevEndSessionEndpoint(EndSessionEndpoint):
         """The dev IdP holds no login session of its own; the view forgets the remembered account."""
 
 
+class DigestBearerTokenValidator(BearerTokenValidator):
+    """Authlib's validator, looking the token up by its digest (``Token.access_token``)."""
+
+    def authenticate_token(self, token_string: str) -> Token | None:
+        return Token.objects.select_related("user", "client").filter(access_token=token_digest(token_string)).first()
+
+
 server = DevAuthorizationServer()
 server.register_grant(CodeGrant, [S256CodeChallenge(required=True), DevOpenIDCode(require_nonce=False)])
+server.register_grant(ClientCredentialsGrant)
 server.register_endpoint(DevEndSessionEndpoint)
 
 #: Guards the userinfo endpoint: a valid, unexpired bearer token with the "openid" scope.
 require_token = ResourceProtector()
-require_token.register_token_validator(BearerTokenValidator(Token))
+require_token.register_token_validator(DigestBearerTokenValidator(Token))

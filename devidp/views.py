@@ -17,9 +17,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import keys
+from . import formtoken, keys
 from .forms import OtherUserForm
-from .models import SIGNING_ALGORITHMS, DevUser
+from .models import GRANT_TYPES, SIGNING_ALGORITHMS, DevUser
 from .server import CodeGrant, request_issuer, require_token, server
 
 #: The account last picked in this browser, offered first and used for ``prompt=none``.
@@ -71,7 +71,7 @@ def discovery(request: HttpRequest) -> JsonResponse:
             "scopes_supported": ["openid", "profile", "email"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code"],
+            "grant_types_supported": list(GRANT_TYPES),
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -98,6 +98,7 @@ def jwks(request: HttpRequest) -> JsonResponse:
 
 @dev_only
 @never_cache
+@csrf_exempt  # protected by its own form token instead (formtoken.py): the site's CSRF cookie rotates at sign-in
 @require_http_methods(["GET", "POST"])
 def authorize(request: HttpRequest) -> HttpResponse:
     """GET: validate the request and show the test users. POST: issue the code for the one picked.
@@ -124,6 +125,13 @@ def _authorize_post(request: HttpRequest) -> HttpResponse:
         grant = server.get_consent_grant(request, end_user=None)  # the query is re-validated on every POST
     except OAuth2Error as error:
         return _authorization_error(request, error)
+    if not formtoken.is_valid(request):
+        context = {
+            "error": "invalid_request",
+            "description": "This form was not sent from this browser's sign-in page (or that page was for another "
+            "request). Go back to the site and start the sign-in again.",
+        }
+        return render(request, "devidp/error.html", context, status=403)
     if "cancel" in request.POST:
         return server.create_authorization_response(request, grant_user=None, grant=grant)  # access_denied
 
@@ -160,8 +168,10 @@ def _sign_in_page(
         "form": form,
         "action": request.get_full_path(),
         "pick_error": request.method == "POST" and "user" in request.POST,
+        "form_token": formtoken.token_for(request),
+        "form_token_field": formtoken.FIELD,
     }
-    return render(request, "devidp/authorize.html", context, status=status)
+    return formtoken.remember_browser(request, render(request, "devidp/authorize.html", context, status=status))
 
 
 def _authorization_error(request: HttpRequest, error: OAuth2Error) -> HttpResponse:
@@ -187,6 +197,13 @@ def token(request: HttpRequest) -> HttpResponse:
 @require_token("openid")
 def userinfo(request: HttpRequest) -> JsonResponse:
     token = request.oauth_token
+    if token.user is None:  # a client-credentials token: there is no end user to describe
+        response = JsonResponse(
+            {"error": "invalid_token", "error_description": "This token was issued to a client, not for a user."},
+            status=401,
+        )
+        response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
     response = JsonResponse(token.user.claims(token.scope))
     response["Cache-Control"] = "no-store"
     return response

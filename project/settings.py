@@ -27,6 +27,12 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-local-development-only"
 
+# Keys the sign-in app encrypts client secrets with (docs/settings.md), newest first, comma separated.
+ACCOUNTS_CLIENT_SECRET_KEYS = env.list("ACCOUNTS_CLIENT_SECRET_KEYS", default=[])
+if not ACCOUNTS_CLIENT_SECRET_KEYS and DEBUG:
+    # Development only, like the SECRET_KEY above: it encrypts the dev IdP's client secret in db.sqlite3.
+    ACCOUNTS_CLIENT_SECRET_KEYS = ["zVlcNFX41xwEpS1HA29-nIBb_Jvxlf3dwaHdZE-e1D8="]
+
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -92,7 +98,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _sqlite_options.setdefault("transaction_mode", "IMMEDIATE")
     _sqlite_options.setdefault("timeout", 10)
     _sqlite_options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL")
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# The embedded default is Django's database cache on the site's own database (its table is made by
+# `migrate`): every process of one site -- runserver, gunicorn's workers, `manage.py oidc_provider`
+# in a shell -- shares one copy of each discovery and JWKS document, the refetch lock and the
+# admin's health records. A sign-in in steady state still reads nothing from it: each process keeps
+# what it read until the document's TTL (accounts.oidc.discovery). Redis is the choice for several servers.
+CACHES = {"default": env.cache("CACHE_URL", default="dbcache://oidc_signin_cache?MAX_ENTRIES=10000")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

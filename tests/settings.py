@@ -7,8 +7,15 @@ second time against PostgreSQL and Redis.
 import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
+# Client secrets are stored encrypted; the sites the suite starts (tests/sites.py) inherit this key.
+os.environ.setdefault("ACCOUNTS_CLIENT_SECRET_KEYS", "ogTZScmC1iS6-_Ntl3_aluIjb03rT4XQdPkN-U2bG5s=")
 
 from project.settings import *  # noqa: F403
+
+if "CACHE_URL" not in os.environ:
+    # In-process unless the run names a cache (the second pass: Redis): most tests use no database,
+    # and the project's database cache would need one. Its own tests set it up (tests/test_diagnostics.py).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 if "devidp" not in INSTALLED_APPS:  # noqa: F405
     INSTALLED_APPS.append("devidp")  # noqa: F405

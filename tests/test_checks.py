@@ -147,3 +147,121 @@ class NotAnAdapter:
 
     def is_sign_in_allowed(self, request, provider, claims):
         return True
+
+
+# --- checks that read the providers (Tags.database: only when a database is named) ---------------
+
+
+def _provider(slug: str = "corp", **fields):
+    from accounts.models import Provider
+
+    values = {"name": slug.title(), "issuer": "https://sso.example.com", "client_id": "cid", "client_secret": "s"}
+    return Provider.objects.create(slug=slug, **{**values, **fields})
+
+
+def _db_ids(check) -> list[str]:
+    return ids(check(None, databases=["default"]))
+
+
+@pytest.mark.django_db
+def test_database_checks_need_a_named_database_so_check_without_one_passes():
+    from accounts.checks import check_provider_registrations, check_provider_secrets
+
+    _provider(client_secret="")
+    _provider("twin", client_secret="")
+    assert check_provider_secrets(None) == [] and check_provider_registrations(None) == []
+    assert "oidc_signin.W007" in ids(run_checks(databases=["default"]))  # registered: check --database reports it
+    assert "oidc_signin.W007" not in ids(run_checks())
+
+
+@pytest.mark.django_db
+def test_an_enabled_provider_without_a_secret_is_reported():
+    from accounts.checks import check_provider_secrets
+
+    provider = _provider(client_secret="")
+    assert _db_ids(check_provider_secrets) == ["oidc_signin.W007"]
+    _provider("api", kind="token-issuer", client_secret="")  # a token issuer signs nobody in: needs none
+    provider.enabled = False
+    provider.save()
+    assert _db_ids(check_provider_secrets) == []
+
+
+@pytest.mark.django_db
+def test_encrypted_secrets_without_a_key_are_an_error(settings):
+    from accounts.checks import check_provider_secrets
+
+    _provider()
+    assert _db_ids(check_provider_secrets) == []
+    settings.ACCOUNTS_CLIENT_SECRET_KEYS = []
+    assert _db_ids(check_provider_secrets) == ["oidc_signin.E007"]
+
+
+@pytest.mark.django_db
+def test_encrypted_secrets_no_configured_key_decrypts_are_an_error(settings):
+    from cryptography.fernet import Fernet
+
+    from accounts.checks import check_provider_secrets
+
+    _provider()
+    settings.ACCOUNTS_CLIENT_SECRET_KEYS = [Fernet.generate_key().decode()]
+    messages = check_provider_secrets(None, databases=["default"])
+    assert ids(messages) == ["oidc_signin.E008"] and "corp" in messages[0].msg
+
+
+@pytest.mark.django_db
+def test_plain_secrets_left_in_the_database_are_reported():
+    from django.db import connection
+
+    from accounts.checks import check_provider_secrets
+    from accounts.models import Provider
+
+    provider = _provider()
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Provider._meta.db_table} SET client_secret = 'plain' WHERE id = %s", [provider.pk])
+    assert _db_ids(check_provider_secrets) == ["oidc_signin.W010"]
+
+
+@pytest.mark.django_db
+def test_two_providers_for_one_client_of_one_issuer_are_reported():
+    from accounts.checks import check_provider_registrations
+
+    _provider()
+    _provider("other", client_id="another")
+    assert _db_ids(check_provider_registrations) == []
+    _provider("twin", issuer="https://sso.example.com/")  # the same issuer, spelt with its slash
+    messages = check_provider_registrations(None, databases=["default"])
+    assert ids(messages) == ["oidc_signin.W008"] and "corp, twin" in messages[0].msg
+
+
+@pytest.mark.django_db
+def test_an_http_issuer_with_debug_off_is_reported(settings):
+    from accounts.checks import check_provider_registrations
+
+    _provider(issuer="http://sso.example.com")
+    settings.DEBUG = False
+    assert _db_ids(check_provider_registrations) == ["oidc_signin.W009"]
+    settings.DEBUG = True
+    assert _db_ids(check_provider_registrations) == []
+
+
+def test_database_checks_pass_before_the_tables_exist(monkeypatch):
+    """``migrate`` runs the checks before it creates the tables: no table is no finding, not a crash."""
+    from django.db import OperationalError
+
+    from accounts import checks
+    from accounts.models import Provider
+
+    def no_table(*args, **kwargs):
+        raise OperationalError("no such table: oidc_signin_provider")
+
+    monkeypatch.setattr(Provider.objects, "using", no_table)
+    assert checks.check_provider_secrets(None, databases=["default"]) == []
+    assert checks.check_provider_registrations(None, databases=["default"]) == []
+
+
+@pytest.mark.parametrize("keys", ["one-key-not-a-list", ["not-base64!"], ["c2hvcnQ="], [b"bytes"]])
+def test_a_client_secret_key_that_is_no_fernet_key_is_reported(settings, keys):
+    settings.ACCOUNTS_CLIENT_SECRET_KEYS = keys
+    assert ids(check_settings(None)) == ["oidc_signin.E001"]
+    settings.ACCOUNTS_CLIENT_SECRET_KEYS = ["ogTZScmC1iS6-_Ntl3_aluIjb03rT4XQdPkN-U2bG5s="]
+    assert check_settings(None) == []

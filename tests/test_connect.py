@@ -7,6 +7,7 @@ session, and to the user, that started it.
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -209,7 +210,7 @@ def test_profile_offers_disconnect_when_there_is_another_way_in(client, op2, sig
     connect(client, op2, second)
     page = client.get("/accounts/profile/").content.decode()
     for identity in Identity.objects.all():
-        assert f'action="/accounts/identities/{identity.pk}/disconnect/"' in page
+        assert f'href="/accounts/identities/{identity.pk}/disconnect/"' in page
 
 
 def test_cannot_disconnect_another_users_identity(client, op2, signed_in_alice, second, caplog):
@@ -227,12 +228,83 @@ def test_cannot_disconnect_another_users_identity(client, op2, signed_in_alice, 
     assert "That sign-in method is not connected to your account." in client.get("/accounts/profile/").content.decode()
 
 
-def test_disconnect_requires_post(client, op2, signed_in_alice, second):
+def test_disconnect_asks_first_and_only_a_post_disconnects(client, op2, signed_in_alice, second):
     connect(client, op2, second)
     identity = Identity.objects.get(provider=second)
+    url = f"/accounts/identities/{identity.pk}/disconnect/"
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response.templates[0].name == "oidc_signin/disconnect_confirm.html"
+    page = response.content.decode()
+    assert "<h1" in page and "Disconnect Second OP?" in page
+    assert f'<form method="post" action="{url}">' in page and "csrfmiddlewaretoken" in page
+    assert 'href="/accounts/profile/">Cancel</a>' in page
+    assert "you will be signed out too" not in page  # this session signed in with the first provider
+    assert Identity.objects.filter(pk=identity.pk).exists()  # asking changes nothing
+
+    assert client.post(url).status_code == 302
+    assert not Identity.objects.filter(pk=identity.pk).exists()
+
+
+def test_the_profile_links_to_the_question_instead_of_disconnecting_on_one_click(client, op2, signed_in_alice, second):
+    connect(client, op2, second)
+    identity = Identity.objects.get(provider=second)
+    page = client.get("/accounts/profile/").content.decode()
+    assert f'href="/accounts/identities/{identity.pk}/disconnect/"' in page
+    assert f'action="/accounts/identities/{identity.pk}/disconnect/"' not in page
+
+
+def test_the_question_says_when_this_very_session_ends_too(client, op2, signed_in_alice, second):
+    connect(client, op2, second)
+    first = Identity.objects.exclude(provider=second).get()
+    page = client.get(f"/accounts/identities/{first.pk}/disconnect/").content.decode()
+    assert "You signed in with this account, so you will be signed out too." in page
+
+
+def test_the_question_about_the_last_way_in_offers_no_button(client, signed_in_alice):
+    identity = Identity.objects.get()
     response = client.get(f"/accounts/identities/{identity.pk}/disconnect/")
-    assert response.status_code == 405 and response["Allow"] == "POST"  # require_POST's answer
-    assert Identity.objects.filter(pk=identity.pk).exists()
+    page = response.content.decode()
+    assert response.status_code == 200 and "cannot be disconnected" in page
+    assert 'method="post" action="/accounts/identities/' not in page
+
+
+def test_the_question_about_someone_elses_identity_goes_back_to_the_profile(client, op, signed_in_alice):
+    bob = User.objects.create(username="bob")
+    bobs = Identity.objects.create(user=bob, provider=Identity.objects.get().provider, issuer=op.issuer, subject="b")
+    response = client.get(f"/accounts/identities/{bobs.pk}/disconnect/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
+    assert "That sign-in method is not connected to your account." in client.get("/accounts/profile/").content.decode()
+
+
+def test_disconnect_answers_neither_put_nor_delete(client, signed_in_alice):
+    response = client.delete(f"/accounts/identities/{Identity.objects.get().pk}/disconnect/")
+    assert response.status_code == 405 and response["Allow"] == "GET, POST"
+    assert Identity.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("sync", "what_changes_it"),
+    [("follow", "sign in with Corp again"), ("keep", "ask the site's administrator to add a verified address")],
+)
+def test_the_profile_says_why_an_unverified_email_is_not_used_and_what_would_change_that(
+    client, db, sync, what_changes_it
+):
+    provider = Provider.objects.create(
+        slug="corp", name="Corp", issuer="https://sso.example.com", client_id="cid", profile_sync=sync
+    )
+    bob = User.objects.create(username="bob")
+    Identity.objects.create(
+        user=bob, provider=provider, issuer=provider.issuer, subject="b", email="bob@example.com", email_verified=False
+    )
+    client.force_login(bob)
+    page = client.get("/accounts/profile/").content.decode()
+    assert "Corp says your email address is bob@example.com but has not verified it" in page
+    assert what_changes_it in page
+
+    bob.email = "bob@example.com"  # once the address is the account's, nothing needs explaining
+    bob.save()
+    assert "has not verified it" not in client.get("/accounts/profile/").content.decode()
 
 
 def test_disconnect_is_csrf_protected(op, op2, provider, second, caplog):
@@ -339,3 +411,12 @@ def test_a_connect_next_off_this_site_falls_back_to_the_profile(client, op, prov
     params = op2.authorize(dict(parse_qsl(urlsplit(started["Location"]).query)))
     done = client.get(f"/accounts/{second.slug}/callback/", params)
     assert (done.status_code, done["Location"]) == (302, "/accounts/profile/")
+
+
+def test_messages_are_a_list_inside_a_status_region(client, op2, signed_in_alice, second):
+    """role="status" on the <ul> itself would strip its list role, leaving orphan <li>s (axe: listitem)."""
+    connect(client, op2, second)
+    page = client.get("/accounts/profile/").content.decode()
+    region = page[page.index('<div role="status"') : page.index("</div>", page.index('<div role="status"'))]
+    assert '<ul class="messages">' in region and "Second OP is now connected to your account." in region
+    assert not re.search(r"<ul[^>]*role=", page)

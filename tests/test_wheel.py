@@ -26,6 +26,7 @@ import zipfile
 from pathlib import Path
 
 import requests
+from cryptography.fernet import Fernet
 
 from tests.op_double import OpenIDProviderDouble
 from tests.sites import REQUEST_TIMEOUT, ROOT, SiteProcess
@@ -127,7 +128,8 @@ class InstalledSite(SiteProcess):
         super().__init__(site)
         self.python = str(python)
         self.cwd = site
-        self.env = outside_environment()
+        # The deployment's own key for client secrets, which the documented settings read from the environment.
+        self.env = outside_environment() | {"ACCOUNTS_CLIENT_SECRET_KEYS": Fernet.generate_key().decode()}
 
 
 def wire_as_the_docs_say(site: Path) -> None:

@@ -80,7 +80,7 @@ _DENIAL_MESSAGES = {
     "consent_required": _("The provider needs your consent to share your details with this site."),
     "interaction_required": _("The provider needs you to complete a step there. Please try again."),
     "temporarily_unavailable": _("The provider is temporarily unavailable. Please try again in a few minutes."),
-    "server_error": _("The provider had a problem. Please try again in a few minutes."),
+    "server_error": _("Something went wrong at the provider's end, not yours. Please try again in a few minutes."),
 }
 
 _WHOLE_SECONDS = re.compile(r"[0-9]{1,10}")
@@ -226,7 +226,8 @@ class ProviderClient:
         self._check_iss_parameter(params.get("iss"))
         error = params.get("error")
         if error:
-            raise ProviderDenied(f"provider answered error={error[:64]!r}", message=_DENIAL_MESSAGES.get(error))
+            denied = ProviderDenied.for_error(error)
+            raise denied(f"provider answered error={error[:64]!r}", message=_DENIAL_MESSAGES.get(error))
         code = params.get("code")
         if not code:
             raise InvalidRequest("callback has neither code nor error")
@@ -241,7 +242,7 @@ class ProviderClient:
         if iss != self.metadata["issuer"]:
             raise InvalidRequest("callback iss parameter names another issuer (RFC 9207 mix-up defence)")
 
-    @sensitive_variables("code", "body", "headers", "auth")
+    @sensitive_variables("code", "body", "headers", "auth", "secret")
     def exchange_code(self, *, code: str, pending: PendingLogin) -> dict[str, Any]:
         """Trade the code for tokens at the token endpoint (RFC 6749 4.1.3, RFC 7636 4.5).
 
@@ -252,11 +253,12 @@ class ProviderClient:
         body = prepare_token_request(
             "authorization_code", code=code, redirect_uri=pending.redirect_uri, code_verifier=pending.code_verifier
         )
+        secret = provider.reveal_client_secret()  # decrypted (or read from its variable) only here
         if method == "client_secret_basic":
             # RFC 6749 2.3.1: id and secret are form-encoded before they are joined for Basic auth.
-            auth = ClientAuth(quote_plus(provider.client_id), quote_plus(provider.client_secret), method)
+            auth = ClientAuth(quote_plus(provider.client_id), quote_plus(secret), method)
         else:
-            auth = ClientAuth(provider.client_id, provider.client_secret, method)
+            auth = ClientAuth(provider.client_id, secret, method)
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         _uri, headers, body = auth.prepare("POST", endpoint, headers, body)
         try:

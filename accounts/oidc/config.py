@@ -39,5 +39,12 @@ class ProviderConfig(Protocol):
     @property
     def scope_list(self) -> list[str]: ...
 
+    def reveal_client_secret(self) -> str:
+        """The plain client secret, at the moment it is sent (``client_secret`` may hold it encrypted).
+
+        Raises a ``SignInError`` when it cannot be had (``accounts.client_secrets.reveal``).
+        """
+        ...
+
     @property
     def algorithms(self) -> list[str]: ...

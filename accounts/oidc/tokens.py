@@ -8,8 +8,8 @@ must fit the header. Only then are the claims checked.
 
 Every verification says where its token came from (``discovery.KeyOrigin``), because that decides
 whether an unknown ``kid`` may make us refetch the provider's keys: ``verify_id_token`` and
-``verify_userinfo_jwt`` read answers to our own back-channel requests; ``verify_logout_token`` (and
-any future ``verify_access_token``) read what anyone can post, and say so with ``KeyOrigin.ANYONE``.
+``verify_userinfo_jwt`` read answers to our own back-channel requests; ``verify_logout_token`` and
+``verify_access_token`` (RFC 9068) read what anyone can post, and say so with ``KeyOrigin.ANYONE``.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from authlib.oidc.core.util import create_half_hash
+from django.views.decorators.debug import sensitive_variables
 from joserfc import jws
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import Key, KeySet, OctKey
 from joserfc.jws import JWSRegistry
-from joserfc.jwt import JWTClaimsRegistry
+from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from ..conf import conf
 from ..errors import TokenRejected
@@ -135,14 +136,16 @@ def _parse(raw: str, what: str) -> jws.CompactSignature:
         raise TokenRejected(f"{what} header cannot be decoded") from exc
 
 
+@sensitive_variables("secret")
 def _hmac_key(provider: Provider, alg: str) -> OctKey:
     """HMAC is keyed with the client secret -- never with anything from the JWKS (algorithm confusion)."""
     if not provider.client_secret:
         raise TokenRejected(f"{alg} needs a client secret and provider {provider.slug} has none")
+    secret = provider.reveal_client_secret()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # joserfc warns on short secrets; the admin chose to allow HMAC
-            return OctKey.import_key(provider.client_secret)
+            return OctKey.import_key(secret)
     except ValueError as exc:  # joserfc refuses a secret that is an asymmetric (public) key
         raise TokenRejected(f"client secret of {provider.slug} cannot be an HMAC key") from exc
 
@@ -307,3 +310,135 @@ def verify_logout_token(provider: Provider, raw: str, *, jwks_uri: str) -> dict[
     if any(value is not None and (not isinstance(value, str) or not value) for value in (sid, sub)):
         raise TokenRejected("logout token sid or sub is not a non-empty string")
     return claims
+
+
+# --- access tokens (RFC 9068) ------------------------------------------------------------------
+
+#: The ``typ`` header values of an RFC 9068 access token (section 2.1), compared case-insensitively
+#: as media types are (RFC 7515 4.1.9). Requiring one is what keeps an ID token, a logout token or
+#: any other JWT the provider signs from passing for an access token (section 4; RFC 8725 3.11).
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+
+#: The longest ``sub`` an access token may name: an identity stores at most this many characters.
+_MAX_SUBJECT = 255
+
+#: What the API's caller is told for each rule (RFC 6750 ``error_description``): plain ASCII with
+#: no quote or backslash, as section 3 allows; it names the rule, never anything the token carried.
+_MESSAGES = {
+    "malformed": "The access token is not a signed JWT.",
+    "typ": "The token is not a JWT access token (its typ header must be at+jwt).",
+    "alg": "The access token is signed with an algorithm this API does not accept.",
+    "signature": "The access token signature cannot be verified.",
+    "expired": "The access token has expired.",
+    "not_yet": "The access token is not valid yet.",
+    "audience": "The access token is not meant for this API.",
+    "issuer": "The access token was not issued by an issuer this API trusts.",
+    "claims": "The access token claims are not valid.",
+}
+
+
+def _refused(reason: str, rule: str) -> TokenRejected:
+    return TokenRejected(reason, message=_MESSAGES[rule])
+
+
+def unverified_issuer(raw: str) -> str:
+    """The ``iss`` an access token claims, read before anything about it is verified.
+
+    A resource server trusts several issuers, and the token says which one's keys to try: this is
+    only that choice. Nothing else is read, and ``verify_access_token`` checks ``iss`` again once
+    the signature holds. Raises ``TokenRejected`` (with the API's words) when there is none.
+    """
+    token = _parse_access_token(raw)
+    try:
+        claims = safejson.loads(token.payload)
+    except (safejson.TooDeep, ValueError) as exc:
+        raise _refused("access token payload is not JSON", "malformed") from exc
+    iss = claims.get("iss") if isinstance(claims, dict) else None
+    if not isinstance(iss, str) or not iss:
+        raise _refused("access token has no iss claim", "issuer")
+    return iss
+
+
+def _parse_access_token(raw: str) -> jws.CompactSignature:
+    try:
+        return _parse(raw, "access token")
+    except TokenRejected as exc:
+        raise _refused(exc.reason, "malformed") from exc
+
+
+def verify_access_token(
+    provider: Provider,
+    raw: str,
+    *,
+    jwks_uri: str,
+    audiences: Collection[str],
+    require_jti: bool = False,
+) -> dict[str, Any]:
+    """Verify a JWT access token (RFC 9068 section 4) that ``provider`` issued, and return its claims.
+
+    Bearer tokens come from whoever sends the request, so the header is judged before any key is
+    looked at -- ``typ`` must be ``at+jwt``, the algorithm one of the provider's asymmetric ones
+    (never ``none``, never HMAC: an HMAC key would be the client secret, which a resource server
+    has no business holding) -- and an unknown ``kid`` spends the strict budget of
+    ``KeyOrigin.ANYONE``, never the refetch that sign-in relies on. Then the claims: ``iss`` is the
+    provider's issuer, ``aud`` one of ``audiences`` (the API's own identifier, not a client id),
+    ``exp`` and ``iat`` present and in time (``nbf`` too, when present) within the clock leeway,
+    ``sub`` and ``client_id`` non-empty strings, ``scope`` a string when present, and ``jti`` a
+    string (required with ``require_jti``, for replay refusal). Every ``TokenRejected`` carries, as
+    its ``message``, the RFC 6750 ``error_description`` for the API's caller.
+    """
+    header = dict(_parse_access_token(raw).headers())
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+        raise _refused(f"access token typ is {str(typ)[:40]!r}, not at+jwt", "typ")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg.lower() == "none":
+        raise _refused(f"access token is unsigned (alg {str(alg)[:20]!r})", "alg")
+    if alg.startswith("HS"):
+        raise _refused(f"access token alg {alg} is HMAC, never accepted for access tokens", "alg")
+    if alg not in provider.algorithms:
+        raise _refused(f"access token alg {alg[:20]} is not allowed for provider {provider.slug}", "alg")
+    try:
+        _header, claims = verify_signed_jwt(
+            provider, raw, jwks_uri=jwks_uri, what="access token", origin=KeyOrigin.ANYONE
+        )
+    except TokenRejected as exc:
+        raise _refused(exc.reason, "signature") from exc
+    _check_access_token_claims(claims, issuer=provider.issuer, audiences=audiences, require_jti=require_jti)
+    return claims
+
+
+def _check_access_token_claims(
+    claims: dict[str, Any], *, issuer: str, audiences: Collection[str], require_jti: bool
+) -> None:
+    options: dict[str, ClaimsOption] = {
+        "iss": {"essential": True, "value": issuer},
+        "aud": {"essential": True, "values": list(audiences)},
+        **{name: {"essential": True} for name in ("exp", "iat", "sub", "client_id")},
+    }
+    if require_jti:
+        options["jti"] = {"essential": True}
+    registry = JWTClaimsRegistry(None, conf.OIDC_CLOCK_LEEWAY, **options)
+    try:
+        registry.validate(claims)
+    except ExpiredTokenError as exc:
+        raise _refused("access token has expired", "expired") from exc
+    except MissingClaimError as exc:
+        raise TokenRejected(
+            f"access token has no {exc.claim} claim", message=f"The access token has no {exc.claim} claim."
+        ) from exc
+    except ClaimError as exc:
+        rule = {"aud": "audience", "iss": "issuer"}.get(exc.claim, "claims")
+        if exc.claim == "nbf" and isinstance(claims.get("nbf"), int | float):
+            rule = "not_yet"
+        raise _refused(f"access token {exc.claim} claim is not valid ({exc.description})", rule) from exc
+    for name in ("sub", "client_id"):
+        value = claims[name]
+        if not isinstance(value, str) or not value or "\x00" in value:
+            raise _refused(f"access token {name} claim is not a non-empty string", "claims")
+    if len(claims["sub"]) > _MAX_SUBJECT:
+        raise _refused(f"access token sub claim is longer than {_MAX_SUBJECT} characters", "claims")
+    if "scope" in claims and not isinstance(claims["scope"], str):
+        raise _refused("access token scope claim is not a space-separated string", "claims")
+    if "jti" in claims and (not isinstance(claims["jti"], str) or not claims["jti"]):
+        raise _refused("access token jti claim is not a non-empty string", "claims")

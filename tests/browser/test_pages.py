@@ -85,7 +85,7 @@ def test_an_admin_adds_a_provider_and_it_appears_on_the_sign_in_page(site, live_
     expect(link).to_have_attribute("href", "/accounts/staff-sso/login/")
     site.screenshot("login-with-the-new-provider")
     assert site.elsewhere == []
-    assert Provider.objects.get(slug="staff-sso").client_secret == "a client secret"
+    assert Provider.objects.get(slug="staff-sso").reveal_client_secret() == "a client secret"
 
 
 def test_provider_buttons_draw_their_logos_and_show_where_the_focus_is(open_site, dev_idp):

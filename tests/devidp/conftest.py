@@ -73,15 +73,16 @@ def auth_request(client_row: Client, **overrides: str | None) -> AuthRequest:
     return AuthRequest(params={k: v for k, v in params.items() if v is not None}, code_verifier=verifier)
 
 
-def csrf_token(html: str) -> str:
-    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+def form_token(html: str) -> str:
+    """The dev IdP's own form token (``devidp.formtoken``), which stands in for Django's CSRF token."""
+    return re.search(r'name="devidp_form_token" value="([^"]+)"', html).group(1)
 
 
 def pick_user(http, request: AuthRequest, user: DevUser):
     """Show the sign-in page, then press the user's button; returns the POST's response."""
     page = http.get(request.url)
     assert page.status_code == 200, page.content
-    return http.post(request.url, {"csrfmiddlewaretoken": csrf_token(page.content.decode()), "user": str(user.pk)})
+    return http.post(request.url, {"devidp_form_token": form_token(page.content.decode()), "user": str(user.pk)})
 
 
 def callback_params(response) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 
@@ -71,3 +72,26 @@ def test_view_only_signing_key_page_shows_no_private_key_material(django_user_mo
     page = response.content.decode()
     assert key.kid in page
     assert not [name for name in ("d", "p", "q", "dp", "dq", "qi") if key.private_jwk[name] in page]
+
+
+def test_the_client_change_page_never_shows_the_secret_and_blank_keeps_it(admin_client, idp):
+    url = f"/admin/devidp/client/{idp.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert 'type="password"' in page
+    assert not [form for form in encodings(idp.client_secret) if form in page]
+
+    data = {
+        "client_id": idp.client_id,
+        "client_name": idp.client_name,
+        "client_secret": "",
+        "redirect_uris": json.dumps(idp.redirect_uris),
+        "post_logout_redirect_uris": json.dumps(idp.post_logout_redirect_uris),
+        "scope": idp.scope,
+        "token_endpoint_auth_method": idp.token_endpoint_auth_method,
+        "id_token_signed_response_alg": idp.id_token_signed_response_alg,
+    }
+    before = idp.client_secret
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    idp.refresh_from_db()
+    assert idp.client_secret == before

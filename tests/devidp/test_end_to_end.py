@@ -28,14 +28,14 @@ def _sign_in_over_http(live_url: str, email: str) -> requests.Response:
     assert urlsplit(page.url).path == "/devidp/authorize"
     assert "Local dev IdP" in page.text
 
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    assert browser.cookies.get("csrftoken")
+    csrf = re.search(r'name="devidp_form_token" value="([^"]+)"', page.text).group(1)
+    assert browser.cookies.get("devidp_browser")
     user = DevUser.objects.get(email=email)
     assert f'name="user" value="{user.pk}"' in page.text
 
     return browser.post(
         page.url,
-        data={"csrfmiddlewaretoken": csrf, "user": str(user.pk)},
+        data={"devidp_form_token": csrf, "user": str(user.pk)},
         headers={"Referer": page.url},
         timeout=TIMEOUT,
     )

@@ -22,8 +22,8 @@ from tests.devidp.conftest import (
     auth_request,
     callback_params,
     code_flow_at_devidp,
-    csrf_token,
     exchange,
+    form_token,
     pick_user,
 )
 
@@ -49,7 +49,7 @@ def test_sign_in_page_names_the_client_and_offers_the_test_users(client, idp, al
     for user in (alice, bob):
         assert f'name="user" value="{user.pk}"' in html and user.name in html and user.email in html
     assert "email not verified" in html
-    assert 'name="csrfmiddlewaretoken"' in html
+    assert 'name="devidp_form_token"' in html
     assert "Someone else" in html
     for field in ("other-name", "other-email", "other-email_verified"):
         assert re.search(rf'<label for="id_{field}">', html), f"{field} has no label"
@@ -110,7 +110,7 @@ def test_cancel_returns_access_denied(client, idp):
     page = client.get(request.url)
 
     params = callback_params(
-        client.post(request.url, {"csrfmiddlewaretoken": csrf_token(page.content.decode()), "cancel": "1"})
+        client.post(request.url, {"devidp_form_token": form_token(page.content.decode()), "cancel": "1"})
     )
 
     assert params["error"] == "access_denied" and params["state"] == request.params["state"]
@@ -131,13 +131,44 @@ def test_picking_a_user_issues_a_code_and_remembers_the_choice(client, idp, alic
     assert "last used" in client.get(auth_request(idp).url).content.decode()
 
 
-def test_the_form_needs_its_csrf_token(client, idp, alice):
+def test_the_form_needs_its_form_token(client, idp, alice):
     http = HttpClient(enforce_csrf_checks=True, HTTP_HOST="localhost")
     request = auth_request(idp)
     http.get(request.url)
 
-    assert http.post(request.url, {"user": alice.pk}).status_code == 403
+    refused = http.post(request.url, {"user": alice.pk})
+    assert refused.status_code == 403 and "not sent from this browser" in refused.content.decode()
     assert not AuthorizationCode.objects.exists()
+
+
+def test_a_post_from_another_site_is_refused_even_with_a_token_of_its_own(client, idp, alice):
+    """A page elsewhere can fetch the form itself, but its token is bound to its own browser cookie."""
+    attacker = HttpClient(HTTP_HOST="localhost")
+    request = auth_request(idp)
+    stolen = form_token(attacker.get(request.url).content.decode())
+
+    client.get(request.url)  # the victim's browser has a dev IdP cookie of its own
+    assert client.post(request.url, {"devidp_form_token": stolen, "user": alice.pk}).status_code == 403
+    no_cookie = HttpClient(HTTP_HOST="localhost")  # SameSite=Lax: a cross-site POST carries no cookie at all
+    assert no_cookie.post(request.url, {"devidp_form_token": stolen, "user": alice.pk}).status_code == 403
+    assert not AuthorizationCode.objects.exists()
+
+
+def test_a_token_answers_only_the_request_it_was_shown_for(client, idp, alice):
+    first, second = auth_request(idp), auth_request(idp)
+    token = form_token(client.get(first.url).content.decode())
+    assert client.post(second.url, {"devidp_form_token": token, "user": alice.pk}).status_code == 403
+    assert not AuthorizationCode.objects.exists()
+    assert callback_params(client.post(first.url, {"devidp_form_token": token, "user": alice.pk}))["code"]
+
+
+def test_the_form_does_not_depend_on_the_sites_csrf_cookie(client, idp, alice):
+    """Signing in rotates the site's CSRF cookie (``login()``); a page open in another tab still posts."""
+    http = HttpClient(enforce_csrf_checks=True, HTTP_HOST="localhost")
+    request = auth_request(idp)
+    token = form_token(http.get(request.url).content.decode())
+    http.cookies["csrftoken"] = "rotated-by-a-sign-in-in-another-tab-000000"
+    assert callback_params(http.post(request.url, {"devidp_form_token": token, "user": alice.pk}))["code"]
 
 
 def test_prompt_none_signs_in_the_remembered_user_without_a_page(client, idp, alice):
@@ -151,9 +182,9 @@ def test_prompt_none_signs_in_the_remembered_user_without_a_page(client, idp, al
 
 def test_someone_else_creates_a_user_then_reuses_it_by_email(client, idp):
     request = auth_request(idp)
-    token = csrf_token(client.get(request.url).content.decode())
+    token = form_token(client.get(request.url).content.decode())
     form = {
-        "csrfmiddlewaretoken": token,
+        "devidp_form_token": token,
         "other": "1",
         "other-name": "Carol Tester",
         "other-email": "carol@example.org",
@@ -168,6 +199,7 @@ def test_someone_else_creates_a_user_then_reuses_it_by_email(client, idp):
     assert AuthorizationCode.objects.get(code=first["code"]).user == carol
 
     request = auth_request(idp)
+    form["devidp_form_token"] = form_token(client.get(request.url).content.decode())  # each request its own
     second = callback_params(
         client.post(request.url, {**form, "other-name": "Carol Renamed", "other-email": "CAROL@example.org"})
     )
@@ -180,8 +212,11 @@ def test_someone_else_creates_a_user_then_reuses_it_by_email(client, idp):
 
 def test_someone_else_with_a_bad_email_shows_the_form_again(client, idp):
     request = auth_request(idp)
+    token = form_token(client.get(request.url).content.decode())
 
-    response = client.post(request.url, {"other": "1", "other-name": "X", "other-email": "not-an-email"})
+    response = client.post(
+        request.url, {"devidp_form_token": token, "other": "1", "other-name": "X", "other-email": "not-an-email"}
+    )
 
     assert response.status_code == 400
     html = response.content.decode()

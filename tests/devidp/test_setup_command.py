@@ -27,7 +27,7 @@ def test_setup_registers_everything_a_sign_in_needs(capsys):
     ]
     provider = Provider.objects.get()
     assert (provider.slug, provider.name, provider.issuer) == ("local", "Local dev IdP", "http://127.0.0.1:8000/devidp")
-    assert (provider.client_id, provider.client_secret) == (client.client_id, client.client_secret)
+    assert (provider.client_id, provider.reveal_client_secret()) == (client.client_id, client.client_secret)
     assert provider.scopes == "openid email profile" and provider.enabled and provider.display_order == 0
     provider.full_clean()  # a row the admin would accept
     alice = DevUser.objects.get(email="alice@example.com")
@@ -86,7 +86,7 @@ def test_setup_repairs_an_edited_provider_row():
     call_command("devidp", "setup")
 
     provider = Provider.objects.get()
-    assert provider.enabled and provider.client_secret == Client.objects.get().client_secret
+    assert provider.enabled and provider.reveal_client_secret() == Client.objects.get().client_secret
 
 
 @pytest.mark.parametrize("args", [[], ["--base-url", "ftp://x"], ["--base-url", "http://127.0.0.1:8000/site"]])

@@ -35,7 +35,7 @@ def test_add_creates_an_enabled_provider(op):
         "openid email",
     )
     provider = Provider.objects.get(slug="corp")
-    assert (provider.name, provider.issuer, provider.client_id, provider.client_secret) == (
+    assert (provider.name, provider.issuer, provider.client_id, provider.reveal_client_secret()) == (
         "Corp SSO",
         op.issuer,
         "cid",
@@ -66,7 +66,7 @@ def test_add_with_update_keeps_the_secret_when_none_is_given(op):
     run("add", "corp", "--issuer", op.issuer, "--client-id", "cid", "--client-secret", "sec")
     run("add", "corp", "--issuer", op.issuer, "--client-id", "cid2", "--update")
     provider = Provider.objects.get(slug="corp")
-    assert (provider.client_id, provider.client_secret) == ("cid2", "sec")
+    assert (provider.client_id, provider.reveal_client_secret()) == ("cid2", "sec")
 
 
 @pytest.mark.parametrize(

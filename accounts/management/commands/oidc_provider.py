@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,7 +12,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts import diagnostics
 from accounts.errors import SignInError
 from accounts.models import Provider
-from accounts.oidc import discovery
 from accounts.oidc.clients import client_class
 from accounts.presets import PRESETS, PresetKey, preset_values
 
@@ -24,18 +24,30 @@ class Command(BaseCommand):
         add = sub.add_parser("add", help="Add (or update) a provider.")
         add.add_argument("slug")
         add.add_argument("--preset", choices=sorted(PRESETS), help="google, github, microsoft, gitlab or generic.")
-        add.add_argument("--kind", choices=[k.value for k in Provider.Kind], help="oidc (default) or github.")
+        add.add_argument(
+            "--kind", choices=[k.value for k in Provider.Kind], help="oidc (default), github or token-issuer."
+        )
         add.add_argument("--issuer", help="Issuer URL (OpenID Connect) or base URL (GitHub-style).")
         add.add_argument("--base-url", default="", help="Self-managed GitLab or GitHub Enterprise Server base URL.")
         add.add_argument("--tenant", default="common", help="Microsoft tenant: common, organizations, or an id.")
         add.add_argument("--client-id", required=True)
-        add.add_argument("--client-secret", default="")
+        add.add_argument(
+            "--client-secret",
+            default="",
+            help="The secret (stored encrypted with ACCOUNTS_CLIENT_SECRET_KEYS), or env:NAME to read it from the "
+            "environment variable NAME each time it is used.",
+        )
         add.add_argument("--name")
         add.add_argument("--scopes")
         add.add_argument("--authorize-url", help="GitHub-style authorization endpoint.")
         add.add_argument("--token-url", help="GitHub-style token endpoint.")
         add.add_argument("--userinfo-url", help="GitHub-style user API endpoint.")
         add.add_argument("--emails-url", help="GitHub-style emails API endpoint.")
+        add.add_argument(
+            "--jwks-uri",
+            help="Token issuers: the JWKS URL of an issuer without a discovery document, whose access tokens "
+            "protect this site's APIs (implies --kind token-issuer; never offered for sign-in).",
+        )
         add.add_argument(
             "--userinfo",
             choices=[u.value for u in Provider.Userinfo],
@@ -87,8 +99,11 @@ class Command(BaseCommand):
             "userinfo_endpoint": options["userinfo_url"],
             "emails_endpoint": options["emails_url"],
             "userinfo": options["userinfo"],
+            "jwks_uri": options["jwks_uri"],
         }
         values.update({k: v for k, v in explicit.items() if v})
+        if values.get("jwks_uri") and not values.get("kind"):
+            values["kind"] = Provider.Kind.TOKEN_ISSUER
         try:
             kind = client_class(values.get("kind") or Provider.Kind.OIDC)
         except SignInError as exc:
@@ -98,7 +113,8 @@ class Command(BaseCommand):
             values["issuer"] = f"{parts.scheme}://{parts.netloc}"
         if not values.get("issuer"):
             raise CommandError("Give --issuer (or a --preset that knows it).")
-        values.setdefault("scopes", kind.default_scopes)
+        if kind.default_scopes:  # a token issuer has none: the field keeps its default, unused
+            values.setdefault("scopes", kind.default_scopes)
         return values
 
     @staticmethod
@@ -120,12 +136,7 @@ class Command(BaseCommand):
 
     def handle_refresh(self, *, slug: str, **_: Any) -> None:
         provider = self._provider(slug)
-        url = discovery.discovery_url(provider.issuer)
-        cached = discovery.cached_data(url)
-        discovery.forget(url)
-        if cached and isinstance(cached.get("jwks_uri"), str):
-            discovery.forget(cached["jwks_uri"])
-        self._report(provider)
+        self._report(provider, diagnostics.refresh)
         self.stdout.write("Cached documents refreshed.")
 
     # --- helpers --------------------------------------------------------------------------------
@@ -144,9 +155,9 @@ class Command(BaseCommand):
             raise CommandError(f"Invalid provider: {problems}") from None
         provider.save()
 
-    def _report(self, provider: Provider) -> None:
+    def _report(self, provider: Provider, load: Callable[[Provider], diagnostics.Report] = diagnostics.check) -> None:
         try:
-            report = diagnostics.check(provider)
+            report = load(provider)
         except SignInError as exc:
             raise CommandError(f"{provider.slug}: {exc.reason}") from None
         if report.keys is None:

@@ -1,4 +1,4 @@
-"""``manage.py devidp setup [--base-url URL]`` and ``manage.py devidp rotate-keys [--alg ALG]``."""
+"""``manage.py devidp setup [--base-url URL]``, ``rotate-keys [--alg ALG]`` and ``credentials [--base-url URL]``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from devidp import keys
 from devidp.bootstrap import normalize_base_url, run_setup
-from devidp.models import SIGNING_ALGORITHMS
+from devidp.models import SIGNING_ALGORITHMS, Client
 
 USAGE = "say what to do: `manage.py devidp setup [--base-url http://127.0.0.1:8000]` or `manage.py devidp rotate-keys`"
 
@@ -16,10 +16,13 @@ class Command(BaseCommand):
     help = "Set up or maintain the local development identity provider."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        commands = parser.add_subparsers(dest="action", metavar="{setup,rotate-keys}")
+        commands = parser.add_subparsers(dest="action", metavar="{setup,rotate-keys,credentials}")
         setup = commands.add_parser(
             "setup",
-            help="Create signing keys, the two test users, the client and the 'local' sign-in provider (idempotent).",
+            help="Create signing keys, the two test users, the client and the 'local' sign-in provider (idempotent). "
+            "With another --base-url (another PORT), the 'local' provider is re-pointed there and the accounts "
+            "signed in through it move along, so everyone keeps their account: development only, a real "
+            "provider's issuer never changes.",
         )
         setup.add_argument(
             "--base-url",
@@ -31,6 +34,11 @@ class Command(BaseCommand):
             help="Replace the active signing key with a new one (new kid); the old key leaves the JWKS.",
         )
         rotate.add_argument("--alg", choices=SIGNING_ALGORITHMS, default="RS256", help="Which key (default RS256).")
+        credentials = commands.add_parser(
+            "credentials",
+            help="Print the dev client's id and secret, and a curl command that gets a client-credentials token.",
+        )
+        credentials.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the site runs.")
 
     def handle(self, *args, action: str | None = None, **options) -> None:
         if not (settings.DEBUG or getattr(settings, "DEVIDP_ALLOW_WITHOUT_DEBUG", False)):
@@ -39,6 +47,8 @@ class Command(BaseCommand):
             self._setup(options["base_url"])
         elif action == "rotate-keys":
             self._rotate(options["alg"])
+        elif action == "credentials":
+            self._credentials(options["base_url"])
         else:
             raise CommandError(USAGE)
 
@@ -59,3 +69,19 @@ class Command(BaseCommand):
         for old in retired:
             self.stdout.write(f"  retired {old.alg} key {old.kid} (removed from the JWKS)")
         self.stdout.write(self.style.SUCCESS(f"New active {new.alg} signing key: {new.kid}"))
+
+    def _credentials(self, base_url: str) -> None:
+        """The test client's secret, for trying an API by hand (docs/api.md); it is a test IdP's, never real."""
+        try:
+            base_url = normalize_base_url(base_url)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        client = Client.objects.order_by("pk").first()
+        if client is None:
+            raise CommandError("no client yet: run `manage.py devidp setup` first.")
+        self.stdout.write(f"client_id:     {client.client_id}")
+        self.stdout.write(f"client_secret: {client.client_secret}")
+        self.stdout.write(
+            f"curl -s -u '{client.client_id}:{client.client_secret}' -d grant_type=client_credentials "
+            f"-d scope=openid {base_url}/devidp/token"
+        )

@@ -1,0 +1,503 @@
+"""Bearer-token authentication for a site's APIs: JWT access tokens (RFC 9068) from its providers.
+
+The keys this app caches for sign-in are the keys a provider signs its access tokens with, so the
+same machinery protects an API: a single-page or mobile app calling it with the user's access
+token, another service calling it with a client-credentials token (machine to machine).
+
+* ``bearer_token_required(audience=..., scopes=...)`` protects a view; ``BearerTokenMiddleware``
+  protects every path under the prefixes of ``ACCOUNTS_API_PREFIXES``; ``accounts.drf`` has the
+  Django REST framework classes. All of them call ``authenticate`` and answer its ``BearerError``
+  through ``error_response`` (or, for DRF, ``challenge`` and ``error_body``): one place decides
+  statuses, headers and log lines, as RFC 6750 section 3 says.
+* Who is calling is a ``BearerPrincipal`` on ``request.bearer``: a ``UserPrincipal`` when the
+  token's subject is an identity that signed in here (``request.user`` is that user, the same one
+  a browser sign-in gives), a ``MachinePrincipal`` for a client acting for itself (no Django user;
+  ``request.user`` is anonymous), told apart as RFC 9068 section 2.2 suggests: ``sub`` equal to
+  ``client_id``, or, when the API says so, a subject with no identity here.
+
+The token's rules are the protocol layer's (``accounts.oidc.tokens.verify_access_token``); this
+module adds what needs the database and the cache: which provider issued it, replay refusal,
+scopes, the user. Nothing here ever logs or echoes the token.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.contrib.auth.models import AnonymousUser
+from django.core.cache import caches
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from .adapter import get_adapter
+from .admission import admit, admit_user
+from .conf import conf
+from .errors import SignInError, SignInRefused, TokenRejected, printable
+from .identities import sign_in_identity
+from .models import Identity, Provider
+from .oidc import tokens
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+logger = logging.getLogger(__name__)
+
+#: RFC 6750 2.1: ``Bearer`` then one b64token; anything else after the scheme is a malformed request.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: RFC 6750 3: error_description and scope values are printable ASCII without ``"`` and ``\``.
+_NOT_HEADER_TEXT = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+_DATABASE_BUSY = (OperationalError, InterfaceError)
+#: The longest issuer quoted in a log line (it is whatever the sender wrote).
+_QUOTED = 100
+
+
+class Callers(enum.StrEnum):
+    """Who an API admits: anyone with a valid token, only users, or only machine clients."""
+
+    ANY = "any"
+    USERS = "users"
+    MACHINES = "machines"
+
+
+class UnknownSubject(enum.StrEnum):
+    """What a valid token whose subject has no identity here becomes (``ACCOUNTS_API_UNKNOWN_SUBJECT``).
+
+    ``REFUSE`` suits an API for people who signed in here first; ``CREATE_USER`` makes the account
+    a first sign-in would (a mobile app whose users never see the site); ``MACHINE`` takes the
+    token for a client's own (RFC 9068 2.2), e.g. Auth0's ``<client_id>@clients`` subjects.
+    """
+
+    REFUSE = "refuse"
+    CREATE_USER = "create-user"
+    MACHINE = "machine"
+
+
+class BearerErrorCode(enum.StrEnum):
+    """The error codes of RFC 6750 section 3.1."""
+
+    INVALID_REQUEST = "invalid_request"
+    INVALID_TOKEN = "invalid_token"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class BearerError(Exception):
+    """A request an API refuses: the status, the RFC 6750 code and description, and a reason for the log.
+
+    ``reason`` is for the operator (escaped, never the token); ``description`` is what the caller
+    reads in ``error_description``, so it names the rule and nothing the token carried.
+    """
+
+    status = 401
+    error: BearerErrorCode | None = BearerErrorCode.INVALID_TOKEN
+
+    def __init__(self, reason: str, *, description: str, scope: str | None = None) -> None:
+        reason = printable(reason)
+        super().__init__(reason)
+        self.reason = reason
+        self.description = _NOT_HEADER_TEXT.sub("?", description)
+        self.scope = scope
+
+
+class MissingToken(BearerError):
+    """No bearer token at all: RFC 6750 3.1 says to answer with the challenge alone, no error code."""
+
+    error = None
+
+
+class MalformedRequest(BearerError):
+    status = 400
+    error = BearerErrorCode.INVALID_REQUEST
+
+
+class InvalidToken(BearerError):
+    """Malformed, expired, unverifiable, from an issuer not trusted, or naming nobody we may admit."""
+
+
+class InsufficientScope(BearerError):
+    status = 403
+    error = BearerErrorCode.INSUFFICIENT_SCOPE
+
+
+class ServiceUnavailable(BearerError):
+    """Not the token's fault: the issuer's keys or this site's database cannot be reached right now."""
+
+    status = 503
+    error = None
+
+
+# --- who is calling ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class BearerPrincipal:
+    """What a verified access token says about its caller; see ``UserPrincipal`` and ``MachinePrincipal``."""
+
+    #: Whether the caller is a client acting for itself (no user behind it).
+    is_machine: ClassVar[bool]
+
+    provider: Provider
+    client_id: str
+    subject: str
+    scopes: frozenset[str]
+    claims: dict[str, Any] = field(repr=False)
+
+    def has_scopes(self, *needed: str) -> bool:
+        return set(needed) <= self.scopes
+
+
+@dataclass(frozen=True, eq=False)
+class UserPrincipal(BearerPrincipal):
+    """A user's token: ``user`` is the account this subject signs in to with a browser."""
+
+    is_machine = False
+    user: AbstractBaseUser
+    identity: Identity
+
+
+@dataclass(frozen=True, eq=False)
+class MachinePrincipal(BearerPrincipal):
+    """A client's own token (client credentials): no Django user, only its ``client_id`` and ``scopes``."""
+
+    is_machine = True
+    user: None = None
+
+
+def get_bearer(request: HttpRequest) -> BearerPrincipal | None:
+    """The caller a protected view was authenticated as (``request.bearer``), or None."""
+    return getattr(request, "bearer", None)
+
+
+# --- what an API accepts -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BearerPolicy:
+    """One API's rules: the audience it is, the scopes it needs, whom it admits, replay refusal."""
+
+    audience: str | Sequence[str] | None = None
+    scopes: Sequence[str] = ()
+    callers: Callers = Callers.ANY
+    unknown_subject: UnknownSubject | None = None
+    refuse_replay: bool = False
+
+    def __post_init__(self) -> None:
+        # A string given as scopes means its words, not its letters; the enums accept their values.
+        if isinstance(self.scopes, str):
+            object.__setattr__(self, "scopes", tuple(self.scopes.split()))
+        object.__setattr__(self, "callers", Callers(self.callers))
+        if self.unknown_subject is not None:
+            object.__setattr__(self, "unknown_subject", UnknownSubject(self.unknown_subject))
+
+    def audiences(self) -> list[str]:
+        """The ``aud`` values accepted: the API's own, else ``ACCOUNTS_API_AUDIENCE``."""
+        audience = self.audience if self.audience is not None else conf.API_AUDIENCE
+        return [audience] if isinstance(audience, str) and audience else [a for a in audience if a]
+
+    def subject_policy(self) -> UnknownSubject:
+        return self.unknown_subject or UnknownSubject(conf.API_UNKNOWN_SUBJECT)
+
+
+def policy_for_path(path: str) -> BearerPolicy | None:
+    """The policy of the longest ``ACCOUNTS_API_PREFIXES`` prefix ``path`` is under, or None."""
+    prefixes = [prefix for prefix in conf.API_PREFIXES if path.startswith(prefix)]
+    if not prefixes:
+        return None
+    return BearerPolicy(**conf.API_PREFIXES[max(prefixes, key=len)])
+
+
+# --- authentication ------------------------------------------------------------------------------
+
+
+def bearer_token(request: HttpRequest) -> str:
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 2.1), the only place one is read.
+
+    The query string and the form body (2.2, 2.3) are not: they end up in logs and browser history.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise MissingToken(
+            "no bearer token" if not header else f"Authorization scheme {scheme[:20]!r} is not Bearer",
+            description="This API needs a bearer access token.",
+        )
+    value = value.strip()
+    if not _B64TOKEN.fullmatch(value):
+        raise MalformedRequest(
+            "Authorization header is not 'Bearer <token>'",
+            description="The Authorization header must be Bearer followed by one token.",
+        )
+    return value
+
+
+def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
+    """Verify the request's bearer token against ``policy`` and say who is calling; raises ``BearerError``.
+
+    Nothing is written to ``request``: the decorator and the middleware attach the result
+    (``attach``), DRF keeps it as ``request.auth``.
+    """
+    raw = bearer_token(request)
+    audiences = policy.audiences()
+    if not audiences:
+        raise ServiceUnavailable(
+            "no audience configured for this API (set ACCOUNTS_API_AUDIENCE or pass audience=)",
+            description="This API is not configured to accept access tokens.",
+        )
+    try:
+        provider, claims = _verified(raw, audiences, policy)
+        scopes = frozenset(claims.get("scope", "").split())
+        missing = [scope for scope in policy.scopes if scope not in scopes]
+        if missing:
+            raise InsufficientScope(
+                f"access token of client {claims['client_id'][:_QUOTED]!r} lacks scope {' '.join(missing)[:200]}",
+                description="The access token does not grant the scope this API needs.",
+                scope=" ".join(policy.scopes),
+            )
+        if policy.refuse_replay:
+            _refuse_replay(claims)
+        return _principal(request, provider, claims, scopes, policy)
+    except _DATABASE_BUSY as exc:
+        raise ServiceUnavailable(
+            f"database unavailable: {type(exc).__name__}", description="The service is busy; try again."
+        ) from exc
+
+
+def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tuple[Provider, dict[str, Any]]:
+    try:
+        issuer = tokens.unverified_issuer(raw)
+        provider = Provider.objects.filter(issuer=issuer, enabled=True).order_by("pk").first()
+        if provider is None:
+            raise InvalidToken(
+                f"access token iss {issuer[:_QUOTED]!r} is no enabled provider",
+                description="The access token was not issued by an issuer this API trusts.",
+            )
+        jwks_uri = get_adapter().get_client(provider).metadata.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise InvalidToken(
+                f"provider {provider.slug} publishes no keys, so it signs no access tokens",
+                description="The access token was not issued by an issuer this API trusts.",
+            )
+        claims = tokens.verify_access_token(
+            provider, raw, jwks_uri=jwks_uri, audiences=audiences, require_jti=policy.refuse_replay
+        )
+    except TokenRejected as exc:
+        raise InvalidToken(exc.reason, description=str(exc.message)) from exc
+    except SignInError as exc:  # the issuer's documents: unreachable, garbage, misconfigured
+        raise ServiceUnavailable(
+            f"keys unavailable: {exc.reason}", description="The access token cannot be checked right now; try again."
+        ) from exc
+    return provider, claims
+
+
+def _refuse_replay(claims: dict[str, Any]) -> None:
+    """A single-use token: its ``jti`` is remembered for as long as the token could be accepted.
+
+    That is until its ``exp`` plus the clock leeway; the key is a hash of issuer and jti, so two
+    issuers' jtis never collide and nothing a caller wrote becomes a cache key.
+    """
+    remaining = float(claims["exp"]) - time.time() + conf.OIDC_CLOCK_LEEWAY
+    digest = hashlib.sha256(f"{claims['iss']} {claims['jti']}".encode()).hexdigest()
+    key = f"oidc_signin:api:jti:{digest}"
+    if not caches[conf.OIDC_CACHE_ALIAS].add(key, 1, timeout=max(math.ceil(remaining), 1)):
+        raise InvalidToken(
+            "access token was already used (jti replay)", description="The access token was already used."
+        )
+
+
+def _principal(
+    request: HttpRequest, provider: Provider, claims: dict[str, Any], scopes: frozenset[str], policy: BearerPolicy
+) -> BearerPrincipal:
+    """A machine for ``sub == client_id``; else the identity's user; else as the policy says for strangers."""
+    issuer, subject, client_id = claims["iss"], claims["sub"], claims["client_id"]
+    common = {"provider": provider, "client_id": client_id, "subject": subject, "scopes": scopes, "claims": claims}
+    identity = None
+    if not tokens.same_text(subject, client_id):
+        identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
+        unknown = policy.subject_policy() if identity is None else None
+        if unknown is UnknownSubject.REFUSE:
+            raise InvalidToken(
+                f"access token subject of {provider.slug} has no identity here",
+                description="The access token's subject has no account here.",
+            )
+        if unknown is UnknownSubject.CREATE_USER:
+            _require_callers(policy, machine=False, client_id=client_id)  # before anything is created
+            identity = _create_identity(request, provider, claims)
+    _require_callers(policy, machine=identity is None, client_id=client_id)
+    if identity is None:
+        return MachinePrincipal(**common)
+    try:
+        admit_user(identity.user)
+    except SignInRefused as exc:
+        raise InvalidToken(exc.reason, description="The account of the access token's subject is disabled.") from exc
+    return UserPrincipal(**common, user=identity.user, identity=identity)
+
+
+def _require_callers(policy: BearerPolicy, *, machine: bool, client_id: str) -> None:
+    if machine and policy.callers is Callers.USERS:
+        raise InsufficientScope(
+            f"machine client {client_id[:_QUOTED]!r} called an API for users",
+            description="This API accepts only access tokens of users.",
+        )
+    if not machine and policy.callers is Callers.MACHINES:
+        raise InsufficientScope(
+            f"a user's token (client {client_id[:_QUOTED]!r}) called an API for machine clients",
+            description="This API accepts only access tokens of clients acting for themselves.",
+        )
+
+
+def _create_identity(request: HttpRequest, provider: Provider, claims: dict[str, Any]) -> Identity:
+    """The account a first browser sign-in would make, by the same rules (admission, adapter, linking)."""
+    try:
+        admit(request, provider, claims)
+        return sign_in_identity(
+            request=request, provider=provider, issuer=claims["iss"], subject=claims["sub"], claims=claims
+        ).identity
+    except SignInError as exc:
+        raise InvalidToken(
+            exc.reason, description="No account can be made here for the access token's subject."
+        ) from exc
+
+
+# --- answers (RFC 6750 section 3) --------------------------------------------------------------
+
+
+def challenge(error: BearerError) -> str:
+    """The ``WWW-Authenticate`` value for ``error``: ``Bearer`` plus its error, description and scope."""
+    params = []
+    if error.error is not None:
+        params.append(f'error="{error.error}"')
+        params.append(f'error_description="{error.description}"')
+    if error.scope:
+        params.append(f'scope="{_NOT_HEADER_TEXT.sub("", error.scope)}"')
+    return "Bearer" + (" " + ", ".join(params) if params else "")
+
+
+def error_body(error: BearerError) -> dict[str, str]:
+    """The JSON body of a refusal: the same code and description as the header."""
+    code = error.error.value if error.error is not None else None
+    if isinstance(error, ServiceUnavailable):
+        code = "temporarily_unavailable"
+    body = {"error": code} if code else {}
+    return {**body, "error_description": error.description}
+
+
+def log_refusal(request: HttpRequest, error: BearerError) -> None:
+    """The one log line of a refusal: method, path, status, code and reason -- never the token."""
+    level = logging.INFO if isinstance(error, MissingToken) else logging.WARNING
+    logger.log(
+        level,
+        "bearer token refused: %s %s status=%s error=%s reason=%s",
+        request.method,
+        printable(request.path, limit=200),
+        error.status,
+        error.error or "-",
+        error.reason,
+    )
+
+
+def error_response(request: HttpRequest, error: BearerError) -> HttpResponse:
+    """Log ``error`` and answer it: RFC 6750's status and challenge, a JSON body, never cached."""
+    log_refusal(request, error)
+    response = JsonResponse(error_body(error), status=error.status)
+    if isinstance(error, ServiceUnavailable):
+        response["Retry-After"] = "5"
+    else:
+        response["WWW-Authenticate"] = challenge(error)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def attach(request: HttpRequest, principal: BearerPrincipal) -> None:
+    """Make ``principal`` the request's caller: ``request.bearer``, and ``request.user`` (anonymous for machines).
+
+    The session plays no part in such a request, so CSRF, which guards what a session cookie
+    allows, does not apply: the bearer token is not sent by a browser on its own.
+    """
+    user: Any = principal.user if isinstance(principal, UserPrincipal) else AnonymousUser()
+    setattr(request, "bearer", principal)  # noqa: B010 -- HttpRequest declares no such attribute
+    request.user = user
+
+    async def auser() -> Any:
+        return user
+
+    setattr(request, "auser", auser)  # noqa: B010
+    setattr(request, "_dont_enforce_csrf_checks", True)  # noqa: B010 -- what csrf_exempt does, per request
+
+
+def _authenticated(request: HttpRequest, policy: BearerPolicy) -> HttpResponse | None:
+    """Attach the caller, or the refusal's response."""
+    try:
+        attach(request, authenticate(request, policy))
+    except BearerError as error:
+        return error_response(request, error)
+    return None
+
+
+# --- the decorator and the middleware ------------------------------------------------------------
+
+
+def bearer_token_required(
+    view: Callable[..., HttpResponse] | None = None,
+    *,
+    audience: str | Sequence[str] | None = None,
+    scopes: Sequence[str] = (),
+    callers: Callers | str = Callers.ANY,
+    unknown_subject: UnknownSubject | str | None = None,
+    refuse_replay: bool = False,
+) -> Any:
+    """Protect a view with a bearer access token; the view runs only for a caller the policy admits.
+
+    ``audience`` is the API's identifier that tokens must carry in ``aud`` (default
+    ``ACCOUNTS_API_AUDIENCE``); every one of ``scopes`` must be granted; ``callers`` admits users,
+    machine clients or both; ``unknown_subject`` overrides ``ACCOUNTS_API_UNKNOWN_SUBJECT``;
+    ``refuse_replay`` makes each token single-use (its ``jti`` is then required). The view finds
+    its caller on ``request.bearer`` and ``request.user``; it is exempt from CSRF, since no session
+    authenticates it. Works bare (``@bearer_token_required``) or called.
+    """
+    policy = BearerPolicy(
+        audience=audience,
+        scopes=scopes,
+        callers=Callers(callers),
+        unknown_subject=UnknownSubject(unknown_subject) if unknown_subject is not None else None,
+        refuse_replay=refuse_replay,
+    )
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return _authenticated(request, policy) or view(request, *args, **kwargs)
+
+        return csrf_exempt(wrapper)
+
+    return decorator(view) if view is not None else decorator
+
+
+class BearerTokenMiddleware:
+    """Protect every path under the prefixes of ``ACCOUNTS_API_PREFIXES``, each with its own options.
+
+    Place it after ``AuthenticationMiddleware``, whose ``request.user`` it replaces. The longest
+    matching prefix decides; paths under none pass untouched (a browser's session works as before).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        policy = policy_for_path(request.path_info)
+        if policy is not None:
+            refused = _authenticated(request, policy)
+            if refused is not None:
+                return refused
+        return self.get_response(request)

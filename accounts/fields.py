@@ -1,0 +1,66 @@
+"""Model fields of the app: a client secret that is never written to the database in plain text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from . import client_secrets
+from .client_secrets import SecretForm
+
+
+def validate_client_secret(value: str) -> None:
+    """What an admin or a command may store: a valid ``env:NAME``, or a plain secret the site can encrypt."""
+    form = client_secrets.form_of(value)
+    if form == SecretForm.ENVIRONMENT and not client_secrets.ENVIRONMENT_NAME.fullmatch(
+        client_secrets.environment_name(value)
+    ):
+        raise ValidationError(
+            _("After env: give the name of an environment variable, e.g. env:GOOGLE_CLIENT_SECRET."),
+            code="environment_name",
+        )
+    if form != SecretForm.PLAIN:
+        return
+    if len(value.encode()) > client_secrets.MAX_SECRET_BYTES:
+        raise ValidationError(
+            _("A client secret may be at most %(limit)d bytes long."),
+            code="too_long",
+            params={"limit": client_secrets.MAX_SECRET_BYTES},
+        )
+    if not client_secrets.keys_configured():
+        raise ValidationError(
+            _(
+                "This site has no key to encrypt client secrets with (ACCOUNTS_CLIENT_SECRET_KEYS). Give the secret "
+                "as env:NAME, the name of an environment variable that holds it, or ask the site's "
+                "administrator to configure a key."
+            ),
+            code="no_key",
+        )
+
+
+class EncryptedSecretField(models.CharField):
+    """A ``CharField`` whose plain values are encrypted on their way to the database (``accounts.client_secrets``).
+
+    The attribute holds the stored form once saved (``fernet:...`` or ``env:NAME``), so a model
+    instance, a ``dumpdata`` and a database dump all carry the same ciphertext; the plain value is
+    read with ``accounts.client_secrets.reveal`` only where it is sent. Both saving (``pre_save``) and
+    ``QuerySet.update`` (``get_prep_value``) encrypt, so there is no path that writes it plain.
+    """
+
+    default_validators = [validate_client_secret]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 1000)
+        super().__init__(*args, **kwargs)
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        stored = client_secrets.seal(getattr(model_instance, self.attname) or "")
+        setattr(model_instance, self.attname, stored)
+        return stored
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        return client_secrets.seal(value) if isinstance(value, str) else value
