@@ -133,7 +133,9 @@ def _parse(raw: str, what: str) -> jws.CompactSignature:
     try:
         return jws.extract_compact(raw.encode("ascii"))
     except (JoseError, ValueError, TypeError, UnicodeError, RecursionError) as exc:
-        raise TokenRejected(f"{what} header cannot be decoded") from exc
+        # joserfc says which part failed ("Invalid payload"); the signature is decoded when verified.
+        part = "payload" if "payload" in str(getattr(exc, "description", "")).lower() else "header"
+        raise TokenRejected(f"{what} {part} cannot be decoded") from exc
 
 
 @sensitive_variables("secret")

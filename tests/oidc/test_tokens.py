@@ -195,6 +195,10 @@ def test_rejects_header_that_is_not_json(op, provider):
     rejected(op, provider, "bm90IGpzb24." + b64({"sub": "x"}) + ".c2ln", "ID token header cannot be decoded")
 
 
+def test_a_payload_that_cannot_be_decoded_is_named_as_the_payload(op, provider):
+    rejected(op, provider, b64({"alg": "RS256", "kid": "k"}) + ".@@@.c2ln", "ID token payload cannot be decoded")
+
+
 # --- claims --------------------------------------------------------------------------------------
 
 

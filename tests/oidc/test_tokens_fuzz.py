@@ -53,7 +53,8 @@ CLAIM_CHANGES = [
 #: Why a token that is not exactly what the provider signed may be refused: it cannot be read, names
 #: no key of ours, is unsigned or signed with an algorithm we do not allow, or its signature fails.
 NOT_THE_PROVIDERS = re.compile(
-    r"ID token (is not a compact JWS|header cannot be decoded|header is malformed \(\w+\)|is unsigned \(alg .*\)"
+    r"ID token (is not a compact JWS|(header|payload) cannot be decoded|header is malformed \(\w+\)"
+    r"|is unsigned \(alg .*\)"
     r"|alg .* is not allowed for provider test-op|kid .* matches no \w+ key of the provider"
     r"|signature is not valid \(\w+\))"
 )
