@@ -26,6 +26,7 @@ the temporary projects and server logs).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import hashlib
@@ -318,6 +319,8 @@ def ours_env(workdir: Path, settings: str) -> dict[str, str]:
         "DJANGO_SECURE_COOKIES": "0",
         "DJANGO_SECURE_SSL_REDIRECT": "0",
         "ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP": "1",
+        # Client secrets are stored encrypted (make serve needs a key too): a fresh Fernet key per run.
+        "ACCOUNTS_CLIENT_SECRET_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
         "CACHE_URL": "locmemcache://",
         "DJANGO_STATIC_ROOT": str(workdir / "static"),
