@@ -673,6 +673,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() must not wait for handlers still talking to a stalled client
     allow_reuse_address = False
+    # socketserver's default backlog is 5: twenty parallel sign-ins on a busy machine overflow it
+    # and a connection is refused, which no real provider would do. Keep room for every test's burst.
+    request_queue_size = 128
 
     def __init__(self, double: HTTPDouble) -> None:
         self.double = double
