@@ -16,6 +16,7 @@ with exactly this issuer and subject.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,9 +124,20 @@ def _sign_in_new(
 
 def _update_user(request: HttpRequest | None, user: AbstractBaseUser, claims: dict[str, Any], *, created: bool) -> None:
     """The adapter's ``update_user``, on every sign-in; the user's fields it changed are saved."""
+    _save_changes(user, lambda: get_adapter().update_user(request, user, claims, created=created))
+
+
+def _save_changes(user: AbstractBaseUser, change: Callable[[], None]) -> None:
+    """Run an adapter hook on ``user`` and save the fields it changed, and only those.
+
+    Only those, because a full save would write back every field as loaded (``is_active``,
+    ``is_staff``...), undoing an admin's change made while the sign-in was under way; and the fields
+    are the model's own, because a custom user model need not have a name field, and may have
+    fields of its own (a display name) that the adapter fills.
+    """
     fields = [f.attname for f in user._meta.concrete_fields if not f.primary_key]
     before = [getattr(user, name) for name in fields]
-    get_adapter().update_user(request, user, claims, created=created)
+    change()
     changed = [name for name, value in zip(fields, before, strict=True) if getattr(user, name) != value]
     if changed:
         user.save(update_fields=changed)
@@ -156,12 +168,8 @@ def _refresh(identity: Identity, claims: dict[str, Any], email: str, email_verif
 def _sync_profile(
     request: HttpRequest | None, user: AbstractBaseUser, claims: dict[str, Any], email_verified: bool
 ) -> None:
-    """Refresh name and (verified) email from the provider, saving only when something changed."""
-    fields = ["first_name", "last_name", user.get_email_field_name()]
-    before = [getattr(user, f, None) for f in fields]
-    get_adapter().populate_user(request, user, claims, email_verified=email_verified)
-    if [getattr(user, f, None) for f in fields] != before:
-        user.save(update_fields=[f for f in fields if hasattr(user, f)])
+    """Refresh the profile from the provider: whatever the adapter's ``populate_user`` fills, not just names."""
+    _save_changes(user, lambda: get_adapter().populate_user(request, user, claims, email_verified=email_verified))
 
 
 def connect_identity(

@@ -13,7 +13,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import NoReverseMatch, reverse
@@ -59,6 +59,8 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
     response = render(request, "oidc_signin/error.html", context, status=error.status)
     if isinstance(error, DatabaseBusy):
         response["Retry-After"] = "5"
+    elif response.status_code >= 500:
+        _spend_pending_login(request)
     return _logged(
         response,
         request,
@@ -67,6 +69,22 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
         error.code,
         error.reason,
     )
+
+
+def _spend_pending_login(request: HttpRequest) -> None:
+    """Save the session on a 5xx page, so the callback's pending login stays spent.
+
+    ``SessionMiddleware`` saves nothing when the answer is a server error, so a provider that was
+    unreachable or answered garbage would leave the state, nonce and PKCE verifier in the session,
+    and the same callback URL could be replayed later. (Not for a busy database: its session
+    store is that database.)
+    """
+    if not request.session.modified:
+        return
+    try:
+        request.session.save()
+    except DatabaseError as exc:
+        logger.warning("could not spend the pending sign-in after an error page (%s)", type(exc).__name__)
 
 
 def _logged(response: HttpResponse, request: HttpRequest, message: str, *args: object) -> HttpResponse:

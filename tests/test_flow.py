@@ -259,7 +259,7 @@ def test_expired_sign_in_is_rejected(client, op, provider, settings):
         400,
         "expired",
         code="invalid_request",
-        reason="sign-in expired before its callback arrived",
+        reason=re.compile(r"^sign-in expired before its callback arrived$"),
     )
 
 
@@ -684,3 +684,131 @@ def test_a_failed_audit_write_fails_the_sign_in_rather_than_leaving_it_unaudited
     assert response.status_code == 503
     assert SESSION_KEY not in client.session
     assert not Identity.objects.exists()
+
+
+# --- the pending logins kept in the session ------------------------------------------------------------
+# Found by mutation testing (mutmut over accounts/flow.py): the rules below guard the session's list
+# of started sign-ins against a failed attempt being retried, stale entries, and what a session holds
+# after an upgrade or a tampering.
+
+PENDING = "oidc_signin_pending_logins"
+
+
+def test_a_state_is_spent_by_its_first_callback_even_one_the_provider_refused(client, op, provider):
+    """The pending login is removed before the provider is asked: a refused code does not leave it for another."""
+    params = op.authorize(start_login(client, provider))
+    assert_error_page(callback(client, {**params, "code": "forged"}), 400, code="token_rejected")
+    assert_error_page(callback(client, params), 400, code="invalid_request", reason=NO_SUCH_STATE)
+    assert op.hits["/token"] == 1 and not client.session[PENDING]
+
+
+def test_a_replayed_callback_is_refused_in_the_session_it_signed_in(client, op, provider):
+    params = op.authorize(start_login(client, provider))
+    assert callback(client, params).status_code == 302
+    assert_error_page(callback(client, params), 400, code="invalid_request", reason=NO_SUCH_STATE)
+    assert op.hits["/token"] == 1
+
+
+def test_an_expired_pending_login_is_dropped_when_another_starts(client, provider, settings):
+    stale = start_login(client, provider)["state"]
+    settings.ACCOUNTS_OIDC_FLOW_TTL = 0  # every sign-in started before now has expired
+    fresh = start_login(client, provider)["state"]
+    assert list(client.session[PENDING]) == [fresh] != [stale]
+
+
+def test_the_bound_on_pending_logins_keeps_the_newest(client, op, provider, settings):
+    settings.ACCOUNTS_OIDC_MAX_PENDING_FLOWS = 3
+    started = [op.authorize(start_login(client, provider)) for _ in range(8)]
+    assert set(client.session[PENDING]) == {params["state"] for params in started[-3:]}
+    assert_error_page(callback(client, started[0]), 400, code="invalid_request", reason=NO_SUCH_STATE)
+    assert callback(client, started[-1]).status_code == 302
+
+
+def put_in_session(client, value) -> None:
+    session = client.session
+    session[PENDING] = value
+    session.save()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        ["not", "a", "dict"],
+        {"junk": "a string", "no-time": {"state": "no-time"}, "bad-time": {"created_at": "yesterday"}},
+    ],
+    ids=["a list", "entries that are no sign-in"],
+)
+def test_a_session_holding_something_else_under_the_key_still_signs_in(client, op, provider, stored):
+    """Whatever a session holds there (an older version, a tampered store) is ignored, never a 500."""
+    client.get("/accounts/login/")
+    put_in_session(client, stored)
+    for state in ("junk", "no-time", "bad-time"):
+        response = callback(client, {"state": state, "code": "c"})
+        assert_error_page(response, 400, code="invalid_request", reason=NO_SUCH_STATE)
+    put_in_session(client, stored)
+    assert sign_in(client, op, provider).status_code == 302
+
+
+def test_a_pending_login_stored_by_another_version_is_refused_as_unreadable(client, op, provider):
+    params = op.authorize(start_login(client, provider))
+    [entry] = client.session[PENDING].values()
+    put_in_session(client, {params["state"]: {**entry, "field_of_a_later_version": 1}})
+    assert_error_page(
+        callback(client, params),
+        400,
+        code="invalid_request",
+        reason=re.compile(r"^the stored sign-in for this callback is unreadable$"),
+    )
+    assert not client.session[PENDING] and op.hits["/token"] == 0  # used up all the same
+
+
+def test_a_repeated_parameter_is_named_but_bounded_in_the_reason(client, op, provider):
+    params = op.authorize(start_login(client, provider))
+    name = "p" * 40
+    response = client.get(f"/accounts/test-op/callback/?state={params['state']}&{name}=1&{name}=2")
+    assert_error_page(response, 400, code="invalid_request", reason=f"callback repeats the {'p' * 32!r} parameter")
+    assert op.hits["/token"] == 0
+
+
+# --- a connect's callback belongs to the user who started it; the backend that keeps a sign-in -------------
+
+
+def test_a_started_connect_carried_into_another_users_session_is_refused_by_its_own_rule(
+    client, op, op2, provider, second
+):
+    from tests.conftest import start_connect
+
+    sign_in(client, op, provider)
+    params = op2.authorize(start_connect(client, second))
+    pending = client.session[PENDING]
+    client.force_login(User.objects.create_user("mallory"))
+    put_in_session(client, pending)
+    assert_error_page(
+        client.get("/accounts/second-op/callback/", params), 400, code="invalid_request",
+        reason=re.compile(r"^connect callback arrived in a session of another \(or no\) user$"),
+    )  # fmt: skip
+    assert not Identity.objects.filter(provider=second).exists()
+
+
+def test_the_sign_in_is_kept_by_the_first_model_backend_not_the_first_backend(client, op, provider, settings):
+    """A backend that cannot find users by primary key (``BaseBackend``) listed first is passed over."""
+    settings.AUTHENTICATION_BACKENDS = [
+        "django.contrib.auth.backends.BaseBackend",
+        "django.contrib.auth.backends.ModelBackend",
+    ]
+    assert sign_in(client, op, provider).status_code == 302
+    assert client.session["_auth_user_backend"] == "django.contrib.auth.backends.ModelBackend"
+    assert client.get("/accounts/session/").json()["authenticated"]
+
+
+def test_without_a_model_backend_the_sign_in_names_the_check_that_says_so(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from accounts.flow import session_backend
+
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.BaseBackend"]
+    with pytest.raises(ImproperlyConfigured) as missing:
+        session_backend()
+    assert (
+        str(missing.value) == "AUTHENTICATION_BACKENDS has no ModelBackend to keep provider sign-ins (oidc_signin.E002)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,7 +11,7 @@ from django.db import connection, transaction
 from django.test import Client
 
 from accounts import signals
-from accounts.identities import sign_in_identity
+from accounts.identities import connect_identity, disconnect_identity, sign_in_identity
 from accounts.models import Identity, Provider
 from tests.conftest import connect, sign_in, signed_in_user
 
@@ -22,6 +23,13 @@ ISSUER = "https://idp.example"
 def offline_provider(db):
     """A provider row no double answers for: these tests call the identity logic directly."""
     return Provider.objects.create(slug="idp", name="IdP", issuer=ISSUER, client_id="c", client_secret="s")
+
+
+def connect_offline(provider, user, subject):
+    """Connect (ISSUER, ``subject``) to ``user`` as the profile page's connect would."""
+    return connect_identity(
+        request=None, provider=provider, user=user, issuer=ISSUER, subject=subject, claims={"sub": subject}
+    )
 
 
 def login(provider, sub="sub-1", issuer=ISSUER, **claims):
@@ -41,6 +49,13 @@ def test_same_subject_from_two_issuers_is_two_identities(offline_provider):
     a = login(offline_provider, sub="42")
     b = login(other, sub="42", issuer="https://other.example")
     assert a.user != b.user and Identity.objects.count() == 2
+
+
+def test_the_new_identity_records_what_the_provider_said_of_its_email(offline_provider):
+    first = login(offline_provider, sub="1", email="v@example.com", email_verified=True).identity
+    second = login(offline_provider, sub="2", email="u@example.com", email_verified=False).identity
+    stored = Identity.objects.filter(pk__in=[first.pk, second.pk]).order_by("pk")
+    assert [(i.email, i.email_verified) for i in stored] == [("v@example.com", True), ("u@example.com", False)]
 
 
 def test_email_is_copied_only_when_verified(offline_provider):
@@ -284,21 +299,13 @@ def test_connecting_an_identity_already_connected_refreshes_it(client, op, provi
 
 def test_connecting_one_disconnected_account_keeps_the_others_out_of_email_linking(offline_provider):
     """Reconnecting account A on purpose must not re-open account B, disconnected too, to email linking."""
-    from accounts.identities import connect_identity
     from accounts.models import DisconnectedIdentity
 
     user = User.objects.create_user("owner", email="owner@example.com")
     for subject in ("account-a", "account-b"):
         DisconnectedIdentity.objects.create(user=user, issuer=ISSUER, subject=subject)
     DisconnectedIdentity.objects.create(user=User.objects.create_user("other"), issuer=ISSUER, subject="account-b")
-    connect_identity(
-        request=None,
-        provider=offline_provider,
-        user=user,
-        issuer=ISSUER,
-        subject="account-a",
-        claims={"sub": "account-a"},
-    )
+    connect_offline(offline_provider, user, "account-a")
     left = set(DisconnectedIdentity.objects.values_list("user__username", "subject"))
     assert left == {("owner", "account-b"), ("other", "account-b")}
 
@@ -326,7 +333,303 @@ def test_a_returning_update_that_collides_is_a_conflict_and_writes_nothing(offli
     monkeypatch.setattr(identities, "get_adapter", TakesAnotherUsersName)
     with pytest.raises(AccountConflict) as refused, transaction.atomic():  # the sign-in's, as in accounts.flow
         login(offline_provider, preferred_username="alice", email="new@example.com", email_verified=True)
-    assert "collides with another account's unique field" in refused.value.reason
+    assert (
+        refused.value.reason == f"updating user {first.user.pk} from idp collides with another account's unique field"
+    )
+    assert refused.value.message == (
+        "Your profile from this provider matches another account on this site, so it was not updated."
+    )
     identity = Identity.objects.get()
     assert (identity.email, identity.last_login_at) == ("a@example.com", before)  # rolled back together
     assert User.objects.get(pk=first.user.pk).username == "alice"
+
+
+# --- the retry on a lost unique race, and the end of retrying -------------------------------------
+# Found by mutation testing (mutmut over accounts/identities.py): only the PostgreSQL race test (second
+# pass) reached the retry, so nothing failed on SQLite when the loser stopped looking again.
+
+
+def lookups_that_miss_first(monkeypatch, misses: int) -> list[tuple]:
+    """Identity lookups by (issuer, subject) that see no identity the first ``misses`` times.
+
+    The race's timeline in one connection: the loser looks and finds nothing; the winner's rows
+    (made by the test beforehand) "commit"; the loser's own insert then fails the unique constraint.
+    """
+    calls: list[tuple] = []
+    real = Identity.objects.select_related
+
+    def select_related(*fields):
+        calls.append(fields)
+        found = real(*fields)
+        return found.none() if len(calls) <= misses else found
+
+    monkeypatch.setattr(Identity.objects, "select_related", select_related)
+    return calls
+
+
+def test_a_first_sign_in_that_loses_the_race_signs_in_the_winners_user(offline_provider, monkeypatch):
+    winner = login(offline_provider, sub="racer", preferred_username="racer")
+    lookups = lookups_that_miss_first(monkeypatch, misses=1)
+    loser = login(offline_provider, sub="racer", preferred_username="racer")
+    assert (loser.user, loser.identity) == (winner.user, winner.identity)
+    assert not loser.user_created and not loser.identity_created
+    assert len(lookups) == 2  # looked again once, and found the winner's identity
+    assert User.objects.count() == 1 and Identity.objects.count() == 1  # the loser's new user rolled back
+
+
+def test_a_lost_race_announces_nothing_new(offline_provider, monkeypatch, django_capture_on_commit_callbacks):
+    """The winner announced the user and identity it created; the loser only signed in to them."""
+    login(offline_provider, sub="racer")
+    lookups_that_miss_first(monkeypatch, misses=1)
+    created, connected = [], []
+    signals.user_created_from_provider.connect(lambda **kw: created.append(kw), weak=False, dispatch_uid="t3")
+    signals.identity_connected.connect(lambda **kw: connected.append(kw), weak=False, dispatch_uid="t4")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            login(offline_provider, sub="racer")
+    finally:
+        signals.user_created_from_provider.disconnect(dispatch_uid="t3")
+        signals.identity_connected.disconnect(dispatch_uid="t4")
+    assert created == [] and connected == []
+
+
+class TakesBobsNameAtCreation:
+    """An adapter whose new user always collides with bob's unique username: no retry can succeed."""
+
+    calls = 0
+
+    def __getattr__(self, name):
+        from accounts.adapter import DefaultAccountAdapter
+
+        return getattr(DefaultAccountAdapter(), name)
+
+    def update_user(self, request, user, claims, *, created):
+        type(self).calls += 1
+        user.username = "bob"
+
+
+def test_a_first_sign_in_that_collides_on_every_attempt_gives_up_after_five(offline_provider, monkeypatch):
+    from accounts import identities
+    from accounts.errors import SignInError
+
+    User.objects.create(username="bob")
+    TakesBobsNameAtCreation.calls = 0
+    monkeypatch.setattr(identities, "get_adapter", TakesBobsNameAtCreation)
+    with pytest.raises(SignInError) as refused:
+        login(offline_provider, preferred_username="alice")
+    assert (refused.value.code, refused.value.reason) == (
+        "sign_in_failed",
+        "could not store identity for idp after 5 attempts",
+    )
+    assert TakesBobsNameAtCreation.calls == 5
+    assert list(User.objects.values_list("username", flat=True)) == ["bob"] and not Identity.objects.exists()
+
+
+# --- a user model keyed by email (USERNAME_FIELD is its email field) --------------------------------
+# Found by mutation testing: only tests/test_user_models.py (a site in its own process) reached these
+# rules, so no in-process test failed when they changed. Here Django's User is made to name its
+# username as its email field, the shape of ``tests.emailuser.EmailUser``.
+
+
+@pytest.fixture
+def keyed_by_email(monkeypatch):
+    monkeypatch.setattr(User, "EMAIL_FIELD", "username")
+    assert User.get_email_field_name() == User.USERNAME_FIELD
+
+
+def test_a_verified_email_becomes_the_key_of_the_new_user(offline_provider, keyed_by_email):
+    result = login(offline_provider, preferred_username="alice", email="Alice@Example.com", email_verified=True)
+    assert result.user_created and User.objects.get().username == "Alice@Example.com"  # not "alice"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"email": "alice@example.com", "email_verified": False}, {"email": "alice@example.com"}, {}],
+    ids=["unverified", "verification missing", "no email"],
+)
+def test_no_verified_email_refuses_a_user_keyed_by_email(offline_provider, keyed_by_email, claims):
+    from accounts.errors import SignInRefused
+
+    with pytest.raises(SignInRefused) as refused:
+        login(offline_provider, preferred_username="alice", **claims)
+    assert refused.value.reason == "the user model is keyed by email and the provider verified no email address"
+    assert refused.value.message == (
+        "This site needs an email address your provider has verified, and it sent none. "
+        "Verify your email address with the provider, or sign in another way."
+    )
+    assert not User.objects.exists() and not Identity.objects.exists()
+
+
+def test_an_email_key_another_account_has_is_a_conflict_not_a_retry(offline_provider, keyed_by_email):
+    """Linking is off: the address is someone's key already, so a second account cannot have it."""
+    from accounts.errors import AccountConflict
+
+    User.objects.create(username="ALICE@example.COM")
+    with pytest.raises(AccountConflict) as refused:
+        login(offline_provider, email="alice@example.com", email_verified=True)
+    assert refused.value.reason == "a user with this verified email exists and the provider does not link by email"
+    assert refused.value.message == (
+        "An account with this email address already exists here. Sign in the way you did before, "
+        "then connect this provider from your profile page."
+    )
+    assert User.objects.count() == 1 and not Identity.objects.exists()
+
+
+# --- a new user's required fields ------------------------------------------------------------------
+
+
+class ForgetsThePassword:
+    """An adapter whose ``new_user`` returns a bare user: its password, required by the model, is empty."""
+
+    def __getattr__(self, name):
+        from accounts.adapter import DefaultAccountAdapter
+
+        return getattr(DefaultAccountAdapter(), name)
+
+    def new_user(self, request):
+        return User()
+
+
+def test_a_new_user_missing_a_required_field_is_refused_naming_it(offline_provider, monkeypatch):
+    from accounts import identities
+    from accounts.errors import AccountIncomplete
+
+    monkeypatch.setattr(identities, "get_adapter", ForgetsThePassword)
+    with pytest.raises(AccountIncomplete) as refused:
+        login(offline_provider, preferred_username="alice")
+    assert refused.value.reason == (
+        "new auth.User user lacks required field(s) password; the adapter's populate_user must fill them"
+    )
+    assert not User.objects.exists() and not Identity.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "loosened"),
+    [("last_login", {"blank": False}), ("first_name", {"blank": False, "default": ""})],
+    ids=["may be null", "has a default"],
+)
+def test_a_field_the_model_lets_stay_empty_is_not_demanded(offline_provider, monkeypatch, field, loosened):
+    """A field that is not ``blank`` is required only if nothing else lets it be empty: ``null``, a default."""
+    for name, value in loosened.items():
+        monkeypatch.setattr(User._meta.get_field(field), name, value)
+    result = login(offline_provider, preferred_username="alice")  # no given_name: first_name stays ""
+    assert result.user_created and getattr(User.objects.get(), field) in (None, "")
+
+
+# --- connecting loses a race; disconnect refusals speak to the person ------------------------------
+
+
+def test_a_connect_that_loses_the_race_to_another_user_is_a_conflict(offline_provider, monkeypatch):
+    """Bob connected this provider account a moment after Alice's lookup found it free: refused, not moved."""
+    from accounts.errors import AccountConflict
+    from accounts.models import DisconnectedIdentity
+
+    alice, bob = User.objects.create_user("alice"), User.objects.create_user("bob")
+    DisconnectedIdentity.objects.create(user=alice, issuer=ISSUER, subject="shared")
+    Identity.objects.create(user=bob, provider=offline_provider, issuer=ISSUER, subject="shared")
+    real = Identity.objects.select_for_update
+    monkeypatch.setattr(Identity.objects, "select_for_update", lambda *a, **kw: real(*a, **kw).none())
+    with pytest.raises(AccountConflict) as refused:
+        connect_offline(offline_provider, alice, "shared")
+    assert refused.value.reason == "idp identity was connected concurrently"
+    assert Identity.objects.get().user == bob
+    assert DisconnectedIdentity.objects.filter(user=alice, subject="shared").exists()  # the tombstone stays
+
+
+def test_disconnect_refusals_say_what_happened_in_the_persons_words(offline_provider, settings):
+    from accounts.errors import SignInError, SignInRefused
+
+    alice, bob = User.objects.create_user("alice", password="a long password"), User.objects.create_user("bob")
+    bobs = Identity.objects.create(user=bob, provider=offline_provider, issuer=ISSUER, subject="bob")
+    with pytest.raises(SignInError) as not_hers:
+        disconnect_identity(request=None, user=alice, identity_id=bobs.pk)
+    assert not_hers.value.message == "That sign-in method is not connected to your account."
+    hers = Identity.objects.create(user=alice, provider=offline_provider, issuer=ISSUER, subject="alice")
+    settings.ACCOUNTS_ADAPTER = "tests.test_identities.KeepsEverything"
+    with pytest.raises(SignInRefused) as kept:
+        disconnect_identity(request=None, user=alice, identity_id=hers.pk)
+    assert kept.value.message == "This sign-in method cannot be disconnected from your account."
+    assert kept.value.reason == f"adapter refused disconnecting idp identity of user {alice.pk}"
+    assert Identity.objects.count() == 2
+
+
+class KeepsEverything:
+    def __getattr__(self, name):
+        from accounts.adapter import DefaultAccountAdapter
+
+        return getattr(DefaultAccountAdapter(), name)
+
+    def is_disconnect_allowed(self, request, identity):
+        return False
+
+
+# --- a returning sign-in: what it records and what it tells the adapter ------------------------------
+
+
+class RecordsCreated:
+    seen: list = []
+
+    def __getattr__(self, name):
+        from accounts.adapter import DefaultAccountAdapter
+
+        return getattr(DefaultAccountAdapter(), name)
+
+    def update_user(self, request, user, claims, *, created):
+        type(self).seen.append(created)
+
+
+def test_a_returning_sign_in_records_when_and_says_nothing_was_created(offline_provider, monkeypatch):
+    from accounts import identities
+
+    RecordsCreated.seen = []
+    monkeypatch.setattr(identities, "get_adapter", RecordsCreated)
+    first = login(offline_provider)
+    Identity.objects.update(last_login_at=first.identity.last_login_at - timedelta(days=1))
+    again = login(offline_provider)
+    assert (again.user_created, again.identity_created) == (False, False)
+    assert RecordsCreated.seen == [True, False]  # update_user's ``created``: exactly a bool
+    assert Identity.objects.get().last_login_at >= first.identity.last_login_at  # moved on from a day before
+
+
+def test_connecting_lifts_the_tombstone_of_that_issuers_account_only(offline_provider):
+    """The same subject at another issuer is another account, whose owner's disconnect still holds."""
+    from accounts.models import DisconnectedIdentity
+
+    user = User.objects.create_user("owner")
+    for issuer in (ISSUER, "https://other.example"):
+        DisconnectedIdentity.objects.create(user=user, issuer=issuer, subject="account-a")
+    connect_identity(request=None, provider=offline_provider, user=user, issuer=ISSUER, subject="account-a", claims={})
+    assert list(DisconnectedIdentity.objects.values_list("issuer", flat=True)) == ["https://other.example"]
+
+
+def test_a_first_sign_in_announces_its_identity_with_the_callbacks_request(
+    client, op, provider, django_capture_on_commit_callbacks
+):
+    """A receiver that logs who connected what, and from where, needs the request on the first sign-in too."""
+    announced = []
+    signals.identity_connected.connect(lambda **kw: announced.append(kw), weak=False, dispatch_uid="t5")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert sign_in(client, op, provider).status_code == 302
+    finally:
+        signals.identity_connected.disconnect(dispatch_uid="t5")
+    [kw] = announced
+    assert kw["request"].path == "/accounts/test-op/callback/" and kw["identity"] == Identity.objects.get()
+
+
+# --- only the owner's own disconnect keeps an identity from being linked to them by email -------------
+
+
+@pytest.mark.parametrize(
+    ("owner", "issuer", "subject"),
+    [("bob", ISSUER, "s-1"), ("alice", "https://other.example", "s-1"), ("alice", ISSUER, "s-2")],
+    ids=["another user's disconnect", "the same subject at another issuer", "another subject at this issuer"],
+)
+def test_a_disconnect_of_another_account_does_not_stop_email_linking(linking, owner, issuer, subject):
+    from accounts.models import DisconnectedIdentity
+
+    alice = User.objects.create_user("alice", email="alice@example.com")
+    User.objects.create_user("bob")
+    DisconnectedIdentity.objects.create(user=User.objects.get(username=owner), issuer=issuer, subject=subject)
+    result = login(linking, sub="s-1", email="alice@example.com", email_verified=True)
+    assert result.user == alice and result.identity_created

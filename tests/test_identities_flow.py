@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from accounts.adapter import DefaultAccountAdapter
 from accounts.models import Identity, Provider
 from tests.conftest import assert_error_page, call_userinfo_always, sign_in, signed_in_user
 
@@ -200,3 +201,46 @@ def test_refreshing_the_identity_writes_only_its_sign_in_fields(op, provider):
         sign_in_again(op, provider)
     [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "oidc_signin_identity"')]
     assert '"user_id"' not in update and '"provider_id"' not in update and '"last_login_at"' in update
+
+
+# --- following the provider on a user model of the project's own ----------------------------------
+
+
+def test_a_followed_profile_keeps_the_custom_user_models_own_fields_current(tmp_path, op):
+    """``tests.extrauser.ExtraUser`` has no first or last name, and a ``display_name`` its adapter fills
+    from the ``name`` claim. Following the provider used to save only first name, last name and email:
+    the new display name was set on the user and then silently dropped."""
+    from tests.sites import SiteProcess
+
+    carol = {**op.next_user, "sub": "carol-1", "preferred_username": "carol", "name": "Carol Kent",
+             "organisation": "Acme", "email_verified": True}  # fmt: skip
+    with SiteProcess(
+        tmp_path, DJANGO_SETTINGS_MODULE="tests.settings_extrauser",
+        TESTS_ACCOUNTS_ADAPTER="tests.extrauser.adapter.ClaimsAdapter",
+    ) as site:  # fmt: skip
+        site.manage(
+            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
+            "--client-id", op.client_id, "--client-secret", op.client_secret,
+        )  # fmt: skip
+        for name, email in (("Carol Kent", "carol@example.com"), ("Carol Kent-Ray", "carol@ray.example")):
+            op.next_user = {**carol, "name": name, "email": email}
+            assert site.finish_sign_in(site.start_sign_in(op, "test-op")) == (302, "carol"), site.log()[-2000:]
+        rows = site.query("SELECT username, email, display_name FROM extrauser_extrauser")
+    assert rows == [("carol", "carol@ray.example", "Carol Kent-Ray")]
+
+
+class RecordsPopulate(DefaultAccountAdapter):
+    calls: list = []
+
+    def populate_user(self, request, user, claims, *, email_verified):
+        type(self).calls.append((request.path, email_verified))
+        super().populate_user(request, user, claims, email_verified=email_verified)
+
+
+def test_linking_refreshes_the_profile_with_the_request_and_the_verified_email(client, op, linking, victim, settings):
+    settings.ACCOUNTS_ADAPTER = "tests.test_identities_flow.RecordsPopulate"
+    RecordsPopulate.calls = []
+    op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
+    sign_in(client, op, linking)
+    assert signed_in_user(client) == victim
+    assert RecordsPopulate.calls == [("/accounts/test-op/callback/", True)]

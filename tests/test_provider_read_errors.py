@@ -110,3 +110,16 @@ def test_callback_with_a_userinfo_claim_nested_too_deep_is_a_502_page(client, op
     assert (event.outcome, event.code) == ("failure", "provider_unavailable")
     assert event.reason == "userinfo endpoint answered JSON that nests more than 32 levels"
     assert SESSION_KEY not in client.session
+
+
+def test_a_callback_that_ended_on_a_502_page_cannot_be_replayed(client, op, provider):
+    """The pending login is spent even though Django saves no session on a server-error answer."""
+    callback_params = op.authorize(start_login(client, provider))
+    op.faults["/token"] = CUT_SHORT
+    assert_error_page(client.get(f"/accounts/{provider.slug}/callback/", callback_params), 502)
+    del op.faults["/token"]  # the provider is back: the very same callback URL, once more
+    replayed = client.get(f"/accounts/{provider.slug}/callback/", callback_params)
+    assert_error_page(
+        replayed, 400, code="invalid_request", reason="callback state matches no sign-in started in this session"
+    )
+    assert SESSION_KEY not in client.session
