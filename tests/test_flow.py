@@ -6,7 +6,7 @@ import base64
 import json
 import logging
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.conf import settings
@@ -167,10 +167,25 @@ def test_signed_userinfo_is_verified(client, op, provider, userinfo_always):
         ("//evil.example/path", "/accounts/profile/"),
         ("/\\evil.example", "/accounts/profile/"),
         ("javascript:alert(1)", "/accounts/profile/"),
+        ("http://testserver/accounts/session/", "http://testserver/accounts/session/"),  # this host, spelled out
+        ("http://testserver.evil.example/", "/accounts/profile/"),
     ],
 )
 def test_next_is_followed_only_when_same_site(client, op, provider, next_url, landing):
     assert sign_in(client, op, provider, next=next_url)["Location"] == landing
+
+
+@pytest.mark.parametrize(
+    ("next_url", "landing"),
+    [
+        ("https://testserver/accounts/session/", "https://testserver/accounts/session/"),
+        ("http://testserver/accounts/session/", "/accounts/profile/"),  # a downgrade to plain http
+    ],
+)
+def test_a_site_served_over_https_never_sends_the_person_on_over_plain_http(client, op, provider, next_url, landing):
+    started = client.get(f"/accounts/{provider.slug}/login/", {"next": next_url}, secure=True)
+    params = op.authorize(dict(parse_qsl(urlsplit(started["Location"]).query)))
+    assert client.get(f"/accounts/{provider.slug}/callback/", params, secure=True)["Location"] == landing
 
 
 # --- state: tampering, replay, CSRF, tabs ---------------------------------------------------------
