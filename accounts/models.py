@@ -14,7 +14,7 @@ from . import client_secrets
 from .choices import Action, EmailLinking, Kind, Outcome, ProfileSync, Userinfo
 from .conf import DEFAULT_ALGORITHMS
 from .fields import EncryptedSecretField
-from .oidc.clients import CLIENT_CLASSES
+from .oidc.clients import CLIENT_CLASSES, sign_in_kinds
 from .presets import PRESET_CHOICES, PresetKey
 
 #: Authorization request parameters the flow sets itself; an admin's extra parameters may not
@@ -56,6 +56,16 @@ class HttpsURLField(models.URLField):
     def formfield(self, form_class: Any = None, choices_form_class: Any = None, **kwargs: Any) -> Any:
         given = {"form_class": form_class, "choices_form_class": choices_form_class}
         return super().formfield(**{"assume_scheme": "https", **{k: v for k, v in given.items() if v}, **kwargs})
+
+
+class ProviderQuerySet(models.QuerySet):
+    def offered(self) -> ProviderQuerySet:
+        """What the login page offers: enabled providers of a kind people sign in with, in display order.
+
+        One query for the login page, the profile's connect list and the template tags, so a
+        project's own page never lists a provider the app would refuse (a disabled one, a token issuer).
+        """
+        return self.filter(enabled=True, kind__in=sign_in_kinds())
 
 
 class Provider(models.Model):
@@ -184,6 +194,8 @@ class Provider(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = ProviderQuerySet.as_manager()
 
     class Meta:
         ordering = ["display_order", "name"]

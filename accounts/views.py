@@ -32,7 +32,6 @@ from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
 from .logout import end_session_url
 from .models import Identity, Provider, ProviderSession
-from .oidc.clients import sign_in_kinds
 
 #: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
 #: may work). Integrity and programming errors are bugs and are left to surface as such.
@@ -126,7 +125,7 @@ def _sign_in_view(
 
 @require_GET
 def login_page(request: HttpRequest) -> HttpResponse:
-    providers = list(Provider.objects.filter(enabled=True, kind__in=sign_in_kinds()))
+    providers = list(Provider.objects.offered())
     context = {"providers": providers, "next": request.GET.get("next", ""), "add_provider_url": None}
     if not providers:
         context["add_provider_url"] = _admin_url(f"admin:{Provider._meta.app_label}_provider_add")
@@ -379,9 +378,7 @@ def profile(request: HttpRequest) -> HttpResponse:
         "identities": identities,
         # The last sign-in method cannot be removed unless the account has a password to fall back on.
         "can_disconnect": len(identities) > 1 or user.has_usable_password(),
-        "connectable": [
-            p for p in Provider.objects.filter(enabled=True, kind__in=sign_in_kinds()) if p.pk not in connected
-        ],
+        "connectable": [p for p in Provider.objects.offered() if p.pk not in connected],
     }
     return render(request, "oidc_signin/profile.html", context)
 

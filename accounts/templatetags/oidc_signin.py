@@ -14,7 +14,6 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from ..models import Provider
-from ..oidc.clients import sign_in_kinds
 
 register = template.Library()
 
@@ -23,10 +22,10 @@ register = template.Library()
 def oidc_providers() -> list[Provider]:
     """The providers the login page offers: the enabled ones, in their display order.
 
-    The same query as ``accounts.views.login_page``, so a project's page never lists a provider
+    ``Provider.objects.offered()``, the login page's own query, so a project's page never lists a provider
     the app would refuse (a disabled one answers "unknown provider") or misses one it offers.
     """
-    return list(Provider.objects.filter(enabled=True, kind__in=sign_in_kinds()))
+    return list(Provider.objects.offered())
 
 
 @register.simple_tag
