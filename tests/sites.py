@@ -93,6 +93,13 @@ class SiteProcess:
             raise RuntimeError(f"manage.py {' '.join(args[:2])} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
+    def add_provider(self, slug: str, op) -> str:
+        """Register the provider double ``op`` under ``slug``, as an admin would with the CLI."""
+        return self.manage(
+            "oidc_provider", "add", slug, "--issuer", op.issuer,
+            "--client-id", op.client_id, "--client-secret", op.client_secret,
+        )  # fmt: skip
+
     def command(self) -> list[str]:
         if self.gunicorn_workers:
             return [

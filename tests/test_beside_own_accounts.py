@@ -26,10 +26,7 @@ def site(tmp_path_factory, op):
     with SiteProcess(
         tmp_path_factory.mktemp("ownaccounts"), prefix="/signin", DJANGO_SETTINGS_MODULE="tests.settings_ownaccounts"
     ) as site:
-        site.manage(
-            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
-            "--client-id", op.client_id, "--client-secret", op.client_secret,
-        )  # fmt: skip
+        site.add_provider("test-op", op)
         yield site
 
 

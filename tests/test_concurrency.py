@@ -27,10 +27,7 @@ def op():
 @pytest.fixture(scope="module")
 def site_process(tmp_path_factory, op):
     with SiteProcess(tmp_path_factory.mktemp("site")) as process:
-        process.manage(
-            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
-            "--client-id", op.client_id, "--client-secret", op.client_secret,
-        )  # fmt: skip
+        process.add_provider("test-op", op)
         yield process
 
 
@@ -69,10 +66,7 @@ def test_concurrent_first_sign_ins_of_different_identities_all_sign_in(site_proc
 def test_a_database_locked_past_its_busy_timeout_is_a_503_page_not_a_500(tmp_path, op):
     # A busy timeout of 1 s instead of 10, so the wait for the lock ends quickly.
     with SiteProcess(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}?timeout=1") as site_process:
-        site_process.manage(
-            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
-            "--client-id", op.client_id, "--client-secret", op.client_secret,
-        )  # fmt: skip
+        site_process.add_provider("test-op", op)
         op.next_user = {**DEFAULT_USER, "sub": "patient"}
         flow = site_process.start_sign_in(op, "test-op")
         blocker = sqlite3.connect(site_process.database, isolation_level=None)

@@ -218,10 +218,7 @@ def test_a_followed_profile_keeps_the_custom_user_models_own_fields_current(tmp_
         tmp_path, DJANGO_SETTINGS_MODULE="tests.settings_extrauser",
         TESTS_ACCOUNTS_ADAPTER="tests.extrauser.adapter.ClaimsAdapter",
     ) as site:  # fmt: skip
-        site.manage(
-            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
-            "--client-id", op.client_id, "--client-secret", op.client_secret,
-        )  # fmt: skip
+        site.add_provider("test-op", op)
         for name, email in (("Carol Kent", "carol@example.com"), ("Carol Kent-Ray", "carol@ray.example")):
             op.next_user = {**carol, "name": name, "email": email}
             assert site.finish_sign_in(site.start_sign_in(op, "test-op")) == (302, "carol"), site.log()[-2000:]

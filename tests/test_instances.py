@@ -63,10 +63,7 @@ def instances(tmp_path_factory, shared_services, op):
     a = SiteProcess(tmp_path_factory.mktemp("a"), gunicorn_workers=2, **shared_services)
     b = SiteProcess(tmp_path_factory.mktemp("b"), gunicorn_workers=2, migrate=False, **shared_services)
     with a:
-        a.manage(
-            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
-            "--client-id", op.client_id, "--client-secret", op.client_secret,
-        )  # fmt: skip
+        a.add_provider("test-op", op)
         with b:
             yield a, b
 

@@ -41,10 +41,7 @@ def op2():
 def site(tmp_path_factory, op, op2):
     with SiteProcess(tmp_path_factory.mktemp("emailuser"), DJANGO_SETTINGS_MODULE="tests.settings_emailuser") as site:
         for slug, double in (("test-op", op), ("second-op", op2)):
-            site.manage(
-                "oidc_provider", "add", slug, "--issuer", double.issuer,
-                "--client-id", double.client_id, "--client-secret", double.client_secret,
-            )  # fmt: skip
+            site.add_provider(slug, double)
         yield site
 
 
@@ -100,10 +97,7 @@ def extra_site(workdir, op, op2, adapter: str):
     site.start()
     try:
         for slug, double in (("test-op", op), ("second-op", op2)):
-            site.manage(
-                "oidc_provider", "add", slug, "--issuer", double.issuer,
-                "--client-id", double.client_id, "--client-secret", double.client_secret,
-            )  # fmt: skip
+            site.add_provider(slug, double)
     except BaseException:
         site.stop()
         raise

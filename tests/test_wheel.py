@@ -196,10 +196,7 @@ def test_the_wheel_installed_in_a_new_project_signs_in_end_to_end(tmp_path):
     site.manage("check", "--fail-level", "WARNING")  # the documented wiring leaves no warning (oidc_signin.W005, ...)
 
     with OpenIDProviderDouble() as op, site:  # start() migrates, then serves with runserver --noreload
-        site.manage(
-            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
-            "--client-id", op.client_id, "--client-secret", op.client_secret,
-        )  # fmt: skip
+        site.add_provider("test-op", op)
 
         anonymous = requests.get(f"{site.url}/accounts/profile/", allow_redirects=False, timeout=REQUEST_TIMEOUT)
         assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/accounts/login/")
