@@ -20,6 +20,7 @@ that sign in elsewhere say where: ``sign_in_in_browser`` (Playwright), ``code_fl
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import logging
 import re
@@ -31,6 +32,10 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.models import Permission
 from django.core.cache import caches
@@ -291,3 +296,21 @@ def encodings(secret: str) -> list[str]:
         b64url(raw),
         raw.hex(),
     ]
+
+
+def certificate_der(*, days: int = 90, common_name: str = "signing.example") -> bytes:
+    """A self-signed EC certificate, DER, valid from yesterday for ``days`` more days (a JWK's x5c, decoded)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)

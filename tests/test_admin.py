@@ -10,10 +10,6 @@ import io
 import re
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -30,7 +26,7 @@ from accounts.conf import DEFAULT_ALGORITHMS
 from accounts.models import Identity, Provider, ProviderSession, SignInEvent
 from accounts.oidc import discovery
 from accounts.presets import PRESETS
-from tests.conftest import assert_guess_refused_alike, encodings, staff_client
+from tests.conftest import assert_guess_refused_alike, certificate_der, encodings, staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -416,22 +412,9 @@ def health_url(provider: Provider) -> str:
     return f"/admin/oidc_signin/provider/{provider.pk}/health/"
 
 
-def certificate(days: int, common_name: str = "signing.example") -> str:
+def certificate(days: int) -> str:
     """A self-signed certificate valid for ``days`` more days, base64 DER as in a JWK's x5c."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    return base64.b64encode(certificate_der(days=days)).decode()
 
 
 def test_health_view_lists_endpoints_documents_and_keys(admin_client, op, provider):

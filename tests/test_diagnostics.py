@@ -6,9 +6,7 @@ import base64
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -16,7 +14,7 @@ from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
 from accounts import diagnostics
 from accounts.oidc import discovery
-from tests.conftest import sign_in, signed_in
+from tests.conftest import certificate_der, sign_in, signed_in
 from tests.op_double import DEFAULT_USER, OpenIDProviderDouble
 from tests.sites import SiteProcess
 
@@ -28,27 +26,8 @@ DATABASE_CACHE_URL = f"dbcache://{CACHE_TABLE}?MAX_ENTRIES=10000"
 # --- keys as the health view describes them -----------------------------------------------------------
 
 
-def _certificate_der(common_name: str) -> bytes:
-    import datetime
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=90))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
 def test_keys_are_described_by_type_size_curve_and_certificate():
-    der = _certificate_der("keys.example")
+    der = certificate_der(common_name="keys.example")
     rsa = RSAKey.generate_key(3072, parameters={"kid": "r", "use": "sig"}).as_dict(private=False)
     ec_key = ECKey.generate_key("P-384", parameters={"kid": "e", "alg": "ES384"}).as_dict(private=False)
     okp = OKPKey.generate_key("Ed25519", parameters={"kid": "o"}).as_dict(private=False)
@@ -160,10 +139,7 @@ def test_the_shell_and_the_running_server_share_one_copy_of_each_document(tmp_pa
     """
     op = own_op
     with SiteProcess(tmp_path, CACHE_URL=DATABASE_CACHE_URL) as site:  # `migrate` made the cache table
-        site.manage(
-            "oidc_provider", "add", "test-op", "--issuer", op.issuer,
-            "--client-id", op.client_id, "--client-secret", op.client_secret,
-        )  # fmt: skip
+        site.add_provider("test-op", op)
         site.manage("oidc_provider", "check", "test-op")
         assert (op.hits["/.well-known/openid-configuration"], op.hits["/jwks"]) == (1, 1)
 
