@@ -14,7 +14,6 @@ import time
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.contrib.auth import login as auth_login
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -23,7 +22,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 
-from . import admission, audit, provider_sessions
+from . import admission, audit, login, provider_sessions
 from .adapter import get_adapter
 from .choices import Action, Outcome
 from .claims import storable
@@ -105,9 +104,9 @@ def finish_login(request: HttpRequest, attempt: SignInAttempt) -> None:
     """Complete the sign-in (or connect) this callback belongs to; ``attempt`` says how it went.
 
     The pending login is removed from the session before anything else, every network call
-    follows, and the writes come last, in one short transaction: identity, user, session, its
-    provider link and the audit row commit together or not at all, and SQLite's single writer is
-    held for milliseconds.
+    follows, and the writes come last, in one short transaction: identity, user, session (written
+    once, see ``accounts.login``), its provider link and the audit row commit together or not at
+    all, and SQLite's single writer is held for milliseconds.
     """
     provider = _provider(attempt)
     params = _single_valued(request)
@@ -118,12 +117,16 @@ def finish_login(request: HttpRequest, attempt: SignInAttempt) -> None:
     verified.claims = storable(verified.claims)
     attempt.verified = verified
     admission.admit(request, provider, verified.claims)
-    with transaction.atomic():
-        if attempt.action == Action.CONNECT:
-            _finish_connect(request, attempt, provider, verified)
-        else:
-            _finish_sign_in(request, attempt, provider, verified)
-        record(request, attempt)
+    try:
+        with transaction.atomic():
+            if attempt.action == Action.CONNECT:
+                _finish_connect(request, attempt, provider, verified)
+            else:
+                _finish_sign_in(request, attempt, provider, verified)
+            record(request, attempt)
+    except BaseException:
+        login.undo(request)  # rolled back: the session object must not stay signed in either
+        raise
 
 
 def record(request: HttpRequest, attempt: SignInAttempt, error: SignInError | None = None) -> None:
@@ -149,12 +152,11 @@ def _finish_sign_in(request: HttpRequest, attempt: SignInAttempt, provider: Prov
     result = sign_in_identity(
         request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
     )
-    # Rotates the session key. (The stubs expect the project's user model; any user model will do.)
-    auth_login(request, result.user, backend=session_backend())  # type: ignore[arg-type]
+    login.log_in(request, result.user, backend=session_backend())  # under a new session key
     request.session[PROVIDER_SESSION_KEY] = provider.slug
     if verified.id_token:
         request.session[ID_TOKEN_SESSION_KEY] = verified.id_token
-    provider_sessions.remember(request, provider, result.user, verified.claims)
+    provider_sessions.remember(request, provider, result.user, verified.claims)  # the session's one write
     attempt.user = result.user
 
 

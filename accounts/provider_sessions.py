@@ -3,9 +3,9 @@
 Back-channel logout (the provider says a session ended there) and disconnecting a provider (its
 sessions here must end too) both need to turn "this provider account" into "these Django session
 keys", whatever session engine the site uses. Every sign-in records a ``ProviderSession`` row;
-the session itself remembers which row is its own (``LINK_SESSION_KEY``), so that when Django
-gives the session a new key -- a password change, ``cycle_key()`` -- ``ProviderSessionMiddleware``
-moves the row to the new key instead of leaving it pointing at a key that no longer exists.
+the session itself says that it has rows (``LINK_SESSION_KEY``), so that when Django gives the
+session a new key -- a password change, ``cycle_key()`` -- ``ProviderSessionMiddleware`` moves its
+rows to the new key instead of leaving them pointing at a key that no longer exists.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from . import login
 from .models import ProviderSession
 
 if TYPE_CHECKING:
@@ -26,22 +27,28 @@ if TYPE_CHECKING:
 
     from .models import Provider
 
-#: In the session: ``[row id, session key it was recorded under]``.
+#: In the session, once a sign-in recorded its rows: they are the ones under the session's key.
 LINK_SESSION_KEY = "oidc_signin_provider_session"
 
 
 def remember(request: HttpRequest, provider: Provider, user: AbstractBaseUser, claims: dict[str, Any]) -> None:
-    """Record that this session came from (provider, sid, sub), for back-channel logout and disconnect."""
-    session_key = request.session.session_key
-    if session_key is None:
-        request.session.save()
-        session_key = request.session.session_key
-        if session_key is None:  # every session engine's save() assigns a key
-            raise RuntimeError(f"{settings.SESSION_ENGINE} gave the session no key on save()")
+    """Record that this session came from (provider, sid, sub), for back-channel logout and disconnect.
+
+    The row needs the session's key, so the session is written here (``login.save``: once, in the
+    sign-in's transaction); the session says it has rows before that write, so nothing is left
+    to write after it. A session that had rows (the same person signing in again) takes them along
+    to its new key.
+    """
+    session = request.session
+    previous_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME) if session.get(LINK_SESSION_KEY) else None
+    session[LINK_SESSION_KEY] = True
+    session_key = login.save(request)
+    if previous_key and previous_key != session_key:
+        ProviderSession.objects.filter(session_key=previous_key).update(session_key=session_key)
     sid = claims.get("sid")
     # django-stubs types the ``user`` foreign key as the project's AUTH_USER_MODEL, which this reusable
     # app cannot name; ``user`` is always an instance of that model at runtime.
-    link = ProviderSession.objects.create(  # type: ignore[misc]
+    ProviderSession.objects.create(  # type: ignore[misc]
         provider=provider,
         user=user,
         issuer=claims["iss"],
@@ -49,7 +56,6 @@ def remember(request: HttpRequest, provider: Provider, user: AbstractBaseUser, c
         sid=sid if isinstance(sid, str) else "",
         session_key=session_key,
     )
-    request.session[LINK_SESSION_KEY] = [link.pk, link.session_key]
 
 
 def forget(session_key: str | None) -> None:
@@ -72,16 +78,19 @@ def forget_dead() -> int:
 
 
 def follow_key_change(request: HttpRequest) -> None:
-    """Move this session's row to its new key if Django changed the key during this request."""
+    """Move this session's rows to its new key if Django changed the key during this request.
+
+    The key the rows are under is the one the request came with (its cookie); a key changes only
+    with a write (``cycle_key()``, ``flush()``), so a session left unmodified is not looked at; nor
+    is one a sign-in wrote (``remember`` put its rows under the new key, and took along only rows
+    that were this person's).
+    """
     session = getattr(request, "session", None)
-    if session is None or not session.accessed:  # not even read: its key cannot have changed
+    if session is None or not session.modified or login.saved_here(request) or not session.get(LINK_SESSION_KEY):
         return
-    link = session.get(LINK_SESSION_KEY)
-    new_key = session.session_key
-    if not (isinstance(link, list) and len(link) == 2) or new_key is None or link[1] == new_key:
-        return
-    ProviderSession.objects.filter(pk=link[0], session_key=link[1]).update(session_key=new_key)
-    session[LINK_SESSION_KEY] = [link[0], new_key]
+    old_key, new_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME), session.session_key
+    if old_key and new_key is not None and old_key != new_key:
+        ProviderSession.objects.filter(session_key=old_key).update(session_key=new_key)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import audit, flow, provider_sessions, signals
+from . import audit, flow, login, provider_sessions, signals
 from .adapter import get_adapter
 from .choices import Action, Outcome
 from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnknownProvider, printable
@@ -156,7 +156,9 @@ def callback(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
         messages.success(request, _("%(name)s is now connected to your account.") % {"name": name})
     else:
         messages.success(request, _("Signed in with %(name)s.") % {"name": name})
-    return HttpResponseRedirect(url)
+    response = HttpResponseRedirect(url)
+    login.send_session_cookie(request, response)  # the sign-in saved the session; the middleware will not
+    return response
 
 
 def _landing_url(request: HttpRequest, attempt: SignInAttempt) -> str:

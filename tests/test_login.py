@@ -1,0 +1,167 @@
+"""accounts.login: Django's login() under a new key, the session written once, its cookie as Django's."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, user_logged_in
+from django.contrib.sessions.models import Session
+from django.test import Client
+
+from accounts.errors import SignInRefused
+from accounts.models import ProviderSession
+from tests.conftest import (
+    assert_error_page,
+    logout_token,
+    post_logout_token,
+    sign_in,
+    signed_in,
+    signed_in_user,
+    start_login,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _started_anonymously(client, provider) -> str:
+    """Start a sign-in, which gives the browser an anonymous session; returns that session's key."""
+    start_login(client, provider)
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert Session.objects.filter(session_key=key).exists()
+    return key
+
+
+# --- session fixation -------------------------------------------------------------------------------
+
+
+def test_a_session_key_planted_before_the_sign_in_is_not_signed_in(op, provider):
+    """The attacker starts a sign-in, plants that session's cookie in the victim's browser, and waits."""
+    attacker = Client()
+    planted = _started_anonymously(attacker, provider)
+    victim = Client()
+    victim.cookies[settings.SESSION_COOKIE_NAME] = planted
+    params = op.authorize(start_login(victim, provider))
+    assert victim.get(f"/accounts/{provider.slug}/callback/", params).status_code == 302
+
+    assert signed_in(victim)
+    assert victim.cookies[settings.SESSION_COOKIE_NAME].value != planted
+    assert not Session.objects.filter(session_key=planted).exists()  # the planted session is gone
+    assert not signed_in(attacker)
+
+
+# --- what the session keeps across the sign-in -----------------------------------------------------
+
+
+def test_an_anonymous_visitors_session_data_is_kept_as_django_keeps_it(client, op, provider):
+    _started_anonymously(client, provider)
+    session = client.session
+    session["basket"] = ["a book"]
+    session.save()
+    assert sign_in(client, op, provider).status_code == 302
+    assert client.session["basket"] == ["a book"] and signed_in(client)
+
+
+def test_another_users_session_data_is_not_handed_to_the_next_one(client, op, provider):
+    op.next_user = {**op.next_user, "sub": "first", "preferred_username": "first"}
+    sign_in(client, op, provider)
+    session = client.session
+    session["first's draft"] = "private"
+    session.save()
+    op.next_user = {**op.next_user, "sub": "second", "preferred_username": "second"}
+    assert sign_in(client, op, provider).status_code == 302
+    assert client.session.get("first's draft") is None
+    assert signed_in_user(client).username == "second"
+
+
+@pytest.mark.parametrize(
+    "message_storage",
+    [
+        "django.contrib.messages.storage.fallback.FallbackStorage",
+        # Keeps the "Signed in" message in the session: written again after the sign-in's own write.
+        "django.contrib.messages.storage.session.SessionStorage",
+    ],
+)
+def test_the_previous_users_provider_logout_does_not_end_the_next_users_session(
+    client, op, provider, settings, message_storage
+):
+    """Two people take turns on one browser: the first one's back-channel logout is not the second's."""
+    settings.MESSAGE_STORAGE = message_storage
+    op.next_user = {**op.next_user, "sub": "first", "preferred_username": "first", "sid": "sid-first"}
+    sign_in(client, op, provider)
+    op.next_user = {**op.next_user, "sub": "second", "preferred_username": "second", "sid": "sid-second"}
+    sign_in(client, op, provider)
+    assert post_logout_token(logout_token(op, sub="first", sid="sid-first")).status_code == 200
+    assert signed_in(client)
+    assert list(ProviderSession.objects.values_list("sid", flat=True)) == ["sid-second"]
+
+
+def test_signing_in_again_keeps_the_sessions_earlier_provider_links(client, op, provider):
+    """The same person, same browser: the session goes on under a new key, and so do its links."""
+    op.next_user = {**op.next_user, "sid": "sid-1"}
+    sign_in(client, op, provider)
+    op.next_user = {**op.next_user, "sid": "sid-2"}
+    sign_in(client, op, provider)
+    key = client.session.session_key
+    assert set(ProviderSession.objects.values_list("sid", "session_key")) == {("sid-1", key), ("sid-2", key)}
+    assert post_logout_token(logout_token(op, sid="sid-1")).status_code == 200
+    assert not signed_in(client)
+
+
+# --- a sign-in refused after login() ------------------------------------------------------------
+
+
+def test_a_refusal_after_login_leaves_no_signed_in_session(client, op, provider):
+    """A project's user_logged_in receiver may refuse; the rollback must not leave the session signed in."""
+
+    def refuse(**kwargs):
+        raise SignInRefused("the project's receiver refused")
+
+    user_logged_in.connect(refuse, dispatch_uid="test-refuse")
+    try:
+        response = sign_in(client, op, provider)
+    finally:
+        user_logged_in.disconnect(dispatch_uid="test-refuse")
+    assert_error_page(response, 403, code="sign_in_refused", reason="the project's receiver refused")
+    assert not signed_in(client)
+    assert not any(SESSION_KEY in stored.get_decoded() for stored in Session.objects.all())
+    assert not ProviderSession.objects.exists()
+
+
+# --- the cookie is the one SessionMiddleware would send ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"SESSION_EXPIRE_AT_BROWSER_CLOSE": True},
+        {
+            "SESSION_COOKIE_NAME": "site_session",
+            "SESSION_COOKIE_AGE": 600,
+            "SESSION_COOKIE_DOMAIN": "testserver.local",
+            "SESSION_COOKIE_PATH": "/",
+            "SESSION_COOKIE_SECURE": True,
+            "SESSION_COOKIE_HTTPONLY": False,
+            "SESSION_COOKIE_SAMESITE": "Strict",
+        },
+        {"SESSION_COOKIE_SAMESITE": None},
+    ],
+    ids=["defaults", "browser session", "every attribute changed", "no samesite"],
+)
+def test_the_sign_ins_session_cookie_is_the_one_session_middleware_sends(client, op, provider, settings, overrides):
+    """The middleware's cookie (starting a sign-in saves the session) against the callback's own."""
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    started = client.get(f"/accounts/{provider.slug}/login/")
+    params = op.authorize(dict(parse_qsl(urlsplit(started["Location"]).query)))
+    finished = client.get(f"/accounts/{provider.slug}/callback/", params)
+    assert finished.status_code == 302
+    by_middleware = started.cookies[settings.SESSION_COOKIE_NAME]
+    by_sign_in = finished.cookies[settings.SESSION_COOKIE_NAME]
+    assert by_sign_in.value == client.session.session_key != by_middleware.value
+    for attribute in ("max-age", "domain", "path", "secure", "httponly", "samesite"):
+        assert by_sign_in[attribute] == by_middleware[attribute], attribute
+    assert bool(by_sign_in["expires"]) == bool(by_middleware["expires"])
+    assert "Cookie" in finished["Vary"]
