@@ -8,10 +8,12 @@ no cookies, so one call never carries state a provider set on another.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import http.cookiejar
 import ipaddress
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,11 @@ _session.headers["User-Agent"] = "django-accounts-oidc/1.0"
 # along on other people's later calls (and let a provider link them). A policy that allows no
 # domain refuses every Set-Cookie and sends nothing; connections are still pooled and reused.
 _session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+# With ``trust_env`` requests reads the proxy and CA-bundle variables and ~/.netrc again on every
+# call: half a millisecond of each sign-in on a small machine. A process's environment does not
+# change while it runs, so ``_environment`` reads it once per provider origin instead. ~/.netrc is
+# not read at all: a provider's credentials are its configuration here, never ambient ones.
+_session.trust_env = False
 
 #: Waits that ran out, whoever noticed: requests before the answer, urllib3 while the body streams
 #: in (``ReadTimeoutError`` is not a ``requests`` exception), the socket itself.
@@ -98,6 +105,13 @@ def require_secure_url(url: str, *, what: str) -> None:
     raise ProviderMisconfigured(f"{what} is not an absolute https URL")
 
 
+@functools.lru_cache(maxsize=256)
+def _environment(origin: str) -> tuple[dict[str, str], bool | str]:
+    """The proxies (``*_proxy``, honouring ``no_proxy``) and CA bundle the environment names for ``origin``."""
+    verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return requests.utils.get_environ_proxies(origin), verify
+
+
 def _describe(exc: BaseException) -> str:
     """The exception's type, and for urllib3's ``ProtocolError`` the type it wraps; never its message.
 
@@ -143,6 +157,8 @@ def request_json(
     deadline = time.monotonic() + conf.OIDC_HTTP_TOTAL_TIMEOUT
     reading = False
     try:
+        parts = urlsplit(url)
+        proxies, verify = _environment(f"{parts.scheme}://{parts.netloc}")
         with _session.request(
             method,
             url,
@@ -151,6 +167,8 @@ def request_json(
             timeout=conf.OIDC_HTTP_TIMEOUT,
             allow_redirects=False,
             stream=True,
+            proxies=dict(proxies),
+            verify=verify,
         ) as resp:
             reading = True
             declared = resp.headers.get("Content-Length", "")

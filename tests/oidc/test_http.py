@@ -8,6 +8,7 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 
 import pytest
 import requests
@@ -15,7 +16,7 @@ import responses
 from django.views.debug import ExceptionReporter
 
 from accounts.errors import ProviderMisconfigured, ProviderTimeout, ProviderUnavailable
-from accounts.oidc.http import ProviderHTTPError, request_json, require_secure_url
+from accounts.oidc.http import ProviderHTTPError, _environment, request_json, require_secure_url
 
 URL = "https://idp.example/doc"
 
@@ -336,11 +337,18 @@ def test_an_error_answer_nested_too_deep_keeps_its_http_error():
 # --- the shared session --------------------------------------------------------------------------
 
 
+class Seen(NamedTuple):
+    path: str  # as sent: absolute-form ("http://host/path") when the request came through as a proxy's
+    cookie: str | None
+    port: int  # the client's: one port is one reused connection
+    authorization: str | None
+
+
 @contextlib.contextmanager
 def recording_provider():
-    """An HTTP/1.1 provider on 127.0.0.1 that sets a cookie and records each request's Cookie header
-    and client port; yields (base URL, list of (path, Cookie header, client port))."""
-    seen = []
+    """An HTTP/1.1 provider on 127.0.0.1 that sets a cookie and records each request (``Seen``);
+    yields (base URL, the list of what it saw). It answers every path, so it can play a proxy too."""
+    seen: list[Seen] = []
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is observable
@@ -350,7 +358,9 @@ def recording_provider():
             pass
 
         def do_GET(self):
-            seen.append((self.path, self.headers.get("Cookie"), self.client_address[1]))
+            seen.append(
+                Seen(self.path, self.headers.get("Cookie"), self.client_address[1], self.headers.get("Authorization"))
+            )
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", "2")
@@ -375,7 +385,7 @@ def test_provider_cookies_are_never_kept_or_sent(settings):
     with recording_provider() as (base, seen):
         request_json("GET", base + "/first", what="doc")
         request_json("GET", base + "/second", what="doc")
-    assert [(path, cookie) for path, cookie, _port in seen] == [("/first", None), ("/second", None)]
+    assert [(s.path, s.cookie) for s in seen] == [("/first", None), ("/second", None)]
 
 
 def test_provider_connections_are_reused_between_calls(settings):
@@ -383,4 +393,53 @@ def test_provider_connections_are_reused_between_calls(settings):
     with recording_provider() as (base, seen):
         request_json("GET", base + "/first", what="doc")
         request_json("GET", base + "/second", what="doc")
-    assert len({port for _path, _cookie, port in seen}) == 1
+    assert len({s.port for s in seen}) == 1
+
+
+# --- what the environment may decide: proxies and CA bundle yes, credentials no -------------------
+
+
+@pytest.fixture
+def environment(monkeypatch, settings):
+    """The environment as a test sets it, read afresh (it is read once per origin and process)."""
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    _environment.cache_clear()
+    yield monkeypatch
+    _environment.cache_clear()
+
+
+def test_a_proxy_the_environment_names_is_used(environment):
+    with recording_provider() as (proxy, seen):
+        environment.setenv("http_proxy", proxy)
+        environment.setenv("no_proxy", "")
+        request_json("GET", "http://provider.example/doc", what="doc")
+    assert [s.path for s in seen] == ["http://provider.example/doc"]
+
+
+def test_no_proxy_in_the_environment_is_honoured(environment):
+    with recording_provider() as (proxy, through_proxy), recording_provider() as (base, direct):
+        environment.setenv("http_proxy", proxy)
+        environment.setenv("no_proxy", "127.0.0.1")
+        request_json("GET", base + "/doc", what="doc")
+    assert ([s.path for s in direct], through_proxy) == (["/doc"], [])
+
+
+def test_credentials_in_a_netrc_file_are_never_sent_to_a_provider(environment, tmp_path):
+    """requests would add Basic credentials from ~/.netrc to any call that has none of its own."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login ambient password not-for-providers\n")
+    netrc.chmod(0o600)
+    environment.setenv("NETRC", str(netrc))
+    with recording_provider() as (base, seen):
+        request_json("GET", base + "/doc", what="doc")
+    assert [s.authorization for s in seen] == [None]
+
+
+@responses.activate
+def test_a_ca_bundle_the_environment_names_is_used(environment):
+    environment.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/company-ca.pem")
+    responses.get("https://provider.example/doc", json={})
+    request_json("GET", "https://provider.example/doc", what="doc")
+    assert responses.calls[0].request.req_kwargs["verify"] == "/etc/ssl/certs/company-ca.pem"
