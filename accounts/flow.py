@@ -1,9 +1,9 @@
-"""The sign-in flow, browser side: keep each started sign-in in the session, finish it, log in.
+"""The sign-in flow, browser side: start a sign-in, finish it, log in.
 
-``begin_login`` and ``finish_login`` are the two halves views call. The secrets of a started
-sign-in (state, nonce, PKCE verifier) live only in the server-side session, keyed by state, so
-several tabs can sign in at once; ``finish_login`` removes the entry *before* talking to the
-provider, so a replayed or doubled callback finds nothing to reuse.
+``begin_login`` and ``finish_login`` are the two halves views call. What a started sign-in must
+remember (state, nonce, PKCE verifier) waits in a signed cookie of its own (``accounts.pending``),
+so starting one writes nothing here and several tabs can sign in at once; ``finish_login`` spends
+it *before* talking to the provider, so a replayed or doubled callback finds nothing to reuse.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 
 from . import admission, audit, login, provider_sessions
+from . import pending as pending_logins
 from .adapter import get_adapter
 from .choices import Action, Outcome
 from .claims import storable
-from .conf import conf
 from .errors import InvalidRequest, SignInError
 from .identities import connect_identity, sign_in_identity
 from .oidc.clients import PendingLogin, VerifiedLogin
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Where the started sign-ins of a browser session wait for their callbacks, keyed by state.
-PENDING_SESSION_KEY = "oidc_signin_pending_logins"
 #: Where the verified ID token of this session's sign-in is kept, for RP-initiated logout.
 ID_TOKEN_SESSION_KEY = "oidc_signin_id_token"
 PROVIDER_SESSION_KEY = "oidc_signin_provider"
@@ -96,7 +94,7 @@ def begin_login(request: HttpRequest, attempt: SignInAttempt, *, next_url: str |
     if attempt.action == Action.CONNECT:
         pending.connect_user = str(request.user.pk)
     attempt.pending = pending
-    _store_pending(request, pending)
+    pending_logins.store(request, pending)
     return url
 
 
@@ -110,7 +108,9 @@ def finish_login(request: HttpRequest, attempt: SignInAttempt) -> None:
     """
     provider = _provider(attempt)
     params = _single_valued(request)
-    attempt.pending = pending = _pop_pending(request, params.get("state"), provider)
+    attempt.pending = pending = pending_logins.pop(request, params.get("state"))
+    if pending.provider != provider.slug:
+        raise InvalidRequest(f"callback for {provider.slug} carries the state of a {pending.provider} sign-in")
     attempt.action = Action.CONNECT if pending.connect_user is not None else Action.SIGN_IN
     attempt.next_url = safe_next_url(request, pending.next_url)
     verified = get_adapter().get_client(provider).complete(params, pending)  # every network call
@@ -207,37 +207,3 @@ def _single_valued(request: HttpRequest) -> dict[str, str]:
             raise InvalidRequest(f"callback repeats the {name[:32]!r} parameter")
         params[name] = values[0]
     return params
-
-
-def _store_pending(request: HttpRequest, pending: PendingLogin) -> None:
-    now = pending.created_at
-    flows = {s: f for s, f in _pending(request).items() if now - f["created_at"] < conf.OIDC_FLOW_TTL}
-    flows[pending.state] = dataclasses.asdict(pending)
-    # Keep the newest few: enough for several tabs, not a session that grows without bound.
-    newest = sorted(flows.items(), key=lambda item: item[1]["created_at"])[-conf.OIDC_MAX_PENDING_FLOWS :]
-    request.session[PENDING_SESSION_KEY] = dict(newest)
-
-
-def _pop_pending(request: HttpRequest, state: str | None, provider: Provider) -> PendingLogin:
-    flows = _pending(request)
-    entry = flows.pop(state, None) if state else None
-    if entry is None:
-        # Nothing to remove, so nothing is written: a stranger's made-up callback creates no session.
-        raise InvalidRequest("callback state matches no sign-in started in this session")
-    request.session[PENDING_SESSION_KEY] = flows  # removed before anything else happens: single use
-    try:
-        pending = PendingLogin(**entry)
-    except TypeError:  # stored by another version of this app
-        raise InvalidRequest("the stored sign-in for this callback is unreadable") from None
-    if pending.provider != provider.slug:
-        raise InvalidRequest(f"callback for {provider.slug} carries the state of a {pending.provider} sign-in")
-    if time.time() - pending.created_at > conf.OIDC_FLOW_TTL:
-        raise InvalidRequest("sign-in expired before its callback arrived")
-    return pending
-
-
-def _pending(request: HttpRequest) -> dict[str, dict]:
-    flows = request.session.get(PENDING_SESSION_KEY)
-    if not isinstance(flows, dict):
-        return {}
-    return {s: f for s, f in flows.items() if isinstance(f, dict) and isinstance(f.get("created_at"), int | float)}

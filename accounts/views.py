@@ -13,7 +13,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import NoReverseMatch, reverse
@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import audit, flow, login, provider_sessions, signals
+from . import audit, flow, login, pending, provider_sessions, signals
 from .adapter import get_adapter
 from .choices import Action, Outcome
 from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnknownProvider, printable
@@ -58,8 +58,6 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
     response = render(request, "oidc_signin/error.html", context, status=error.status)
     if isinstance(error, DatabaseBusy):
         response["Retry-After"] = "5"
-    elif response.status_code >= 500:
-        _spend_pending_login(request)
     return _logged(
         response,
         request,
@@ -68,22 +66,6 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
         error.code,
         error.reason,
     )
-
-
-def _spend_pending_login(request: HttpRequest) -> None:
-    """Save the session on a 5xx page, so the callback's pending login stays spent.
-
-    ``SessionMiddleware`` saves nothing when the answer is a server error, so a provider that was
-    unreachable or answered garbage would leave the state, nonce and PKCE verifier in the session,
-    and the same callback URL could be replayed later. (Not for a busy database: its session
-    store is that database.)
-    """
-    if not request.session.modified:
-        return
-    try:
-        request.session.save()
-    except DatabaseError as exc:
-        logger.warning("could not spend the pending sign-in after an error page (%s)", type(exc).__name__)
 
 
 def _logged(response: HttpResponse, request: HttpRequest, message: str, *args: object) -> HttpResponse:
@@ -102,7 +84,11 @@ def _logged(response: HttpResponse, request: HttpRequest, message: str, *args: o
 def _sign_in_view(
     action: Action,
 ) -> Callable[[Callable[[HttpRequest, SignInAttempt], HttpResponse]], Callable[..., HttpResponse]]:
-    """Look the provider up by slug, start an attempt, and turn any ``SignInError`` into the error page."""
+    """Look the provider up by slug, start an attempt, and turn any ``SignInError`` into the error page.
+
+    Whatever the answer, it carries the flow cookies the attempt set or spent (``accounts.pending``):
+    a callback that ended on an error page, a 5xx one included, cannot be replayed.
+    """
 
     def decorator(view: Callable[[HttpRequest, SignInAttempt], HttpResponse]) -> Callable[..., HttpResponse]:
         @functools.wraps(view)
@@ -112,11 +98,13 @@ def _sign_in_view(
                 attempt.provider = Provider.objects.filter(slug=slug, enabled=True).first()
                 if attempt.provider is None:
                     raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
-                return view(request, attempt)
+                response = view(request, attempt)
             except SignInError as error:
-                return render_sign_in_error(request, error, attempt)
+                response = render_sign_in_error(request, error, attempt)
             except _DATABASE_BUSY as exc:
-                return render_sign_in_error(request, _database_busy(exc), attempt)
+                response = render_sign_in_error(request, _database_busy(exc), attempt)
+            pending.send_cookies(request, response)  # a started sign-in kept, a spent one gone: any answer
+            return response
 
         return never_cache(wrapper)
 

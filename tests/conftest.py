@@ -38,11 +38,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.models import Permission
+from django.core import signing
 from django.core.cache import caches
 from django.test import Client
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from accounts import pending
 from accounts.models import Provider, SignInEvent
 from accounts.oidc import discovery
 from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
@@ -133,6 +135,22 @@ def second(db, op2) -> Provider:
         slug="second-op", name="Second OP", issuer=op2.issuer, client_id=op2.client_id,
         client_secret=op2.client_secret, display_order=1,
     )  # fmt: skip
+
+
+def pending_flows(client) -> dict[str, dict[str, Any]]:
+    """The started sign-ins this test browser keeps (``accounts.pending``'s cookies), by state."""
+    flows = {}
+    for name, morsel in client.cookies.items():
+        if pending.COOKIE_PREFIX in name and morsel.value:
+            flow = signing.loads(morsel.value, salt=pending.SALT)
+            flows[flow["state"]] = flow
+    return flows
+
+
+def put_flow(client, flow: Mapping[str, Any], *, state: str | None = None) -> None:
+    """Give the browser a flow cookie this site signed, holding ``flow``, under ``state``'s name."""
+    name = pending.cookie_name(state or flow["state"], secure=False)
+    client.cookies[name] = signing.dumps(dict(flow), salt=pending.SALT, compress=True)
 
 
 def start_connect(client, provider: Provider) -> dict[str, str]:

@@ -51,7 +51,7 @@ def test_each_attempt_is_one_event(visitor, op, provider):
     params = op.authorize(start_login(visitor, provider))
     visitor.get("/accounts/test-op/callback/", {**params, "state": "forged"})
     assert sorted(SignInEvent.objects.values_list("outcome", "code", "reason")) == [
-        ("failure", "invalid_request", "callback state matches no sign-in started in this session"),
+        ("failure", "invalid_request", "callback state matches no sign-in started in this browser"),
         ("success", "", ""),
     ]
 
@@ -255,7 +255,7 @@ def made_up_callback(client: Client) -> None:
     """A callback for no started sign-in; whether its row is written is what these tests look at."""
     response = client.get("/accounts/test-op/callback/", {"state": "made-up", "code": "x"})
     assert_error_page(
-        response, 400, code="invalid_request", reason="callback state matches no sign-in started in this session"
+        response, 400, code="invalid_request", reason="callback state matches no sign-in started in this browser"
     )
 
 

@@ -13,11 +13,13 @@ from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.sessions.models import Session
+from django.core import signing
 from django.db import InterfaceError, OperationalError
 from django.test import Client
 
+from accounts import pending
 from accounts.models import Identity, Provider, SignInEvent
-from tests.conftest import assert_error_page, refused_by_csrf, sign_in, start_login
+from tests.conftest import assert_error_page, pending_flows, put_flow, refused_by_csrf, sign_in, start_login
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -59,11 +61,10 @@ def test_each_start_uses_fresh_secrets(client, provider):
         assert first[name] != second[name]
 
 
-def test_secrets_are_kept_server_side_only(client, provider):
+def test_the_pkce_verifier_never_travels_in_the_url(client, provider):
     response = client.get("/accounts/test-op/login/")
-    pending = next(iter(client.session["oidc_signin_pending_logins"].values()))
-    assert pending["code_verifier"] not in response["Location"]
-    assert all(pending["code_verifier"] not in c.value for c in response.cookies.values())
+    [flow] = pending_flows(client).values()
+    assert flow["code_verifier"] not in response["Location"]
 
 
 def test_extra_authorization_parameters_are_sent(client, provider):
@@ -196,7 +197,7 @@ def callback(client, params):
 
 
 #: Why a callback whose state names no sign-in started in this session is refused (accounts.flow).
-NO_SUCH_STATE = "callback state matches no sign-in started in this session"
+NO_SUCH_STATE = "callback state matches no sign-in started in this browser"
 
 
 def test_tampered_state_is_rejected(client, op, provider):
@@ -282,7 +283,7 @@ def test_pending_sign_ins_are_bounded(client, provider, settings):
     settings.ACCOUNTS_OIDC_MAX_PENDING_FLOWS = 3
     for _ in range(10):
         start_login(client, provider)
-    assert len(client.session["oidc_signin_pending_logins"]) == 3
+    assert len(pending_flows(client)) == 3
 
 
 # --- the provider's answer ----------------------------------------------------------------------
@@ -686,12 +687,12 @@ def test_a_returning_sign_in_writes_in_one_transaction_and_the_session_once(clie
         "INSERT oidc_signin_signinevent",
     } <= set(sign_in_transaction)
     assert kinds.count("BEGIN") == 1, kinds  # the session middleware has nothing left to save
+    # The signed-in session, written once; the visitor had none (a started sign-in waits in a cookie).
     assert [k for k in kinds if k.endswith(" django_session") and not k.startswith("SELECT")] == [
-        "DELETE django_session",  # the visitor's session, whose key a sign-in replaces
-        "INSERT django_session",  # the signed-in session, written once
+        "INSERT django_session"
     ], kinds
     assert kinds.count("SAVEPOINT") == 1, kinds  # Django's, creating the rotated session's row
-    assert len([k for k in kinds if k.split()[0] in ("SELECT", "INSERT", "UPDATE", "DELETE")]) <= 12, kinds
+    assert len([k for k in kinds if k.split()[0] in ("SELECT", "INSERT", "UPDATE", "DELETE")]) <= 8, kinds
 
 
 def test_a_failed_audit_write_fails_the_sign_in_rather_than_leaving_it_unaudited(client, op, provider, monkeypatch):
@@ -705,12 +706,13 @@ def test_a_failed_audit_write_fails_the_sign_in_rather_than_leaving_it_unaudited
     assert not Identity.objects.exists()
 
 
-# --- the pending logins kept in the session ------------------------------------------------------------
-# Found by mutation testing (mutmut over accounts/flow.py): the rules below guard the session's list
-# of started sign-ins against a failed attempt being retried, stale entries, and what a session holds
-# after an upgrade or a tampering.
+# --- the started sign-ins kept in the browser ---------------------------------------------------------
+# The first rules were found by mutation testing (mutmut over accounts/flow.py): they guard the
+# started sign-ins against a failed attempt being retried, stale entries, and what a browser sends
+# after an upgrade or a tampering. accounts.pending keeps them in signed cookies since.
 
-PENDING = "oidc_signin_pending_logins"
+
+UNREADABLE = "the stored sign-in for this callback is unreadable"
 
 
 def test_a_state_is_spent_by_its_first_callback_even_one_the_provider_refused(client, op, provider):
@@ -718,7 +720,7 @@ def test_a_state_is_spent_by_its_first_callback_even_one_the_provider_refused(cl
     params = op.authorize(start_login(client, provider))
     assert_error_page(callback(client, {**params, "code": "forged"}), 400, code="token_rejected")
     assert_error_page(callback(client, params), 400, code="invalid_request", reason=NO_SUCH_STATE)
-    assert op.hits["/token"] == 1 and not client.session[PENDING]
+    assert op.hits["/token"] == 1 and not pending_flows(client)
 
 
 def test_a_replayed_callback_is_refused_in_the_session_it_signed_in(client, op, provider):
@@ -731,54 +733,109 @@ def test_a_replayed_callback_is_refused_in_the_session_it_signed_in(client, op, 
 def test_an_expired_pending_login_is_dropped_when_another_starts(client, provider, settings):
     stale = start_login(client, provider)["state"]
     settings.ACCOUNTS_OIDC_FLOW_TTL = 0  # every sign-in started before now has expired
-    fresh = start_login(client, provider)["state"]
-    assert list(client.session[PENDING]) == [fresh] != [stale]
+    response = client.get(f"/accounts/{provider.slug}/login/")
+    assert response.cookies[pending.cookie_name(stale, secure=False)]["max-age"] == 0  # deleted
+
+
+def test_an_expired_pending_login_is_refused_at_its_callback(client, op, provider, settings):
+    params = op.authorize(start_login(client, provider))
+    settings.ACCOUNTS_OIDC_FLOW_TTL = 0
+    response = callback(client, params)
+    assert_error_page(response, 400, code="invalid_request", reason="sign-in expired before its callback arrived")
+    assert op.hits["/token"] == 0 and not pending_flows(client)
 
 
 def test_the_bound_on_pending_logins_keeps_the_newest(client, op, provider, settings):
     settings.ACCOUNTS_OIDC_MAX_PENDING_FLOWS = 3
     started = [op.authorize(start_login(client, provider)) for _ in range(8)]
-    assert set(client.session[PENDING]) == {params["state"] for params in started[-3:]}
+    assert set(pending_flows(client)) == {params["state"] for params in started[-3:]}
     assert_error_page(callback(client, started[0]), 400, code="invalid_request", reason=NO_SUCH_STATE)
     assert callback(client, started[-1]).status_code == 302
 
 
-def put_in_session(client, value) -> None:
-    session = client.session
-    session[PENDING] = value
-    session.save()
+def test_starting_a_sign_in_writes_nothing_to_the_database(client, provider, django_assert_num_queries):
+    """A visitor (or a bot) starting sign-ins costs no row: the flow waits in its own cookie."""
+    with django_assert_num_queries(1):  # the provider's row, read
+        start_login(client, provider)
+    assert not Session.objects.exists()
 
 
 @pytest.mark.parametrize(
-    "stored",
-    [
-        ["not", "a", "dict"],
-        {"junk": "a string", "no-time": {"state": "no-time"}, "bad-time": {"created_at": "yesterday"}},
-    ],
-    ids=["a list", "entries that are no sign-in"],
+    "value",
+    ["", "not-a-signed-value", "eyJub3QiOiJzaWduZWQifQ:1tAbCd:forged-signature"],
+    ids=["empty", "garbage", "a forged signature"],
 )
-def test_a_session_holding_something_else_under_the_key_still_signs_in(client, op, provider, stored):
-    """Whatever a session holds there (an older version, a tampered store) is ignored, never a 500."""
-    client.get("/accounts/login/")
-    put_in_session(client, stored)
-    for state in ("junk", "no-time", "bad-time"):
-        response = callback(client, {"state": state, "code": "c"})
-        assert_error_page(response, 400, code="invalid_request", reason=NO_SUCH_STATE)
-    put_in_session(client, stored)
-    assert sign_in(client, op, provider).status_code == 302
+def test_a_flow_cookie_this_site_did_not_sign_is_refused(client, op, provider, value):
+    params = op.authorize(start_login(client, provider))
+    client.cookies[pending.cookie_name(params["state"], secure=False)] = value
+    response = callback(client, params)
+    reason = NO_SUCH_STATE if not value else UNREADABLE
+    assert_error_page(response, 400, code="invalid_request", reason=reason)
+    assert op.hits["/token"] == 0
+
+
+def test_a_flow_cookie_signed_for_something_else_is_refused(client, op, provider):
+    """Django's signing with another salt (a signed cookie of the project's, say) is not a flow."""
+    params = op.authorize(start_login(client, provider))
+    [flow] = pending_flows(client).values()
+    client.cookies[pending.cookie_name(params["state"], secure=False)] = signing.dumps(flow, salt="another.purpose")
+    response = callback(client, params)
+    assert_error_page(
+        response, 400, code="invalid_request", reason="the stored sign-in for this callback is unreadable"
+    )
+    assert op.hits["/token"] == 0
+
+
+def test_a_flow_cookie_renamed_for_another_state_is_refused(client, op, provider):
+    """The attacker's own flow under the name of the victim's state still names the attacker's state."""
+    attacker = Client()
+    attacker_params = op.authorize(start_login(attacker, provider))
+    [attacker_flow] = pending_flows(attacker).values()
+    params = op.authorize(start_login(client, provider))
+    put_flow(client, attacker_flow, state=params["state"])
+    response = callback(client, params)
+    assert_error_page(
+        response, 400, code="invalid_request", reason="the stored sign-in for this callback belongs to another state"
+    )
+    assert op.hits["/token"] == 0 and attacker_params["state"] != params["state"]
 
 
 def test_a_pending_login_stored_by_another_version_is_refused_as_unreadable(client, op, provider):
     params = op.authorize(start_login(client, provider))
-    [entry] = client.session[PENDING].values()
-    put_in_session(client, {params["state"]: {**entry, "field_of_a_later_version": 1}})
+    [flow] = pending_flows(client).values()
+    put_flow(client, {**flow, "field_of_a_later_version": 1})
     assert_error_page(
         callback(client, params),
         400,
         code="invalid_request",
         reason=re.compile(r"^the stored sign-in for this callback is unreadable$"),
     )
-    assert not client.session[PENDING] and op.hits["/token"] == 0  # used up all the same
+    assert not pending_flows(client) and op.hits["/token"] == 0  # used up all the same
+
+
+def test_flow_cookies_are_httponly_lax_and_expire_with_the_flow(client, provider, settings):
+    settings.ACCOUNTS_OIDC_FLOW_TTL = 300
+    response = client.get(f"/accounts/{provider.slug}/login/")
+    [morsel] = [m for name, m in response.cookies.items() if pending.COOKIE_PREFIX in name]
+    assert (morsel["httponly"], morsel["samesite"], morsel["max-age"], morsel["path"]) == (True, "Lax", 300, "/")
+    assert not morsel["secure"] and not morsel.key.startswith("__Host-")  # plain http: no __Host- cookie
+
+
+def test_on_https_flow_cookies_are_host_only_and_secure(client, provider, settings):
+    """__Host-: a sibling subdomain cannot plant (toss) a flow of its own choosing in the browser."""
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
+    response = client.get(f"/accounts/{provider.slug}/login/", secure=True)
+    [morsel] = [m for name, m in response.cookies.items() if pending.COOKIE_PREFIX in name]
+    assert morsel.key.startswith("__Host-" + pending.COOKIE_PREFIX)
+    assert (morsel["secure"], morsel["path"], morsel["domain"]) == (True, "/", "")
+
+
+def test_a_flow_without_the_host_prefix_is_not_read_on_https(client, op, provider):
+    """A tossed cookie cannot carry __Host- from a subdomain; its plain name is never looked at on https."""
+    params = op.authorize(start_login(client, provider))  # over http: a plain-named cookie
+    response = client.get(f"/accounts/{provider.slug}/callback/", params, secure=True)
+    assert_error_page(response, 400, code="invalid_request", reason=NO_SUCH_STATE)
+    assert op.hits["/token"] == 0
 
 
 def test_a_repeated_parameter_is_named_but_bounded_in_the_reason(client, op, provider):
@@ -798,10 +855,8 @@ def test_a_started_connect_carried_into_another_users_session_is_refused_by_its_
     from tests.conftest import start_connect
 
     sign_in(client, op, provider)
-    params = op2.authorize(start_connect(client, second))
-    pending = client.session[PENDING]
-    client.force_login(User.objects.create_user("mallory"))
-    put_in_session(client, pending)
+    params = op2.authorize(start_connect(client, second))  # alice's started connect, in her browser
+    client.force_login(User.objects.create_user("mallory"))  # the same browser, now mallory's session
     assert_error_page(
         client.get("/accounts/second-op/callback/", params), 400, code="invalid_request",
         reason=re.compile(r"^connect callback arrived in a session of another \(or no\) user$"),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from http.cookies import Morsel
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, user_logged_in
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.contrib.sessions.models import Session
-from django.test import Client
+from django.http import HttpResponse
+from django.test import Client, RequestFactory
 
 from accounts.errors import SignInRefused
 from accounts.models import ProviderSession
@@ -25,21 +28,33 @@ from tests.conftest import (
 pytestmark = pytest.mark.django_db
 
 
-def _started_anonymously(client, provider) -> str:
-    """Start a sign-in, which gives the browser an anonymous session; returns that session's key."""
-    start_login(client, provider)
-    key = client.cookies[settings.SESSION_COOKIE_NAME].value
-    assert Session.objects.filter(session_key=key).exists()
-    return key
+def _anonymous_session(client, **data) -> str:
+    """Give the browser an anonymous session holding ``data`` (a basket, say); returns its key."""
+    session = client.session  # the test client makes, saves and sets a session when it has none
+    session.update(data)
+    session.save()
+    assert Session.objects.filter(session_key=session.session_key).exists()
+    return session.session_key
+
+
+def _cookie_from_session_middleware(path: str = "/") -> Morsel:
+    """The session cookie Django's SessionMiddleware sends when a request saved the session."""
+
+    def writes_the_session(request):
+        request.session["visited"] = True
+        return HttpResponse()
+
+    request = RequestFactory().get(path)
+    return SessionMiddleware(writes_the_session)(request).cookies[settings.SESSION_COOKIE_NAME]
 
 
 # --- session fixation -------------------------------------------------------------------------------
 
 
 def test_a_session_key_planted_before_the_sign_in_is_not_signed_in(op, provider):
-    """The attacker starts a sign-in, plants that session's cookie in the victim's browser, and waits."""
+    """The attacker gets an anonymous session of the site, plants its cookie in the victim's browser, and waits."""
     attacker = Client()
-    planted = _started_anonymously(attacker, provider)
+    planted = _anonymous_session(attacker)
     victim = Client()
     victim.cookies[settings.SESSION_COOKIE_NAME] = planted
     params = op.authorize(start_login(victim, provider))
@@ -55,10 +70,7 @@ def test_a_session_key_planted_before_the_sign_in_is_not_signed_in(op, provider)
 
 
 def test_an_anonymous_visitors_session_data_is_kept_as_django_keeps_it(client, op, provider):
-    _started_anonymously(client, provider)
-    session = client.session
-    session["basket"] = ["a book"]
-    session.save()
+    _anonymous_session(client, basket=["a book"])
     assert sign_in(client, op, provider).status_code == 302
     assert client.session["basket"] == ["a book"] and signed_in(client)
 
@@ -151,14 +163,13 @@ def test_a_refusal_after_login_leaves_no_signed_in_session(client, op, provider)
     ids=["defaults", "browser session", "every attribute changed", "no samesite"],
 )
 def test_the_sign_ins_session_cookie_is_the_one_session_middleware_sends(client, op, provider, settings, overrides):
-    """The middleware's cookie (starting a sign-in saves the session) against the callback's own."""
     for name, value in overrides.items():
         setattr(settings, name, value)
     started = client.get(f"/accounts/{provider.slug}/login/")
     params = op.authorize(dict(parse_qsl(urlsplit(started["Location"]).query)))
     finished = client.get(f"/accounts/{provider.slug}/callback/", params)
     assert finished.status_code == 302
-    by_middleware = started.cookies[settings.SESSION_COOKIE_NAME]
+    by_middleware = _cookie_from_session_middleware()
     by_sign_in = finished.cookies[settings.SESSION_COOKIE_NAME]
     assert by_sign_in.value == client.session.session_key != by_middleware.value
     for attribute in ("max-age", "domain", "path", "secure", "httponly", "samesite"):

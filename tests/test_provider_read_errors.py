@@ -120,6 +120,6 @@ def test_a_callback_that_ended_on_a_502_page_cannot_be_replayed(client, op, prov
     del op.faults["/token"]  # the provider is back: the very same callback URL, once more
     replayed = client.get(f"/accounts/{provider.slug}/callback/", callback_params)
     assert_error_page(
-        replayed, 400, code="invalid_request", reason="callback state matches no sign-in started in this session"
+        replayed, 400, code="invalid_request", reason="callback state matches no sign-in started in this browser"
     )
     assert SESSION_KEY not in client.session

@@ -88,9 +88,9 @@ _WHOLE_SECONDS = re.compile(r"[0-9]{1,10}")
 
 @dataclass
 class PendingLogin:
-    """What one started sign-in must remember until its callback; stored server-side only.
+    """What one started sign-in must remember until its callback, in the browser that started it.
 
-    It goes into the session as a plain dict (``asdict``), so every field is JSON-serialisable.
+    It is kept as a plain dict (``asdict``) in a signed cookie, so every field is JSON-serialisable.
     """
 
     provider: str

@@ -1,0 +1,136 @@
+"""Started sign-ins waiting for their callbacks: one signed cookie each, nothing stored here.
+
+Starting a sign-in writes nothing to the database: what its callback needs (state, nonce, PKCE
+verifier, where to go next) rides in a cookie of its own, signed with Django's ``signing`` (the
+``SECRET_KEY``), HttpOnly, ``SameSite=Lax`` (the provider sends the browser back with a top-level
+GET) and expiring with the flow. A cookie per flow lets several tabs sign in at once without
+overwriting each other; its name carries a digest of the state, so a callback reads exactly its
+own, and the answer to that callback deletes it, whatever the outcome: single use.
+
+On https the names take the ``__Host-`` prefix, so a sibling subdomain cannot plant a flow of its
+own choosing in the browser (cookie tossing). What the cookie shows the browser is the browser's
+own flow: a PKCE verifier protects the code from whoever intercepts the redirect, and they do not
+have this cookie.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import TYPE_CHECKING
+
+from django.core import signing
+
+from .conf import conf
+from .errors import InvalidRequest
+from .oidc.clients import PendingLogin
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponse
+
+#: The name of every flow cookie starts with this (after ``__Host-`` on https).
+COOKIE_PREFIX = "oidc_signin_flow_"
+_SECURE_PREFIX = "__Host-"
+#: The ``signing`` salt of flow cookies: a value signed for anything else is not one.
+SALT = "oidc_signin.pending"
+#: On the request: the flow cookies its answer sets (a value) or deletes (None), by name.
+_OUTGOING = "_oidc_signin_flow_cookies"
+
+NO_SUCH_STATE = "callback state matches no sign-in started in this browser"
+
+
+def store(request: HttpRequest, pending: PendingLogin) -> None:
+    """Keep ``pending`` until its callback; the newest ``OIDC_MAX_PENDING_FLOWS`` are kept, no more."""
+    started = sorted(_started(request), key=lambda item: item[1].created_at)
+    for name, _flow in started[: max(0, len(started) - conf.OIDC_MAX_PENDING_FLOWS + 1)]:
+        _outgoing(request)[name] = None
+    value = signing.dumps(dataclasses.asdict(pending), salt=SALT, compress=True)
+    _outgoing(request)[cookie_name(pending.state, secure=request.is_secure())] = value
+
+
+def pop(request: HttpRequest, state: str | None) -> PendingLogin:
+    """The started sign-in this callback's ``state`` belongs to, spent by this very request.
+
+    Raises ``InvalidRequest`` when this browser started none with that state, when its cookie is
+    not one this site signed (or was signed by another version of the app), or when it expired.
+    """
+    if not state:
+        raise InvalidRequest(NO_SUCH_STATE)
+    name = cookie_name(state, secure=request.is_secure())
+    value = request.COOKIES.get(name)
+    if not value:  # none, or one deleted already (a client may keep it as an empty value)
+        # Nothing to delete, so nothing is sent: a stranger's made-up callback leaves no trace.
+        raise InvalidRequest(NO_SUCH_STATE)
+    _outgoing(request)[name] = None  # spent before anything else happens, whatever happens next
+    try:
+        pending = _load(value, max_age=conf.OIDC_FLOW_TTL)
+    except signing.SignatureExpired:
+        raise InvalidRequest("sign-in expired before its callback arrived") from None
+    if pending is None:
+        raise InvalidRequest("the stored sign-in for this callback is unreadable")
+    if pending.state != state:  # a cookie renamed by hand: it belongs to another state
+        raise InvalidRequest("the stored sign-in for this callback belongs to another state")
+    return pending
+
+
+def send_cookies(request: HttpRequest, response: HttpResponse) -> None:
+    """Set or delete the flow cookies this request decided on; every sign-in view's answer calls this."""
+    secure = request.is_secure()
+    for name, value in getattr(request, _OUTGOING, {}).items():
+        if value is None:
+            response.delete_cookie(name, path="/", samesite="Lax")
+        else:
+            response.set_cookie(
+                name, value, max_age=conf.OIDC_FLOW_TTL, path="/", secure=secure, httponly=True, samesite="Lax"
+            )
+
+
+def cookie_name(state: str, *, secure: bool) -> str:
+    """The flow cookie of ``state``: a digest, so the name is a valid cookie name whatever the state."""
+    digest = hashlib.sha256(state.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"{_SECURE_PREFIX if secure else ''}{COOKIE_PREFIX}{digest}"
+
+
+def _started(request: HttpRequest) -> list[tuple[str, PendingLogin]]:
+    """This browser's flow cookies still worth keeping; the unreadable and expired are deleted."""
+    prefix = (_SECURE_PREFIX if request.is_secure() else "") + COOKIE_PREFIX
+    found = []
+    for name, value in request.COOKIES.items():
+        if not name.startswith(prefix) or not value:
+            continue
+        try:
+            pending = _load(value, max_age=conf.OIDC_FLOW_TTL)
+        except signing.SignatureExpired:
+            pending = None
+        if pending is None:
+            _outgoing(request)[name] = None
+        else:
+            found.append((name, pending))
+    return found
+
+
+def _load(value: str, *, max_age: int) -> PendingLogin | None:
+    """The flow a cookie holds, or None when it is not one this version of the app signed."""
+    try:
+        data = signing.loads(value, salt=SALT, max_age=max_age)
+    except signing.SignatureExpired:
+        raise
+    except (signing.BadSignature, ValueError):  # tampered, forged, or not even base64/zlib/JSON
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        pending = PendingLogin(**data)
+    except TypeError:  # fields of another version of the app
+        return None
+    if not isinstance(pending.created_at, int | float) or not isinstance(pending.state, str):
+        return None
+    return pending
+
+
+def _outgoing(request: HttpRequest) -> dict[str, str | None]:
+    outgoing = getattr(request, _OUTGOING, None)
+    if outgoing is None:
+        outgoing = {}
+        setattr(request, _OUTGOING, outgoing)
+    return outgoing
