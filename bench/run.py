@@ -242,6 +242,9 @@ class System:
     first_queries: tuple[int, int] | None = None
     returning_queries: tuple[int, int] | None = None
     rotation: dict[str, Any] | None = None
+    #: Ours only: Django's floor on the same server (``bench/peers/ours_urls.py``), timed like a callback.
+    floor: list[float] = field(default_factory=list)
+    floor_cpu: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -296,6 +299,20 @@ class System:
 
     def sign_in(self, user: dict[str, Any], *, count_queries: bool = False) -> SignIn:
         return self.finish_sign_in(self.start_sign_in(user), count_queries=count_queries)
+
+    def floor_sign_in(self, user: dict[str, Any]) -> SignIn:
+        """A fresh browser's GET of the floor view for a user who signed in before, timed like a callback."""
+        browser = requests.Session()
+        start = time.perf_counter()
+        url = f"{self.url}/floor/{user['preferred_username']}/"
+        response = browser.get(url, allow_redirects=False, timeout=TIMEOUT)
+        end = time.perf_counter()
+        if response.status_code != 302:
+            raise SignInFailed(f"floor answered {response.status_code}: {response.text[:300]!r}")
+        if not browser.get(self.url + "/whoami/", timeout=TIMEOUT).json()["authenticated"]:
+            raise SignInFailed("not signed in after the floor view")
+        cpu = response.headers.get("X-Bench-CPU-us")
+        return SignIn(end - start, end - start, None, None, int(cpu) / 1e6 if cpu else None)
 
 
 # --- setting the systems up ----------------------------------------------------------------------
@@ -419,10 +436,25 @@ def latency_rounds(systems: list[System]) -> None:
                     system.callback_cpu.append(result.cpu_s)
                 system.totals.append(result.total_s)
             system.latency_hits += Counter(system.op.hits) - before
+            if system.key == "ours":
+                floor_round(system)
             if len(system.latency_failures) > MAX_FAILURES and system.failed is None:
                 system.failed = f"{len(system.latency_failures)} failed sign-ins, first: {system.latency_failures[0]}"
                 log(f"    {system.label} dropped: {system.failed}")
         log(f"latency round {round_no + 1}/{ROUNDS}, callback p50 so far: {', '.join(p50_text(s) for s in systems)}")
+
+
+def floor_round(system: System) -> None:
+    """Django's floor, right after our own sign-ins of the round: same server, same moment."""
+    for n in range(PER_ROUND):
+        try:
+            result = system.floor_sign_in(system.users[n % len(system.users)])
+        except (SignInFailed, requests.RequestException, KeyError, ValueError) as exc:
+            log(f"    floor request failed: {str(exc)[:300]}")
+            continue
+        system.floor.append(result.callback_s)
+        if result.cpu_s is not None:
+            system.floor_cpu.append(result.cpu_s)
 
 
 def p50_text(system: System) -> str:
@@ -558,6 +590,14 @@ def render(systems: list[System], micro_result: dict[str, Any] | None, machine: 
             f"| {s.label} | {p50:.1f} | {p95:.1f} | {ratio} | {cpu} | {rate:.1f} | {rate_ratio} "
             f"| {total:.2f} ({breakdown}) | {queries} |"
         )
+    if ours.floor:
+        p50, p95 = statistics.median(ours.floor) * 1e3, percentile(ours.floor, 0.95) * 1e3
+        ratio = f"{p50 / (statistics.median(faster.callbacks) * 1e3):.2f}" if faster else "n/a"
+        cpu = f"{statistics.median(ours.floor_cpu) * 1e3:.1f}" if ours.floor_cpu else "?"
+        lines.append(
+            f"| Django's floor: `login()` alone, no provider (ours' server) | {p50:.1f} | {p95:.1f} | {ratio} "
+            f"| {cpu} | | | none | |"
+        )
     lines += ["", "## Goals (this app)", ""]
     lines += [f"- {verdict}" for verdict in goals(ours, faster, micro_result)]
     lines += ["", "## Details", ""]
@@ -609,7 +649,11 @@ def render(systems: list[System], micro_result: dict[str, Any] | None, machine: 
         "login URL to the callback's answer. Every sign-in is a fresh browser signing in as a returning user and "
         "is checked on `/whoami/`. Outbound calls: requests the system sent to its provider per sign-in, from the "
         "provider double's counters (the authorization step is the browser's, not counted). Driver CPU share: the "
-        "benchmark process (browsers and provider doubles) as a share of the machine during the parallel run.",
+        "benchmark process (browsers and provider doubles) as a share of the machine during the parallel run. "
+        "Django's floor: a bench-only view on our server (`bench/peers/ours_urls.py`) that finds a user, calls "
+        "Django's `login()` and lets the session middleware save the database session, for a fresh browser, "
+        "timed like a callback in the same rounds: what any Django sign-in on this stack costs before a provider "
+        "is asked anything.",
         "",
         "Not the same, and not fixable here: django-allauth does not check the ID token's signature in the code "
         "flow (it trusts the channel to the token endpoint), so it fetches no JWKS and verifies nothing; "
@@ -660,6 +704,13 @@ def goals(ours: System, faster: System | None, micro_result: dict[str, Any] | No
     if ours.callbacks and faster is not None:
         mine, theirs = statistics.median(ours.callbacks) * 1e3, statistics.median(faster.callbacks) * 1e3
         figures = f"{mine:.1f} ms vs {faster.label} {theirs:.1f} ms: {mine / theirs:.2f}x"
+        if ours.floor:
+            floor = statistics.median(ours.floor) * 1e3
+            figures += (
+                f"; Django's floor on the same server, `login()` alone with no provider, is {floor:.1f} ms "
+                f"({floor / theirs:.2f}x): the goal leaves {theirs / 2 - floor:.1f} ms for the token call, "
+                "the ID token checks and the sign-in's writes"
+            )
         out.append(verdict(mine <= theirs / 2, f"{goal} ({figures})"))
     else:
         out.append(verdict(None, f"{goal} (no peer, or no sign-in of ours, measured)"))
