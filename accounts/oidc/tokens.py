@@ -251,6 +251,8 @@ def _check_auth_time(claims: dict[str, Any], max_age: int) -> None:
         raise TokenRejected("ID token auth_time claim is not a number") from None
     if age > max_age + conf.OIDC_CLOCK_LEEWAY:
         raise TokenRejected("ID token auth_time is older than max_age allows")
+    if -age > conf.OIDC_CLOCK_LEEWAY:  # a sign-in yet to happen would pass any max_age, for ever
+        raise TokenRejected("ID token auth_time is in the future")
 
 
 def same_text(given: str, expected: str) -> bool:

@@ -720,6 +720,15 @@ def test_auth_time_one_second_beyond_max_age_plus_leeway_is_rejected(op, provide
     assert reason_of(op, provider, token, max_age=300) == "ID token auth_time is older than max_age allows"
 
 
+def test_auth_time_in_the_future_beyond_the_leeway_is_rejected(op, provider, settings, frozen_now):
+    """A provider's "authenticated an hour from now" would satisfy every max_age until then."""
+    settings.ACCOUNTS_OIDC_CLOCK_LEEWAY = 30
+    token = op.sign(claims_for(op, iat=frozen_now, exp=frozen_now + 60, auth_time=frozen_now + 31))
+    assert reason_of(op, provider, token, max_age=300) == "ID token auth_time is in the future"
+    token = op.sign(claims_for(op, iat=frozen_now, exp=frozen_now + 60, auth_time=frozen_now + 30))
+    assert verify(op, provider, token, max_age=300)["auth_time"] == frozen_now + 30  # a clock a little ahead
+
+
 def test_auth_time_may_be_a_float_and_max_age_zero(op, provider, settings, frozen_now):
     settings.ACCOUNTS_OIDC_CLOCK_LEEWAY = 0
     token = op.sign(claims_for(op, iat=frozen_now, exp=frozen_now + 60, auth_time=frozen_now - 0.5))
