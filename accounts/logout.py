@@ -58,24 +58,32 @@ def backchannel_logout(provider: Provider, raw_token: str) -> int:
     if not isinstance(raw_token, str) or not raw_token:
         raise InvalidRequest("back-channel logout request has no logout_token")
     claims = get_adapter().get_client(provider).verify_logout_token(raw_token)
-    _refuse_replay(provider, claims)
+    jti_key = _refuse_replay(provider, claims)
     links = ProviderSession.objects.filter(provider__issuer=provider.issuer, issuer=claims["iss"])
     if claims.get("sid"):
         links = links.filter(sid=claims["sid"])
     if claims.get("sub"):
         links = links.filter(subject=claims["sub"])
-    return provider_sessions.end(links).count
+    try:
+        return provider_sessions.end(links).count
+    except BaseException:
+        # Nothing was ended (a busy database, say): the provider's retry of this very token must
+        # not be refused as a replay, or the sessions it names would never end.
+        caches[conf.OIDC_CACHE_ALIAS].delete(jti_key)
+        raise
 
 
-def _refuse_replay(provider: Provider, claims: dict[str, Any]) -> None:
+def _refuse_replay(provider: Provider, claims: dict[str, Any]) -> str:
     """A logout token is single-use: remember its jti for as long as it could be accepted (2.6, step 8).
 
     That is until its ``exp`` plus the clock leeway, however far away: a shorter memory would let a
     captured token be replayed once it is forgotten. The jti is hashed with the issuer so that two
-    providers' jtis never collide and no provider value becomes a cache key.
+    providers' jtis never collide and no provider value becomes a cache key. Returns the memory's
+    cache key, for the caller to forget should it fail to act on the token.
     """
     remaining = float(claims["exp"]) - time.time() + conf.OIDC_CLOCK_LEEWAY
     digest = hashlib.sha256(f"{provider.issuer} {claims['jti']}".encode()).hexdigest()
     key = f"oidc_signin:oidc:logout-jti:{digest}"
     if not caches[conf.OIDC_CACHE_ALIAS].add(key, 1, timeout=max(math.ceil(remaining), 1)):
         raise InvalidRequest("logout token was already used (jti replay)")
+    return key
