@@ -74,7 +74,13 @@ def sign_in_identity(
                 continue  # a concurrent sign-in won a unique constraint: look again
         _send_signals(request, result, claims)
         return result
-    raise SignInError(f"could not store identity for {provider.slug} after {_ATTEMPTS} attempts")
+    # Not a race (it would have been won by now): what this sign-in stores collides every time with
+    # another account's unique field, e.g. a name or email the adapter's update_user sets.
+    raise AccountConflict(
+        f"could not store identity for {provider.slug} after {_ATTEMPTS} attempts: "
+        "a unique field collides with another account's each time",
+        message=_("Your profile from this provider matches another account on this site, so it was not stored."),
+    )
 
 
 def _sign_in_returning(

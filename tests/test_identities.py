@@ -408,19 +408,22 @@ class TakesBobsNameAtCreation:
         user.username = "bob"
 
 
-def test_a_first_sign_in_that_collides_on_every_attempt_gives_up_after_five(offline_provider, monkeypatch):
+def test_a_first_sign_in_that_collides_on_every_attempt_is_a_conflict_after_five(offline_provider, monkeypatch):
+    """Not a race lost five times, but a unique field the adapter sets to another account's value."""
     from accounts import identities
-    from accounts.errors import SignInError
+    from accounts.errors import AccountConflict
 
     User.objects.create(username="bob")
     TakesBobsNameAtCreation.calls = 0
     monkeypatch.setattr(identities, "get_adapter", TakesBobsNameAtCreation)
-    with pytest.raises(SignInError) as refused:
+    with pytest.raises(AccountConflict) as refused:
         login(offline_provider, preferred_username="alice")
-    assert (refused.value.code, refused.value.reason) == (
-        "sign_in_failed",
-        "could not store identity for idp after 5 attempts",
+    assert (refused.value.status, refused.value.code, refused.value.reason) == (
+        409,
+        "account_conflict",
+        "could not store identity for idp after 5 attempts: a unique field collides with another account's each time",
     )
+    assert "matches another account" in str(refused.value.message)
     assert TakesBobsNameAtCreation.calls == 5
     assert list(User.objects.values_list("username", flat=True)) == ["bob"] and not Identity.objects.exists()
 
