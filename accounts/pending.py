@@ -73,6 +73,14 @@ def pop(request: HttpRequest, state: str | None) -> PendingLogin:
     return pending
 
 
+def forget_all(request: HttpRequest) -> None:
+    """Spend every sign-in this browser has started (signing out ends them too)."""
+    prefix = (_SECURE_PREFIX if request.is_secure() else "") + COOKIE_PREFIX
+    for name, value in request.COOKIES.items():
+        if name.startswith(prefix) and value:
+            _outgoing(request)[name] = None
+
+
 def send_cookies(request: HttpRequest, response: HttpResponse) -> None:
     """Set or delete the flow cookies this request decided on; every sign-in view's answer calls this."""
     secure = request.is_secure()

@@ -298,12 +298,12 @@ def logout(request: HttpRequest) -> HttpResponse:
     session_key = request.session.session_key
     auth_logout(request)
     provider_sessions.forget(session_key)
+    pending.forget_all(request)  # nor does a sign-in or connect started before signing out finish after it
     messages.info(request, _("You have been signed out."))
-    if provider is not None and provider.enabled:
-        url = end_session_url(request, provider, id_token)
-        if url:
-            return HttpResponseRedirect(url)
-    return redirect(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login")
+    url = end_session_url(request, provider, id_token) if provider is not None and provider.enabled else None
+    response = HttpResponseRedirect(url) if url else redirect(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login")
+    pending.send_cookies(request, response)
+    return response
 
 
 @csrf_exempt

@@ -745,6 +745,15 @@ def test_an_expired_pending_login_is_refused_at_its_callback(client, op, provide
     assert op.hits["/token"] == 0 and not pending_flows(client)
 
 
+def test_signing_out_spends_the_sign_ins_started_before(client, op, provider, django_user_model):
+    """A sign-in started before signing out does not finish after it, say on a shared computer."""
+    client.force_login(django_user_model.objects.create_user("earlier"))
+    params = op.authorize(start_login(client, provider))
+    client.post("/accounts/logout/")
+    assert_error_page(callback(client, params), 400, code="invalid_request", reason=NO_SUCH_STATE)
+    assert op.hits["/token"] == 0 and not pending_flows(client)
+
+
 def test_the_bound_on_pending_logins_keeps_the_newest(client, op, provider, settings):
     settings.ACCOUNTS_OIDC_MAX_PENDING_FLOWS = 3
     started = [op.authorize(start_login(client, provider)) for _ in range(8)]
