@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import re
@@ -743,6 +744,20 @@ def test_an_expired_pending_login_is_refused_at_its_callback(client, op, provide
     response = callback(client, params)
     assert_error_page(response, 400, code="invalid_request", reason="sign-in expired before its callback arrived")
     assert op.hits["/token"] == 0 and not pending_flows(client)
+
+
+@pytest.mark.parametrize("length", [2000, 5000])
+def test_the_longest_next_url_still_fits_its_flow_cookie(client, op, provider, length):
+    """Browsers drop a cookie over 4096 bytes, and the sign-in with it. Django keeps ``next`` to 2048
+    characters (``url_has_allowed_host_and_scheme``), so even an incompressible one fits."""
+    digests = b"".join(hashlib.sha256(str(n).encode()).digest() for n in range(200))
+    long_next = "/accounts/profile/?q=" + base64.urlsafe_b64encode(digests).decode()[:length]
+    started = client.get(f"/accounts/{provider.slug}/login/", {"next": long_next})
+    [morsel] = [m for name, m in started.cookies.items() if pending.COOKIE_PREFIX in name]
+    assert len(morsel.OutputString()) < 4096
+    response = callback(client, op.authorize(dict(parse_qsl(urlsplit(started["Location"]).query))))
+    assert response.status_code == 302
+    assert response["Location"] == (long_next if len(long_next) <= 2048 else "/accounts/profile/")
 
 
 def test_signing_out_spends_the_sign_ins_started_before(client, op, provider, django_user_model):
