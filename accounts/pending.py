@@ -75,7 +75,7 @@ def pop(request: HttpRequest, state: str | None) -> PendingLogin:
 
 def forget_all(request: HttpRequest) -> None:
     """Spend every sign-in this browser has started (signing out ends them too)."""
-    prefix = (_SECURE_PREFIX if request.is_secure() else "") + COOKIE_PREFIX
+    prefix = _prefix(request)
     for name, value in request.COOKIES.items():
         if name.startswith(prefix) and value:
             _outgoing(request)[name] = None
@@ -99,9 +99,14 @@ def cookie_name(state: str, *, secure: bool) -> str:
     return f"{_SECURE_PREFIX if secure else ''}{COOKIE_PREFIX}{digest}"
 
 
+def _prefix(request: HttpRequest) -> str:
+    """What the names of this request's flow cookies start with: only ``__Host-`` ones count on https."""
+    return (_SECURE_PREFIX if request.is_secure() else "") + COOKIE_PREFIX
+
+
 def _started(request: HttpRequest) -> list[tuple[str, PendingLogin]]:
     """This browser's flow cookies still worth keeping; the unreadable and expired are deleted."""
-    prefix = (_SECURE_PREFIX if request.is_secure() else "") + COOKIE_PREFIX
+    prefix = _prefix(request)
     found = []
     for name, value in request.COOKIES.items():
         if not name.startswith(prefix) or not value:
