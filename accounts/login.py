@@ -110,8 +110,6 @@ def undo(request: HttpRequest) -> None:
     if not getattr(request, _LOGGED_IN, False):
         return
     session = request.session
-    setattr(request, _LOGGED_IN, False)
-    setattr(request, _SAVED, False)
     try:
         session.flush()
     except DatabaseError:  # the database that just failed the sign-in: forget the session here only

@@ -760,13 +760,23 @@ def test_the_longest_next_url_still_fits_its_flow_cookie(client, op, provider, l
     assert response["Location"] == (long_next if len(long_next) <= 2048 else "/accounts/profile/")
 
 
-def test_signing_out_spends_the_sign_ins_started_before(client, op, provider, django_user_model):
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+def test_signing_out_spends_the_sign_ins_started_before(client, op, provider, django_user_model, settings, secure):
     """A sign-in started before signing out does not finish after it, say on a shared computer."""
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
     client.force_login(django_user_model.objects.create_user("earlier"))
-    params = op.authorize(start_login(client, provider))
-    client.post("/accounts/logout/")
-    assert_error_page(callback(client, params), 400, code="invalid_request", reason=NO_SUCH_STATE)
-    assert op.hits["/token"] == 0 and not pending_flows(client)
+    client.cookies["theme"] = "dark"  # the project's own cookie
+    started = client.get(f"/accounts/{provider.slug}/login/", secure=secure)
+    params = op.authorize(dict(parse_qsl(urlsplit(started["Location"]).query)))
+    signed_out = client.post("/accounts/logout/", secure=secure)
+    [flow_cookie] = [m for name, m in signed_out.cookies.items() if pending.COOKIE_PREFIX in name]
+    assert flow_cookie.key.startswith("__Host-") == secure and flow_cookie["max-age"] == 0  # deleted
+    assert "theme" not in signed_out.cookies  # the project's own cookie is left alone
+    assert_error_page(
+        client.get(f"/accounts/{provider.slug}/callback/", params, secure=secure),
+        400, code="invalid_request", reason=NO_SUCH_STATE,
+    )  # fmt: skip
+    assert op.hits["/token"] == 0
 
 
 def test_the_bound_on_pending_logins_keeps_the_newest(client, op, provider, settings):

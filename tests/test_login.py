@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+from email.utils import parsedate_to_datetime
 from http.cookies import Morsel
 from urllib.parse import parse_qsl, urlsplit
 
@@ -174,5 +176,10 @@ def test_the_sign_ins_session_cookie_is_the_one_session_middleware_sends(client,
     assert by_sign_in.value == client.session.session_key != by_middleware.value
     for attribute in ("max-age", "domain", "path", "secure", "httponly", "samesite"):
         assert by_sign_in[attribute] == by_middleware[attribute], attribute
-    assert bool(by_sign_in["expires"]) == bool(by_middleware["expires"])
+    if by_middleware["expires"]:  # the same moment, give or take the seconds between the two
+        assert abs(parsedate_to_datetime(by_sign_in["expires"]) - parsedate_to_datetime(by_middleware["expires"])) < (
+            datetime.timedelta(seconds=5)
+        )
+    else:
+        assert not by_sign_in["expires"]
     assert "Cookie" in finished["Vary"]
