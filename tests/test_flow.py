@@ -847,6 +847,17 @@ def test_a_pending_login_stored_by_another_version_is_refused_as_unreadable(clie
     assert not pending_flows(client) and op.hits["/token"] == 0  # used up all the same
 
 
+@pytest.mark.parametrize("field", ["created_at", "state"])
+def test_a_signed_flow_with_a_field_of_the_wrong_type_is_unreadable_not_a_500(client, op, provider, field):
+    """Signed by this site but not by this version (or by a bug): refused, and the next start still works."""
+    params = op.authorize(start_login(client, provider))
+    [flow] = pending_flows(client).values()
+    put_flow(client, {**flow, field: ["not", "a", "scalar"]}, state=params["state"])
+    assert_error_page(callback(client, params), 400, code="invalid_request", reason=UNREADABLE)
+    put_flow(client, {**flow, field: ["not", "a", "scalar"]}, state=params["state"])
+    assert client.get(f"/accounts/{provider.slug}/login/").status_code == 302  # sorting the flows: no TypeError
+
+
 def test_flow_cookies_are_httponly_lax_and_expire_with_the_flow(client, provider, settings):
     settings.ACCOUNTS_OIDC_FLOW_TTL = 300
     response = client.get(f"/accounts/{provider.slug}/login/")

@@ -155,7 +155,7 @@ def test_a_refusal_after_login_leaves_no_signed_in_session(client, op, provider)
             "SESSION_COOKIE_NAME": "site_session",
             "SESSION_COOKIE_AGE": 600,
             "SESSION_COOKIE_DOMAIN": "testserver.local",
-            "SESSION_COOKIE_PATH": "/",
+            "SESSION_COOKIE_PATH": "/accounts/",
             "SESSION_COOKIE_SECURE": True,
             "SESSION_COOKIE_HTTPONLY": False,
             "SESSION_COOKIE_SAMESITE": "Strict",
@@ -171,7 +171,7 @@ def test_the_sign_ins_session_cookie_is_the_one_session_middleware_sends(client,
     params = op.authorize(dict(parse_qsl(urlsplit(started["Location"]).query)))
     finished = client.get(f"/accounts/{provider.slug}/callback/", params)
     assert finished.status_code == 302
-    by_middleware = _cookie_from_session_middleware()
+    by_middleware = _cookie_from_session_middleware("/accounts/")
     by_sign_in = finished.cookies[settings.SESSION_COOKIE_NAME]
     assert by_sign_in.value == client.session.session_key != by_middleware.value
     for attribute in ("max-age", "domain", "path", "secure", "httponly", "samesite"):
