@@ -726,7 +726,9 @@ def test_a_state_is_spent_by_its_first_callback_even_one_the_provider_refused(cl
 
 def test_a_replayed_callback_is_refused_in_the_session_it_signed_in(client, op, provider):
     params = op.authorize(start_login(client, provider))
-    assert callback(client, params).status_code == 302
+    finished = callback(client, params)
+    assert finished.status_code == 302
+    assert finished.cookies[pending.cookie_name(params["state"], secure=False)]["max-age"] == 0  # deleted
     assert_error_page(callback(client, params), 400, code="invalid_request", reason=NO_SUCH_STATE)
     assert op.hits["/token"] == 1
 
@@ -781,7 +783,11 @@ def test_signing_out_spends_the_sign_ins_started_before(client, op, provider, dj
 
 def test_the_bound_on_pending_logins_keeps_the_newest(client, op, provider, settings):
     settings.ACCOUNTS_OIDC_MAX_PENDING_FLOWS = 3
-    started = [op.authorize(start_login(client, provider)) for _ in range(8)]
+    started = [op.authorize(start_login(client, provider)) for _ in range(7)]
+    eighth = client.get(f"/accounts/{provider.slug}/login/")
+    oldest_kept = started[-3]["state"]
+    assert eighth.cookies[pending.cookie_name(oldest_kept, secure=False)]["max-age"] == 0  # deleted, not blanked
+    started.append(op.authorize(dict(parse_qsl(urlsplit(eighth["Location"]).query))))
     assert set(pending_flows(client)) == {params["state"] for params in started[-3:]}
     assert_error_page(callback(client, started[0]), 400, code="invalid_request", reason=NO_SUCH_STATE)
     assert callback(client, started[-1]).status_code == 302
