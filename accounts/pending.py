@@ -86,7 +86,7 @@ def send_cookies(request: HttpRequest, response: HttpResponse) -> None:
     secure = request.is_secure()
     for name, value in getattr(request, _OUTGOING, {}).items():
         if value is None:
-            response.delete_cookie(name, path="/", samesite="Lax")
+            response.delete_cookie(name)  # path "/", and Secure for a __Host- one, as Django deletes
         else:
             response.set_cookie(
                 name, value, max_age=conf.OIDC_FLOW_TTL, path="/", secure=secure, httponly=True, samesite="Lax"

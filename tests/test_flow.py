@@ -740,6 +740,20 @@ def test_an_expired_pending_login_is_dropped_when_another_starts(client, provide
     assert response.cookies[pending.cookie_name(stale, secure=False)]["max-age"] == 0  # deleted
 
 
+def test_an_unreadable_flow_cookie_is_deleted_when_another_sign_in_starts(client, provider):
+    client.cookies[pending.cookie_name("forged", secure=False)] = "not-a-signed-value"
+    response = client.get(f"/accounts/{provider.slug}/login/")
+    assert response.cookies[pending.cookie_name("forged", secure=False)]["max-age"] == 0
+
+
+def test_on_https_the_bound_counts_the_host_prefixed_flows(client, provider, settings):
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
+    settings.ACCOUNTS_OIDC_MAX_PENDING_FLOWS = 2
+    for _ in range(5):
+        client.get(f"/accounts/{provider.slug}/login/", secure=True)
+    assert len(pending_flows(client)) == 2
+
+
 def test_an_expired_pending_login_is_refused_at_its_callback(client, op, provider, settings):
     params = op.authorize(start_login(client, provider))
     settings.ACCOUNTS_OIDC_FLOW_TTL = 0
