@@ -101,10 +101,10 @@ def begin_login(request: HttpRequest, attempt: SignInAttempt, *, next_url: str |
 def finish_login(request: HttpRequest, attempt: SignInAttempt) -> None:
     """Complete the sign-in (or connect) this callback belongs to; ``attempt`` says how it went.
 
-    The pending login is removed from the session before anything else, every network call
-    follows, and the writes come last, in one short transaction: identity, user, session (written
-    once, see ``accounts.login``), its provider link and the audit row commit together or not at
-    all, and SQLite's single writer is held for milliseconds.
+    The pending login is spent (this answer deletes its cookie) before anything else, every
+    network call follows, and the writes come last, in one short transaction: identity, user,
+    session (written once, see ``accounts.login``), its provider link and the audit row commit
+    together or not at all, and SQLite's single writer is held for milliseconds.
     """
     provider = _provider(attempt)
     params = _single_valued(request)

@@ -26,6 +26,8 @@ from .errors import InvalidRequest
 from .oidc.clients import PendingLogin
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from django.http import HttpRequest, HttpResponse
 
 #: The name of every flow cookie starts with this (after ``__Host-`` on https).
@@ -75,10 +77,8 @@ def pop(request: HttpRequest, state: str | None) -> PendingLogin:
 
 def forget_all(request: HttpRequest) -> None:
     """Spend every sign-in this browser has started (signing out ends them too)."""
-    prefix = _prefix(request)
-    for name, value in request.COOKIES.items():
-        if name.startswith(prefix) and value:
-            _outgoing(request)[name] = None
+    for name, _value in _flow_cookies(request):
+        _outgoing(request)[name] = None
 
 
 def send_cookies(request: HttpRequest, response: HttpResponse) -> None:
@@ -96,21 +96,24 @@ def send_cookies(request: HttpRequest, response: HttpResponse) -> None:
 def cookie_name(state: str, *, secure: bool) -> str:
     """The flow cookie of ``state``: a digest, so the name is a valid cookie name whatever the state."""
     digest = hashlib.sha256(state.encode("utf-8", "surrogatepass")).hexdigest()[:20]
-    return f"{_SECURE_PREFIX if secure else ''}{COOKIE_PREFIX}{digest}"
+    return _prefix(secure=secure) + digest
 
 
-def _prefix(request: HttpRequest) -> str:
-    """What the names of this request's flow cookies start with: only ``__Host-`` ones count on https."""
-    return (_SECURE_PREFIX if request.is_secure() else "") + COOKIE_PREFIX
+def _prefix(*, secure: bool) -> str:
+    """What flow cookie names start with: on https only ``__Host-`` ones count."""
+    return (_SECURE_PREFIX if secure else "") + COOKIE_PREFIX
+
+
+def _flow_cookies(request: HttpRequest) -> Iterator[tuple[str, str]]:
+    """This request's flow cookies, by name, less those a client kept after their deletion (empty)."""
+    prefix = _prefix(secure=request.is_secure())
+    return ((name, value) for name, value in request.COOKIES.items() if name.startswith(prefix) and value)
 
 
 def _started(request: HttpRequest) -> list[tuple[str, PendingLogin]]:
     """This browser's flow cookies still worth keeping; the unreadable and expired are deleted."""
-    prefix = _prefix(request)
     found = []
-    for name, value in request.COOKIES.items():
-        if not name.startswith(prefix) or not value:
-            continue
+    for name, value in _flow_cookies(request):
         try:
             pending = _load(value, max_age=conf.OIDC_FLOW_TTL)
         except signing.SignatureExpired:

@@ -40,11 +40,11 @@ def remember(request: HttpRequest, provider: Provider, user: AbstractBaseUser, c
     to its new key.
     """
     session = request.session
-    previous_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME) if session.get(LINK_SESSION_KEY) else None
+    had_rows = bool(session.get(LINK_SESSION_KEY))
     session[LINK_SESSION_KEY] = True
     session_key = login.save(request)
-    if previous_key and previous_key != session_key:
-        ProviderSession.objects.filter(session_key=previous_key).update(session_key=session_key)
+    if had_rows:
+        _move_rows(request, session_key)
     sid = claims.get("sid")
     # django-stubs types the ``user`` foreign key as the project's AUTH_USER_MODEL, which this reusable
     # app cannot name; ``user`` is always an instance of that model at runtime.
@@ -88,7 +88,12 @@ def follow_key_change(request: HttpRequest) -> None:
     session = getattr(request, "session", None)
     if session is None or not session.modified or login.saved_here(request) or not session.get(LINK_SESSION_KEY):
         return
-    old_key, new_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME), session.session_key
+    _move_rows(request, session.session_key)
+
+
+def _move_rows(request: HttpRequest, new_key: str | None) -> None:
+    """Move the rows under the session key this request came with (its cookie) to ``new_key``."""
+    old_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
     if old_key and new_key is not None and old_key != new_key:
         ProviderSession.objects.filter(session_key=old_key).update(session_key=new_key)
 

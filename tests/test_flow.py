@@ -716,6 +716,12 @@ def test_a_failed_audit_write_fails_the_sign_in_rather_than_leaving_it_unaudited
 UNREADABLE = "the stored sign-in for this callback is unreadable"
 
 
+def the_flow_cookie(response):
+    """The one flow cookie ``response`` sets or deletes."""
+    [morsel] = [m for name, m in response.cookies.items() if pending.COOKIE_PREFIX in name]
+    return morsel
+
+
 def test_a_state_is_spent_by_its_first_callback_even_one_the_provider_refused(client, op, provider):
     """The pending login is removed before the provider is asked: a refused code does not leave it for another."""
     params = op.authorize(start_login(client, provider))
@@ -769,7 +775,7 @@ def test_the_longest_next_url_still_fits_its_flow_cookie(client, op, provider, l
     digests = b"".join(hashlib.sha256(str(n).encode()).digest() for n in range(200))
     long_next = "/accounts/profile/?q=" + base64.urlsafe_b64encode(digests).decode()[:length]
     started = client.get(f"/accounts/{provider.slug}/login/", {"next": long_next})
-    [morsel] = [m for name, m in started.cookies.items() if pending.COOKIE_PREFIX in name]
+    morsel = the_flow_cookie(started)
     assert len(morsel.OutputString()) < 4096
     response = callback(client, op.authorize(dict(parse_qsl(urlsplit(started["Location"]).query))))
     assert response.status_code == 302
@@ -785,7 +791,7 @@ def test_signing_out_spends_the_sign_ins_started_before(client, op, provider, dj
     started = client.get(f"/accounts/{provider.slug}/login/", secure=secure)
     params = op.authorize(dict(parse_qsl(urlsplit(started["Location"]).query)))
     signed_out = client.post("/accounts/logout/", secure=secure)
-    [flow_cookie] = [m for name, m in signed_out.cookies.items() if pending.COOKIE_PREFIX in name]
+    flow_cookie = the_flow_cookie(signed_out)
     assert flow_cookie.key.startswith("__Host-") == secure and flow_cookie["max-age"] == 0  # deleted
     assert "theme" not in signed_out.cookies  # the project's own cookie is left alone
     assert_error_page(
@@ -881,7 +887,7 @@ def test_a_signed_flow_with_a_field_of_the_wrong_type_is_unreadable_not_a_500(cl
 def test_flow_cookies_are_httponly_lax_and_expire_with_the_flow(client, provider, settings):
     settings.ACCOUNTS_OIDC_FLOW_TTL = 300
     response = client.get(f"/accounts/{provider.slug}/login/")
-    [morsel] = [m for name, m in response.cookies.items() if pending.COOKIE_PREFIX in name]
+    morsel = the_flow_cookie(response)
     assert (morsel["httponly"], morsel["samesite"], morsel["max-age"], morsel["path"]) == (True, "Lax", 300, "/")
     assert not morsel["secure"] and not morsel.key.startswith("__Host-")  # plain http: no __Host- cookie
 
@@ -890,7 +896,7 @@ def test_on_https_flow_cookies_are_host_only_and_secure(client, provider, settin
     """__Host-: a sibling subdomain cannot plant (toss) a flow of its own choosing in the browser."""
     settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
     response = client.get(f"/accounts/{provider.slug}/login/", secure=True)
-    [morsel] = [m for name, m in response.cookies.items() if pending.COOKIE_PREFIX in name]
+    morsel = the_flow_cookie(response)
     assert morsel.key.startswith("__Host-" + pending.COOKIE_PREFIX)
     assert (morsel["secure"], morsel["path"], morsel["domain"]) == (True, "/", "")
 
