@@ -43,7 +43,9 @@ class DefaultAccountAdapter:
         """Last word on whether verified ``claims`` may sign in (e.g. only staff emails, only one tenant).
 
         Asked for every sign-in and every connect (``accounts.admission``), after the provider's own
-        restrictions and before anything is stored. Return False to refuse; the person sees the
+        restrictions and before anything is stored, and for every API call made with a user's access
+        token (``accounts.api``; the claims are then the identity's stored ones updated with the
+        token's, and a refusal is a 403). Return False to refuse; the person sees the
         "cannot sign in here" page and the attempt is logged. Raise ``SignInRefused(reason,
         message=...)`` instead to tell them why. The claims are verified: signature, issuer,
         audience and nonce are checked.

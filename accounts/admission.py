@@ -9,6 +9,11 @@ message says why):
 2. the adapter's ``is_sign_in_allowed`` (``accounts.adapter``), the project's own rule;
 3. once the account is known, that it is active (``admit_user``, run by ``accounts.identities``
    inside the sign-in's transaction, before anything is written for it).
+
+An API (``accounts.api``) asks the same ``admit`` on every request carrying a user's access token,
+with the account given and the claims of ``returning_claims``: a person the browser's sign-in
+would now refuse (a tightened restriction, the adapter's rule, a disabled account) is refused by
+the API too, not admitted for as long as an old identity row exists.
 """
 
 from __future__ import annotations
@@ -28,11 +33,34 @@ if TYPE_CHECKING:
     from .models import Provider
 
 
-def admit(request: HttpRequest | None, provider: Provider, claims: dict[str, Any]) -> None:
-    """Raise ``SignInRefused`` when these verified ``claims`` may not sign in (or be connected) here."""
+def admit(
+    request: HttpRequest | None, provider: Provider, claims: dict[str, Any], *, user: AbstractBaseUser | None = None
+) -> None:
+    """Raise ``SignInRefused`` when these verified ``claims`` may not sign in (or be connected) here.
+
+    ``user``, when the account is already known (an API call), must be active as well; a browser
+    sign-in learns its account later and checks it with ``admit_user`` then.
+    """
     check_restrictions(provider, claims)
     if not get_adapter().is_sign_in_allowed(request, provider, claims):
         raise SignInRefused(f"adapter refused {provider.slug} subject")
+    if user is not None:
+        admit_user(user)
+
+
+def returning_claims(stored: dict[str, Any], token: dict[str, Any]) -> dict[str, Any]:
+    """What admission reads for a returning identity that presents a verified access token.
+
+    The identity's last verified claims (what its provider said at its last browser sign-in, stored
+    on ``Identity.claims``), updated with every claim the token carries -- its ``hd`` or ``tid``,
+    say, are the provider's latest word. An email the token does not vouch for (no
+    ``email_verified: true``, as in most access tokens) does not replace a verified one stored:
+    access tokens often carry a bare ``email``, and it would refuse people the browser admits.
+    """
+    claims = {**stored, **token}
+    if not verified_email(token)[1] and verified_email(stored)[1]:
+        claims["email"], claims["email_verified"] = stored["email"], stored["email_verified"]
+    return claims
 
 
 def admit_user(user: AbstractBaseUser) -> None:

@@ -24,23 +24,20 @@ from __future__ import annotations
 
 import enum
 import functools
-import hashlib
 import logging
-import math
 import re
-import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import caches
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from . import replay
 from .adapter import get_adapter
-from .admission import admit, admit_user
+from .admission import admit, returning_claims
 from .conf import conf
 from .errors import SignInError, SignInRefused, TokenRejected, printable
 from .identities import sign_in_identity
@@ -129,6 +126,18 @@ class InvalidToken(BearerError):
 class InsufficientScope(BearerError):
     status = 403
     error = BearerErrorCode.INSUFFICIENT_SCOPE
+
+
+class AccessDenied(BearerError):
+    """A valid token whose holder this site's admission policy refuses, as a browser sign-in would now.
+
+    403, as for a person the sign-in page refuses: the token is fine, so there is no RFC 6750 code
+    and no challenge (another token for the same account would not help); the body's ``error`` is
+    ``access_denied`` (RFC 6749 4.1.2.1) and the log line's reason names the rule that refused.
+    """
+
+    status = 403
+    error = None
 
 
 class ServiceUnavailable(BearerError):
@@ -302,15 +311,8 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
 
 
 def _refuse_replay(claims: dict[str, Any]) -> None:
-    """A single-use token: its ``jti`` is remembered for as long as the token could be accepted.
-
-    That is until its ``exp`` plus the clock leeway; the key is a hash of issuer and jti, so two
-    issuers' jtis never collide and nothing a caller wrote becomes a cache key.
-    """
-    remaining = float(claims["exp"]) - time.time() + conf.OIDC_CLOCK_LEEWAY
-    digest = hashlib.sha256(f"{claims['iss']} {claims['jti']}".encode()).hexdigest()
-    key = f"oidc_signin:api:jti:{digest}"
-    if not caches[conf.OIDC_CACHE_ALIAS].add(key, 1, timeout=max(math.ceil(remaining), 1)):
+    """A single-use token: its ``jti`` is spent (``accounts.replay``) until the token expires."""
+    if not replay.spend(replay.TokenUse.ACCESS, issuer=claims["iss"], jti=claims["jti"], exp=claims["exp"]):
         raise InvalidToken(
             "access token was already used (jti replay)", description="The access token was already used."
         )
@@ -337,11 +339,23 @@ def _principal(
     _require_callers(policy, machine=identity is None, client_id=client_id)
     if identity is None:
         return MachinePrincipal(**common)
-    try:
-        admit_user(identity.user)
-    except SignInRefused as exc:
-        raise InvalidToken(exc.reason, description="The account of the access token's subject is disabled.") from exc
+    _admit(request, provider, identity, claims)
     return UserPrincipal(**common, user=identity.user, identity=identity)
+
+
+def _admit(request: HttpRequest, provider: Provider, identity: Identity, claims: dict[str, Any]) -> None:
+    """The browser's admission policy (``accounts.admission.admit``), asked on every call of a user's token.
+
+    The restrictions read the identity's stored claims updated with the token's
+    (``returning_claims``); the adapter's ``is_sign_in_allowed`` gets this request; the account
+    must be active.
+    """
+    try:
+        admit(request, provider, returning_claims(identity.claims, claims), user=identity.user)
+    except SignInError as exc:  # SignInRefused, or whatever else the project's adapter raises
+        raise AccessDenied(
+            f"admission refused: {exc.reason}", description="This account may not use this API."
+        ) from exc
 
 
 def _require_callers(policy: BearerPolicy, *, machine: bool, client_id: str) -> None:
@@ -364,6 +378,10 @@ def _create_identity(request: HttpRequest, provider: Provider, claims: dict[str,
         return sign_in_identity(
             request=request, provider=provider, issuer=claims["iss"], subject=claims["sub"], claims=claims
         ).identity
+    except SignInRefused as exc:  # the admission policy: refused as for a returning caller
+        raise AccessDenied(
+            f"admission refused: {exc.reason}", description="This account may not use this API."
+        ) from exc
     except SignInError as exc:
         raise InvalidToken(
             exc.reason, description="No account can be made here for the access token's subject."
@@ -389,6 +407,8 @@ def error_body(error: BearerError) -> dict[str, str]:
     code = error.error.value if error.error is not None else None
     if isinstance(error, ServiceUnavailable):
         code = "temporarily_unavailable"
+    if isinstance(error, AccessDenied):
+        code = "access_denied"
     body = {"error": code} if code else {}
     return {**body, "error_description": error.description}
 
@@ -402,7 +422,7 @@ def log_refusal(request: HttpRequest, error: BearerError) -> None:
         request.method,
         printable(request.path, limit=200),
         error.status,
-        error.error or "-",
+        error_body(error).get("error") or "-",
         error.reason,
     )
 
@@ -413,7 +433,7 @@ def error_response(request: HttpRequest, error: BearerError) -> HttpResponse:
     response = JsonResponse(error_body(error), status=error.status)
     if isinstance(error, ServiceUnavailable):
         response["Retry-After"] = "5"
-    else:
+    elif not isinstance(error, AccessDenied):
         response["WWW-Authenticate"] = challenge(error)
     response["Cache-Control"] = "no-store"
     return response

@@ -40,7 +40,7 @@ class BearerTokenRefused(exceptions.APIException):
         self.status_code = error.status
         if isinstance(error, api.ServiceUnavailable):
             self.wait = 5
-        else:
+        elif not isinstance(error, api.AccessDenied):  # a refused holder: no challenge, as in accounts.api
             self.auth_header = api.challenge(error)
 
 

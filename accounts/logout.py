@@ -10,19 +10,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.cache import caches
+from django.db import transaction
 from django.shortcuts import resolve_url
 
-from . import provider_sessions
+from . import provider_sessions, replay
 from .adapter import get_adapter
-from .conf import conf
 from .errors import InvalidRequest, SignInError
 from .models import ProviderSession
 
@@ -54,36 +50,29 @@ def end_session_url(request: HttpRequest, provider: Provider, id_token: str | No
 
 
 def backchannel_logout(provider: Provider, raw_token: str) -> int:
-    """Verify a logout token and end every session it names; returns how many were ended."""
+    """Verify a logout token and end every session it names; returns how many were ended.
+
+    The token's jti is spent (``accounts.replay``) in the transaction that ends the sessions: if
+    the ending fails (a busy database, say), the memory rolls back with it, so the provider's retry
+    of this very token (section 2.8) is not refused as a replay and the sessions it names do end.
+    """
     if not isinstance(raw_token, str) or not raw_token:
         raise InvalidRequest("back-channel logout request has no logout_token")
     claims = get_adapter().get_client(provider).verify_logout_token(raw_token)
-    jti_key = _refuse_replay(provider, claims)
     links = ProviderSession.objects.filter(provider__issuer=provider.issuer, issuer=claims["iss"])
     if claims.get("sid"):
         links = links.filter(sid=claims["sid"])
     if claims.get("sub"):
         links = links.filter(subject=claims["sub"])
-    try:
+    with transaction.atomic():
+        _refuse_replay(claims)
         return provider_sessions.end(links).count
-    except BaseException:
-        # Nothing was ended (a busy database, say): the provider's retry of this very token must
-        # not be refused as a replay, or the sessions it names would never end.
-        caches[conf.OIDC_CACHE_ALIAS].delete(jti_key)
-        raise
 
 
-def _refuse_replay(provider: Provider, claims: dict[str, Any]) -> str:
-    """A logout token is single-use: remember its jti for as long as it could be accepted (2.6, step 8).
+def _refuse_replay(claims: dict[str, Any]) -> None:
+    """A logout token is single-use (2.6, step 8): its jti is spent until the token expires, however far away.
 
-    That is until its ``exp`` plus the clock leeway, however far away: a shorter memory would let a
-    captured token be replayed once it is forgotten. The jti is hashed with the issuer so that two
-    providers' jtis never collide and no provider value becomes a cache key. Returns the memory's
-    cache key, for the caller to forget should it fail to act on the token.
+    A shorter memory would let a captured token be replayed once it is forgotten; see ``accounts.replay``.
     """
-    remaining = float(claims["exp"]) - time.time() + conf.OIDC_CLOCK_LEEWAY
-    digest = hashlib.sha256(f"{provider.issuer} {claims['jti']}".encode()).hexdigest()
-    key = f"oidc_signin:oidc:logout-jti:{digest}"
-    if not caches[conf.OIDC_CACHE_ALIAS].add(key, 1, timeout=max(math.ceil(remaining), 1)):
+    if not replay.spend(replay.TokenUse.LOGOUT, issuer=claims["iss"], jti=claims["jti"], exp=claims["exp"]):
         raise InvalidRequest("logout token was already used (jti replay)")
-    return key

@@ -383,3 +383,25 @@ class SignInEvent(models.Model):
     def __str__(self) -> str:
         when = f"{self.created_at:%Y-%m-%d %H:%M}" if self.created_at else "?"
         return f"{self.get_outcome_display()} {self.action} via {self.provider_slug or '?'} at {when}"
+
+
+class SpentToken(models.Model):
+    """A single-use token that was used: a back-channel logout token, or an API access token whose API
+    refuses replays (``accounts.replay``). Presented again, it is refused.
+
+    The key is a hash of what the token is for, its issuer and its ``jti``, so no value a sender chose
+    is stored and two issuers' jtis never collide. The row lives in the database, not the cache:
+    a cache may evict or cull entries under load that anyone can cause, which would make a spent
+    token usable again. It is kept until the token itself can no longer be accepted (its ``exp``
+    plus the clock leeway), then ``manage.py prune_signin_events`` deletes it.
+    """
+
+    digest = models.CharField(_("digest"), max_length=64, primary_key=True)
+    expires_at = models.DateTimeField(_("expires"), db_index=True)
+
+    class Meta:
+        verbose_name = _("spent token")
+        verbose_name_plural = _("spent tokens")
+
+    def __str__(self) -> str:
+        return f"spent token {self.digest[:12]}"

@@ -150,6 +150,19 @@ def assert_refused(response, caplog, status: int, error: str | None, reason: str
     assert reason in lines[0], lines[0]
 
 
+def assert_denied(response, caplog, reason: str, *, no_store: bool = True) -> None:
+    """A valid token whose holder the admission policy refuses: 403 ``access_denied``, no challenge, the rule logged."""
+    assert response.status_code == 403, response.content
+    assert response.json()["error"] == "access_denied"
+    assert "WWW-Authenticate" not in response  # another token of the same account would not help
+    if no_store:
+        assert response["Cache-Control"] == "no-store"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("bearer token refused")]
+    assert len(lines) == 1, lines
+    assert "status=403 error=access_denied reason=admission refused: " in lines[0], lines[0]
+    assert reason in lines[0], lines[0]
+
+
 @pytest.fixture
 def alice(client, op, provider):
     """Alice, signed in once with a browser: her identity (issuer, user-1) exists."""
@@ -250,7 +263,7 @@ def test_an_api_for_machines_creates_no_user_for_an_unknown_subject(op, provider
 def test_a_disabled_account_is_refused(op, alice, caplog):
     alice.is_active = False
     alice.save()
-    assert_refused(call("/api/orders/", access_token(op), caplog), caplog, 401, "invalid_token", "is inactive")
+    assert_denied(call("/api/orders/", access_token(op), caplog), caplog, f"user {alice.pk} is inactive")
 
 
 # --- RFC 9068 section 4: the token's rules ---------------------------------------------------------

@@ -1,7 +1,9 @@
-"""``manage.py prune_signin_events --days 90``: delete old audit events and dead session links.
+"""``manage.py prune_signin_events --days 90``: delete old audit events, dead session links, spent tokens.
 
 Run it daily (cron, a scheduler): audit events older than the cut-off go, and so do the
-back-channel logout links (``ProviderSession``) whose Django session has expired or ended.
+back-channel logout links (``ProviderSession``) whose Django session has expired or ended, and the
+memories of single-use tokens (``SpentToken``, ``accounts.replay``) that have expired: only those,
+since an earlier deletion would make a spent token usable again.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from accounts import provider_sessions
+from accounts import provider_sessions, replay
 from accounts.models import SignInEvent
 
 
@@ -33,7 +35,9 @@ class Command(BaseCommand):
         old = SignInEvent.objects.filter(created_at__lt=cut_off)
         if dry_run:
             self.stdout.write(f"{old.count()} event(s) older than {days} days would be deleted.")
+            self.stdout.write(f"{replay.expired().count()} expired spent token(s) would be forgotten.")
             return
         deleted, _ = old.delete()
         self.stdout.write(f"Deleted {deleted} event(s) older than {days} days.")
         self.stdout.write(f"Forgot {provider_sessions.forget_dead()} link(s) to sessions that no longer exist.")
+        self.stdout.write(f"Forgot {replay.prune()} expired spent token(s).")
