@@ -367,7 +367,13 @@ class ProviderAdmin(SecretFieldsAdmin):
         (
             _("GitHub-style endpoints"),
             {
-                "fields": ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "emails_endpoint"),
+                "fields": (
+                    "authorization_endpoint",
+                    "token_endpoint",
+                    "userinfo_endpoint",
+                    "emails_endpoint",
+                    "callback_issuer",
+                ),
                 "classes": ("collapse",),
                 "description": _("Only for GitHub-style providers; OpenID Connect providers are discovered."),
             },

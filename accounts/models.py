@@ -122,6 +122,16 @@ class Provider(models.Model):
         blank=True,
         help_text=_("GitHub-style: e.g. https://api.github.com/user/emails."),
     )
+    callback_issuer = HttpsURLField(
+        _("callback issuer"),
+        max_length=500,
+        blank=True,
+        help_text=_(
+            "GitHub-style only: the issuer its sign-in callbacks name (RFC 9207 'iss'); a callback naming any "
+            "other is refused. Blank: the authorization endpoint without its final /authorize, e.g. "
+            "https://github.com/login/oauth. Identities stay under the issuer above."
+        ),
+    )
     jwks_uri = HttpsURLField(
         _("JWKS URI"),
         max_length=500,

@@ -44,6 +44,11 @@ class Command(BaseCommand):
         add.add_argument("--userinfo-url", help="GitHub-style user API endpoint.")
         add.add_argument("--emails-url", help="GitHub-style emails API endpoint.")
         add.add_argument(
+            "--callback-issuer",
+            help="GitHub-style: the issuer its callbacks name (RFC 9207 iss); any other is refused. Default: the "
+            "authorization endpoint without its final /authorize (https://github.com/login/oauth for github.com).",
+        )
+        add.add_argument(
             "--jwks-uri",
             help="Token issuers: the JWKS URL of an issuer without a discovery document, whose access tokens "
             "protect this site's APIs (implies --kind token-issuer; never offered for sign-in).",
@@ -98,6 +103,7 @@ class Command(BaseCommand):
             "token_endpoint": options["token_url"],
             "userinfo_endpoint": options["userinfo_url"],
             "emails_endpoint": options["emails_url"],
+            "callback_issuer": options["callback_issuer"],
             "userinfo": options["userinfo"],
             "jwks_uri": options["jwks_uri"],
         }
