@@ -35,7 +35,9 @@ class Command(BaseCommand):
             "--client-secret",
             default="",
             help="The secret (stored encrypted with ACCOUNTS_CLIENT_SECRET_KEYS), or env:NAME to read it from the "
-            "environment variable NAME each time it is used.",
+            "environment variable NAME each time it is used (NAME must start with ACCOUNTS_CLIENT_SECRET_ENV_PREFIX, "
+            "default OIDC_SECRET_, or be listed in ACCOUNTS_CLIENT_SECRET_ENV_ALLOWED). With --update, changing the "
+            "issuer, kind, an endpoint or the JWKS URI clears the stored secret unless this is given again.",
         )
         add.add_argument("--name")
         add.add_argument("--scopes")
@@ -80,10 +82,18 @@ class Command(BaseCommand):
         provider.name = options["name"] or provider.name or self._default_name(slug, options["preset"])
         provider.client_id = client_id
         if client_secret or not existing:
-            provider.client_secret = client_secret
+            provider.enter_client_secret(client_secret)
         provider.enabled = not options["disabled"]
         self._save(provider)
         self.stdout.write(f"{'Updated' if existing else 'Added'} provider {slug!r} ({provider.name}).")
+        if provider.client_secret_cleared:
+            changed = ", ".join(provider.secret_binding_changes_at_save)
+            self.stdout.write(
+                self.style.WARNING(
+                    f"The stored client secret was cleared because {changed} changed: a secret never follows a "
+                    "provider to another server. Give --client-secret again."
+                )
+            )
 
     def _values(self, options: dict[str, Any]) -> dict[str, Any]:
         """Field values from a preset (if any), overridden by what was given explicitly."""
