@@ -252,6 +252,11 @@ class Provider(models.Model):
         instance._remember_secret_binding()
         return instance
 
+    def refresh_from_db(self, using: str | None = None, fields: Any = None, from_queryset: Any = None) -> None:
+        """Reloaded values are the saved ones again: a refresh never reads as a move."""
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        self._remember_secret_binding(only=None if fields is None else set(fields))
+
     def enter_client_secret(self, value: str) -> None:
         """Set the client secret as typed by an admin now: kept even if the same save moves the provider."""
         self.client_secret = value
@@ -264,11 +269,14 @@ class Provider(models.Model):
             return []
         return [name for name in self.SECRET_BOUND_FIELDS if name in saved and saved[name] != getattr(self, name)]
 
-    def _remember_secret_binding(self) -> None:
+    def _remember_secret_binding(self, only: set[str] | None = None) -> None:
+        """Take the current values as the saved ones (all of them, or the fields ``only`` names)."""
         loaded = self.__dict__  # deferred fields are absent: never fetched here, never compared
-        self._saved_binding = {name: loaded[name] for name in self.SECRET_BOUND_FIELDS if name in loaded}
-        self._saved_secret = loaded.get("client_secret")
-        self.client_secret_entered = False
+        names = [name for name in self.SECRET_BOUND_FIELDS if name in loaded and (only is None or name in only)]
+        self._saved_binding = {**getattr(self, "_saved_binding", {}), **{name: loaded[name] for name in names}}
+        if only is None or "client_secret" in only:
+            self._saved_secret = loaded.get("client_secret")
+            self.client_secret_entered = False
 
     @property
     def algorithms(self) -> list[str]:

@@ -367,6 +367,24 @@ def test_moving_a_provider_clears_its_stored_secret(field, value, secret):
     assert stored_column("corp") == ""
 
 
+def test_a_refreshed_provider_is_not_taken_for_a_moved_one():
+    """Moved elsewhere (another process, a secret entered with it): the refreshed values are the saved ones."""
+    provider = Provider.objects.get(pk=new_provider(f"env:{ENV_NAME}").pk)
+    moved = Provider.objects.get(pk=provider.pk)
+    moved.issuer = "https://sso2.example.com"
+    moved.enter_client_secret(f"env:{ENV_NAME}")  # the same reference, entered again on purpose
+    moved.save()
+    provider.refresh_from_db()
+    provider.name = "Renamed"
+    provider.save()
+    assert not provider.client_secret_cleared and stored_column("corp") == f"env:{ENV_NAME}"
+    provider.refresh_from_db(fields=["name"])  # a partial refresh leaves an unsaved move a move
+    provider.token_endpoint = "https://attacker.example/token"
+    provider.refresh_from_db(fields=["name"])
+    provider.save()
+    assert provider.client_secret_cleared and stored_column("corp") == ""
+
+
 def test_other_changes_keep_the_stored_secret():
     provider = Provider.objects.get(pk=new_provider().pk)
     provider.name, provider.scopes, provider.callback_issuer = "Renamed", "openid email", "https://x.example/oauth"
