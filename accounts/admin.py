@@ -194,7 +194,11 @@ class ProviderForm(forms.ModelForm):
         required=False,
         strip=True,
         widget=TypedSecretInput(attrs={"autocomplete": "new-password"}),
-        help_text=_("Write-only: leave blank to keep the stored secret. It is never shown again."),
+        help_text=_(
+            "Write-only: leave blank to keep the stored secret. It is never shown again. Changing the issuer, "
+            "kind, an endpoint or the JWKS URI clears the stored secret unless you enter it again here in the "
+            "same save: the secret must never follow a provider to another server."
+        ),
     )
 
     base_url = forms.URLField(
@@ -245,7 +249,8 @@ class ProviderForm(forms.ModelForm):
     def clean_client_secret(self) -> str:
         secret = self.cleaned_data.get("client_secret", "")
         if not secret and self.instance.pk:
-            return self.instance.client_secret  # blank means "unchanged"
+            return self.instance.client_secret  # blank means "unchanged" (cleared on save if the provider moved)
+        self.instance.client_secret_entered = bool(secret)  # typed now: kept even if the provider moved
         return secret
 
     def clean(self) -> dict[str, Any]:
@@ -367,7 +372,13 @@ class ProviderAdmin(SecretFieldsAdmin):
         (
             _("GitHub-style endpoints"),
             {
-                "fields": ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "emails_endpoint"),
+                "fields": (
+                    "authorization_endpoint",
+                    "token_endpoint",
+                    "userinfo_endpoint",
+                    "emails_endpoint",
+                    "callback_issuer",
+                ),
                 "classes": ("collapse",),
                 "description": _("Only for GitHub-style providers; OpenID Connect providers are discovered."),
             },
@@ -530,6 +541,16 @@ class ProviderAdmin(SecretFieldsAdmin):
         report = getattr(form, "report", None)
         if report is not None:
             diagnostics.record_success(obj, report)
+        if obj.client_secret_cleared:
+            self.message_user(
+                request,
+                _(
+                    "The stored client secret of %(name)s was cleared because its %(fields)s changed: a secret "
+                    "never follows a provider to another server. Enter the secret again."
+                )
+                % {"name": obj.name, "fields": ", ".join(obj.secret_binding_changes_at_save)},
+                messages.WARNING,
+            )
 
 
 @admin.register(Identity)

@@ -271,6 +271,22 @@ def check_provider_secrets(app_configs, databases=None, **kwargs):
                     id="oidc_signin.W010",
                 )
             )
+        forbidden = [
+            f"{p.slug} (env:{client_secrets.environment_name(p.client_secret)[:128]})"
+            for p in providers
+            if client_secrets.form_of(p.client_secret) == client_secrets.SecretForm.ENVIRONMENT
+            and not client_secrets.environment_name_allowed(client_secrets.environment_name(p.client_secret))
+        ]
+        if forbidden:
+            found.append(
+                Error(
+                    f"Client secrets read from environment variables that may not hold one: {', '.join(forbidden)}; "
+                    "sign-in with them fails.",
+                    hint="Rename each variable to start with ACCOUNTS_CLIENT_SECRET_ENV_PREFIX (default OIDC_SECRET_) "
+                    "and enter env:NEW_NAME, or list the name in ACCOUNTS_CLIENT_SECRET_ENV_ALLOWED.",
+                    id="oidc_signin.E009",
+                )
+            )
     return found
 
 

@@ -62,6 +62,22 @@ def environment_name(stored: str) -> str:
     return stored.removeprefix(ENVIRONMENT_PREFIX) if form_of(stored) == SecretForm.ENVIRONMENT else ""
 
 
+def environment_name_allowed(name: str) -> bool:
+    """Whether ``env:NAME`` may name this variable: a name with the configured prefix, or one listed.
+
+    Whoever may edit providers chooses the variable, and its value is sent to the provider's token
+    endpoint, which they choose too. Any variable at all would hand them ``DJANGO_SECRET_KEY``,
+    ``DATABASE_URL`` or ``ACCOUNTS_CLIENT_SECRET_KEYS`` as Basic credentials; only variables set
+    aside for client secrets (``ACCOUNTS_CLIENT_SECRET_ENV_PREFIX``, ``..._ENV_ALLOWED``) can be read.
+    """
+    if not ENVIRONMENT_NAME.fullmatch(name):
+        return False
+    prefix = conf.CLIENT_SECRET_ENV_PREFIX
+    if prefix and name.startswith(prefix) and len(name) > len(prefix):
+        return True
+    return name in conf.CLIENT_SECRET_ENV_ALLOWED
+
+
 class NoSecretKey(ImproperlyConfigured):
     """A plain secret is to be stored, and ``ACCOUNTS_CLIENT_SECRET_KEYS`` names no key to encrypt it with."""
 
@@ -133,7 +149,12 @@ def reveal(stored: str, *, owner: str) -> str:
     form = form_of(stored)
     if form == SecretForm.ENVIRONMENT:
         name = environment_name(stored)
-        secret = os.environ.get(name, "") if ENVIRONMENT_NAME.fullmatch(name) else ""
+        if not environment_name_allowed(name):  # stored before the rule, or written past validation
+            raise ClientSecretUnavailable(
+                f"client secret of {owner} names the environment variable {name[:128]!r}, which neither "
+                "ACCOUNTS_CLIENT_SECRET_ENV_PREFIX nor ACCOUNTS_CLIENT_SECRET_ENV_ALLOWED allows"
+            )
+        secret = os.environ.get(name, "")
         if not secret:
             raise ClientSecretUnavailable(
                 f"client secret of {owner} is the environment variable {name[:128]!r}, which is not set"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
@@ -96,6 +97,21 @@ def _fernet_keys(value: object) -> bool:
         except (ValueError, binascii.Error):
             return False
     return True
+
+
+#: What an environment variable's name may look like (``accounts.client_secrets.ENVIRONMENT_NAME``).
+_ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _environment_prefix(value: object) -> bool:
+    """The start of an environment variable name: never empty, which would allow every variable."""
+    return isinstance(value, str) and bool(_ENVIRONMENT_NAME.fullmatch(value))
+
+
+def _environment_names(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(
+        isinstance(name, str) and _ENVIRONMENT_NAME.fullmatch(name) for name in value
+    )
 
 
 @dataclass(frozen=True)
@@ -199,6 +215,15 @@ class AppSettings:
     #: encrypts, every one decrypts. Put a new key in front, run ``manage.py oidc_secrets reencrypt``,
     #: then drop the old one. Empty: secrets can only be given as ``env:NAME``.
     CLIENT_SECRET_KEYS = Setting[Sequence[str]]((), _fernet_keys, "a list of Fernet keys (oidc_secrets generate-key)")
+    #: ``env:NAME`` client secrets may name only environment variables that start with this prefix, or
+    #: that CLIENT_SECRET_ENV_ALLOWED lists. Whoever may edit providers may choose a secret's variable,
+    #: and the secret is sent to the provider's token endpoint: without this bound, ``env:DJANGO_SECRET_KEY``
+    #: would send the site's own secrets to a server of their choosing.
+    CLIENT_SECRET_ENV_PREFIX = Setting[str](
+        "OIDC_SECRET_", _environment_prefix, "the non-empty start of an environment variable name"
+    )
+    #: Environment variables ``env:NAME`` may name besides those starting with CLIENT_SECRET_ENV_PREFIX.
+    CLIENT_SECRET_ENV_ALLOWED = Setting[Sequence[str]]((), _environment_names, "a list of environment variable names")
 
     @classmethod
     def all(cls) -> list[Setting[Any]]:

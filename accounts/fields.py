@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import client_secrets
 from .client_secrets import SecretForm
+from .conf import conf
 
 
 def validate_client_secret(value: str) -> None:
@@ -21,6 +22,19 @@ def validate_client_secret(value: str) -> None:
         raise ValidationError(
             _("After env: give the name of an environment variable, e.g. env:GOOGLE_CLIENT_SECRET."),
             code="environment_name",
+        )
+    if form == SecretForm.ENVIRONMENT and not client_secrets.environment_name_allowed(
+        client_secrets.environment_name(value)
+    ):
+        raise ValidationError(
+            _(
+                "env:%(name)s is not allowed: a client secret can be read only from an environment variable "
+                "whose name starts with %(prefix)s (ACCOUNTS_CLIENT_SECRET_ENV_PREFIX) or that "
+                "ACCOUNTS_CLIENT_SECRET_ENV_ALLOWED lists, so that editing a provider can never read the "
+                "site's other secrets."
+            ),
+            code="environment_name_not_allowed",
+            params={"name": client_secrets.environment_name(value), "prefix": conf.CLIENT_SECRET_ENV_PREFIX},
         )
     if form != SecretForm.PLAIN:
         return

@@ -110,12 +110,8 @@ def _sign_in_new(
 ) -> SignInResult:
     email, email_verified = verified_email(claims)
     user = _user_by_verified_email(provider, email, email_verified)
-    if (
-        user is not None
-        and DisconnectedIdentity.objects.filter(user_id=user.pk, issuer=issuer, subject=subject).exists()
-    ):
-        # Its owner disconnected this provider account: re-attaching it by email would undo that.
-        raise ReconnectRequired(f"{provider.slug} identity was disconnected by user {user.pk}; not re-linking by email")
+    if user is not None:
+        _refuse_linking_unless_allowed(provider, user, issuer, subject)
     user_created = user is None
     if user is None:
         user = _create_user(request, claims, email_verified=email_verified)
@@ -206,8 +202,10 @@ def connect_identity(
                 identity = _create_identity(user, provider, issuer, subject, claims, timezone.now())
         except IntegrityError as exc:  # connected to someone else a moment ago
             raise AccountConflict(f"{provider.slug} identity was connected concurrently") from exc
-        # Connecting on purpose is the one way back for an identity its owner disconnected.
-        DisconnectedIdentity.objects.filter(issuer=issuer, subject=subject).delete()
+        # Connecting on purpose is the one way back for an identity this user disconnected. Only
+        # this user's own record goes: another user's stays, or whoever holds the provider account
+        # could connect it to their own account, disconnect it, and be linked into the other's.
+        DisconnectedIdentity.objects.filter(user_id=user.pk, issuer=issuer, subject=subject).delete()
     transaction.on_commit(
         lambda: signals.identity_connected.send(sender=Provider, request=request, user=user, identity=identity)
     )
@@ -256,6 +254,37 @@ def disconnect_identity(
         lambda: signals.identity_disconnected.send(sender=Provider, request=request, user=user, identity=identity)
     )
     return Disconnected(identity=identity, ended=ended)
+
+
+def _refuse_linking_unless_allowed(provider: Provider, user: AbstractBaseUser, issuer: str, subject: str) -> None:
+    """Refuse to attach (issuer, subject) to ``user`` by verified email where that would hand over an account.
+
+    * A staff or superuser account is never linked by email: whoever may edit providers could
+      otherwise add one that vouches for the superuser's address and sign in as them. Such
+      accounts connect providers explicitly, while signed in (``connect_identity``).
+    * A provider account that *any* user here disconnected is not linked by email until that user
+      connects it again on purpose: a disconnect says "this provider account is not (or no longer)
+      to be trusted", and it must not be undone by someone else connecting and disconnecting it.
+    """
+    if getattr(user, "is_staff", False) or getattr(user, "is_superuser", False):
+        raise AccountConflict(
+            f"verified-email linking never attaches an identity from {provider.slug} to staff or superuser "
+            f"account {user.pk}",
+            message=_(
+                "An account with this email address already exists here. Sign in the way you did before, "
+                "then connect this provider from your profile page."
+            ),
+        )
+    disconnected_by = (
+        DisconnectedIdentity.objects.filter(issuer=issuer, subject=subject)
+        .order_by("disconnected_at")
+        .values_list("user_id", flat=True)
+        .first()
+    )
+    if disconnected_by is not None:
+        raise ReconnectRequired(
+            f"{provider.slug} identity was disconnected by user {disconnected_by}; not re-linking by email"
+        )
 
 
 def _user_by_verified_email(provider: Provider, email: str, email_verified: bool) -> AbstractBaseUser | None:

@@ -100,7 +100,9 @@ class Provider(models.Model):
         blank=True,
         help_text=_(
             "Stored encrypted, never shown again. Or env:NAME to read it from the environment variable NAME "
-            "each time it is used."
+            "each time it is used; NAME must start with ACCOUNTS_CLIENT_SECRET_ENV_PREFIX (default OIDC_SECRET_) "
+            "or be listed in ACCOUNTS_CLIENT_SECRET_ENV_ALLOWED. Changing the issuer, kind, an endpoint or the JWKS "
+            "URI clears it unless a new one is entered in the same save."
         ),
     )
     scopes = models.CharField(_("scopes"), max_length=500, default="openid email profile")
@@ -121,6 +123,16 @@ class Provider(models.Model):
         max_length=500,
         blank=True,
         help_text=_("GitHub-style: e.g. https://api.github.com/user/emails."),
+    )
+    callback_issuer = HttpsURLField(
+        _("callback issuer"),
+        max_length=500,
+        blank=True,
+        help_text=_(
+            "GitHub-style only: the issuer its sign-in callbacks name (RFC 9207 'iss'); a callback naming any "
+            "other is refused. Blank: the authorization endpoint without its final /authorize, e.g. "
+            "https://github.com/login/oauth. Identities stay under the issuer above."
+        ),
     )
     jwks_uri = HttpsURLField(
         _("JWKS URI"),
@@ -197,6 +209,21 @@ class Provider(models.Model):
 
     objects = ProviderQuerySet.as_manager()
 
+    #: Fields that decide where the client secret goes (the token endpoint, the issuer whose ID tokens
+    #: it keys as an HMAC secret, a GitHub-style provider's endpoints, a token issuer's keys). Whoever
+    #: changes one of them and keeps the stored secret could send it to a server of their own: saving
+    #: such a change clears the secret unless a new one is entered in the same save.
+    SECRET_BOUND_FIELDS = (
+        "issuer", "kind", "authorization_endpoint", "token_endpoint", "userinfo_endpoint", "emails_endpoint",
+        "jwks_uri",
+    )  # fmt: skip
+    #: Set by ``enter_client_secret``: the secret of this save was entered now, not kept from before.
+    client_secret_entered = False
+    #: Set by ``save``: the stored secret was cleared because a field of ``SECRET_BOUND_FIELDS`` changed...
+    client_secret_cleared = False
+    #: ...and these are the fields that did.
+    secret_binding_changes_at_save: tuple[str, ...] = ()
+
     class Meta:
         ordering = ["display_order", "name"]
         verbose_name = _("provider")
@@ -204,6 +231,52 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; a change of where the secret goes clears a secret not entered in this same save."""
+        kept = not self.client_secret_entered and self.client_secret == getattr(self, "_saved_secret", None)
+        self.secret_binding_changes_at_save = tuple(self.secret_binding_changes())
+        self.client_secret_cleared = bool(self.client_secret and kept and self.secret_binding_changes_at_save)
+        if self.client_secret_cleared:
+            self.client_secret = ""
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "client_secret"}
+        super().save(*args, **kwargs)
+        self._remember_secret_binding()
+
+    # --- the client secret stays with the provider it was issued by --------------------------------
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Provider:
+        instance = super().from_db(db, field_names, values)
+        instance._remember_secret_binding()
+        return instance
+
+    def refresh_from_db(self, using: str | None = None, fields: Any = None, from_queryset: Any = None) -> None:
+        """Reloaded values are the saved ones again: a refresh never reads as a move."""
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        self._remember_secret_binding(only=None if fields is None else set(fields))
+
+    def enter_client_secret(self, value: str) -> None:
+        """Set the client secret as typed by an admin now: kept even if the same save moves the provider."""
+        self.client_secret = value
+        self.client_secret_entered = True
+
+    def secret_binding_changes(self) -> list[str]:
+        """The fields of ``SECRET_BOUND_FIELDS`` changed since this provider was loaded (none for a new one)."""
+        saved = getattr(self, "_saved_binding", None)
+        if saved is None:
+            return []
+        return [name for name in self.SECRET_BOUND_FIELDS if name in saved and saved[name] != getattr(self, name)]
+
+    def _remember_secret_binding(self, only: set[str] | None = None) -> None:
+        """Take the current values as the saved ones (all of them, or the fields ``only`` names)."""
+        loaded = self.__dict__  # deferred fields are absent: never fetched here, never compared
+        names = [name for name in self.SECRET_BOUND_FIELDS if name in loaded and (only is None or name in only)]
+        self._saved_binding = {**getattr(self, "_saved_binding", {}), **{name: loaded[name] for name in names}}
+        if only is None or "client_secret" in only:
+            self._saved_secret = loaded.get("client_secret")
+            self.client_secret_entered = False
 
     @property
     def algorithms(self) -> list[str]:

@@ -115,6 +115,9 @@ def _sync_provider(client: Client, *, issuer: str, changes: list[str]) -> Provid
     if differing:
         for name in differing:
             setattr(provider, name, wanted[name])
+        # The dev IdP's own secret, set on purpose: it follows the issuer to this port (a moved
+        # provider otherwise loses its stored secret, accounts.models.Provider.save).
+        provider.enter_client_secret(client.client_secret)
         provider.save()
         changes.append(f"updated sign-in provider {PROVIDER_SLUG!r}: {', '.join(differing)}")
     _move_identities(provider, changes)

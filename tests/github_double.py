@@ -6,7 +6,10 @@ It answers the way GitHub documents, including the parts that trip clients up:
   JSON with ``Accept: application/json``, and reports a bad code with HTTP 200 and an ``error``;
 * ``GET /api/v3/user`` gives ``login`` (renamable) and the numeric ``id`` (stable);
 * ``GET /api/v3/user/emails`` lists addresses with ``primary`` and ``verified`` flags;
-* a rate-limited API answers 403 with ``X-RateLimit-Remaining: 0``.
+* a rate-limited API answers 403 with ``X-RateLimit-Remaining: 0``;
+* the redirect back to the site carries RFC 9207's ``iss`` when ``callback_iss`` is set: github.com
+  sends ``https://github.com/login/oauth`` (``GITHUB_COM_CALLBACK_ISS``), not its identity
+  namespace ``https://github.com``; ``None`` (the default) sends none, as GitHub did before 2026.
 
 URLs follow GitHub Enterprise Server (``/login/oauth/...`` and ``/api/v3/...`` on one host), so
 the ``github`` preset is exercised with a base URL exactly as an admin would configure it.
@@ -28,7 +31,10 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from tests.op_double import HTTPDouble, Request, Response, Route
 
-__all__ = ["GitHubDouble"]
+__all__ = ["GITHUB_COM_CALLBACK_ISS", "GitHubDouble"]
+
+#: What github.com puts in ``iss`` on its OAuth callbacks (announced April 2026).
+GITHUB_COM_CALLBACK_ISS = "https://github.com/login/oauth"
 
 
 class GitHubDouble(HTTPDouble):
@@ -44,6 +50,8 @@ class GitHubDouble(HTTPDouble):
             {"email": "old@example.com", "primary": False, "verified": False, "visibility": None},
         ]
         self.rate_limited = False
+        #: The ``iss`` parameter of the redirect back to the site (RFC 9207), or None for none.
+        self.callback_iss: str | None = None
         self._codes: dict[str, dict[str, str]] = {}
         self._tokens: set[str] = set()
 
@@ -53,7 +61,10 @@ class GitHubDouble(HTTPDouble):
         code = secrets.token_urlsafe(16)
         with self._lock:
             self._codes[code] = dict(params)
-        return {"code": code, "state": params["state"]}
+        answer = {"code": code, "state": params["state"]}
+        if self.callback_iss is not None:
+            answer["iss"] = self.callback_iss
+        return answer
 
     # --- HTTP -------------------------------------------------------------------------------------
 

@@ -387,6 +387,46 @@ def test_disconnected_account_is_not_linked_again_by_verified_email(client, op2,
     assert SignInEvent.objects.filter(code="identity_disconnected").count() == 1
 
 
+def test_a_thief_cannot_undo_the_owners_disconnect_by_connecting_and_disconnecting(
+    client, op2, signed_in_alice, second
+):
+    """The route of issue 19: whoever holds provider account X connects it to their own account T,
+    disconnects it again, then signs in with X -- verified-email linking must not put them in Alice's."""
+    second.email_linking = Provider.EmailLinking.VERIFIED
+    second.save()
+    op2.next_user["email"] = signed_in_alice.email  # X: a provider account vouching for Alice's address
+    x = (op2.issuer, op2.next_user["sub"])
+
+    # 1. The owner connects X, then disconnects it (it is compromised, or no longer hers).
+    assert connect(client, op2, second).status_code == 302
+    assert disconnect(client, Identity.objects.get(provider=second)).status_code == 302
+    assert list(DisconnectedIdentity.objects.values_list("user", "issuer", "subject")) == [(signed_in_alice.pk, *x)]
+
+    # 2. The thief, signed in to an account of their own, connects X to it: allowed, X is theirs to use...
+    thief = User.objects.create_user("mallory", email="mallory@example.com", password="correct horse battery")
+    thief_browser = Client()
+    thief_browser.force_login(thief)
+    assert connect(thief_browser, op2, second).status_code == 302
+    assert Identity.objects.get(provider=second).user == thief
+    # ...but it leaves Alice's word about X alone.
+    assert DisconnectedIdentity.objects.filter(user=signed_in_alice, issuer=x[0], subject=x[1]).exists()
+
+    # 3. The thief disconnects X again (their password is another way in).
+    assert disconnect(thief_browser, Identity.objects.get(provider=second)).status_code == 302
+    assert not Identity.objects.filter(provider=second).exists()
+
+    # 4. The thief signs in with X: linking by Alice's verified address is refused.
+    browser = Client()
+    response = sign_in(browser, op2, second)
+    assert_error_page(
+        response, 403, "connect it again from your profile page",
+        code="identity_disconnected", reason="second-op identity was disconnected by user",
+    )  # fmt: skip
+    assert signed_in_user(browser) is None
+    assert not Identity.objects.filter(provider=second).exists()
+    assert list(Identity.objects.filter(user=signed_in_alice).values_list("provider__slug", flat=True)) == ["test-op"]
+
+
 def test_disconnected_account_can_be_connected_again_on_purpose(client, op2, signed_in_alice, second):
     second.email_linking = Provider.EmailLinking.VERIFIED
     second.save()

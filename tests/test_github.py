@@ -8,9 +8,10 @@ import pytest
 from django.contrib.auth import SESSION_KEY, get_user_model
 
 from accounts.models import Identity, Provider, SignInEvent
+from accounts.oidc import github as github_module
 from accounts.presets import preset_values
 from tests.conftest import assert_error_page, assert_logout_refused, sign_in, start_login
-from tests.github_double import GitHubDouble
+from tests.github_double import GITHUB_COM_CALLBACK_ISS, GitHubDouble
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -43,6 +44,99 @@ def test_github_com_uses_its_api_host():
     assert values["token_endpoint"] == "https://github.com/login/oauth/access_token"
     assert values["userinfo_endpoint"] == "https://api.github.com/user"
     assert values["scopes"] == "read:user user:email"
+
+
+@pytest.fixture
+def github_com(gh) -> Provider:
+    """github.com exactly as the preset stores it, its back-channel endpoints answered by the double.
+
+    The authorization endpoint stays ``https://github.com/login/oauth/authorize`` (the test browser
+    never opens it; the double plays the person who clicks "Authorize"), so the callback issuer is
+    derived exactly as for a real github.com provider, and ``callback_issuer`` is left blank, as it
+    is on every provider stored before the field existed.
+    """
+    values = preset_values("github")
+    values.update(
+        token_endpoint=gh.base_url + "/login/oauth/access_token",
+        userinfo_endpoint=gh.base_url + "/api/v3/user",
+        emails_endpoint=gh.base_url + "/api/v3/user/emails",
+    )
+    return Provider.objects.create(
+        slug="github", name="GitHub", client_id=gh.client_id, client_secret=gh.client_secret, **values
+    )
+
+
+def test_github_com_callback_issuer_defaults_to_its_oauth_path():
+    provider = Provider(**preset_values("github"))
+    assert provider.issuer == "https://github.com" and provider.callback_issuer == ""
+    assert github_module.callback_issuer(provider) == GITHUB_COM_CALLBACK_ISS
+
+
+def test_enterprise_server_callback_issuer_defaults_to_its_oauth_path():
+    provider = Provider(**preset_values("github", base_url="https://github.example.com"))
+    assert github_module.callback_issuer(provider) == "https://github.example.com/login/oauth"
+
+
+def test_an_authorization_endpoint_shaped_otherwise_keeps_the_identity_issuer():
+    provider = Provider(kind="github", issuer="https://git.example", authorization_endpoint="https://git.example/oauth")
+    assert github_module.callback_issuer(provider) == "https://git.example"
+
+
+def test_github_com_callback_with_its_rfc9207_iss_signs_in_and_keeps_the_identity(client, github_com, gh):
+    """What github.com sends since April 2026: iss=https://github.com/login/oauth; identities stay under github.com."""
+    owner = User.objects.create_user("octo-before", email="octo@example.com")
+    Identity.objects.create(user=owner, provider=github_com, issuer="https://github.com", subject="583231")
+    gh.callback_iss = GITHUB_COM_CALLBACK_ISS
+    params = gh.authorize(start_login(client, github_com))
+    assert params["iss"] == "https://github.com/login/oauth"  # exactly what GitHub puts on the redirect
+    response = client.get("/accounts/github/callback/", params)
+    assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
+    assert int(client.session[SESSION_KEY]) == owner.pk  # the identity stored before the upgrade, kept
+    assert list(Identity.objects.values_list("issuer", "subject")) == [("https://github.com", "583231")]
+
+
+def test_github_com_callback_naming_the_identity_issuer_is_refused_as_a_mix_up(client, github_com, gh):
+    """Only the callback issuer passes: ``https://github.com`` keys identities, it does not name callbacks."""
+    gh.callback_iss = "https://github.com"
+    assert_error_page(sign_in(client, gh, github_com), 400, code="invalid_request", reason="RFC 9207 mix-up defence")
+    assert SESSION_KEY not in client.session and not Identity.objects.exists()
+    assert "/login/oauth/access_token" not in gh.hits  # refused before the code is spent
+
+
+@pytest.mark.parametrize(
+    "iss", ["https://evil.example/login/oauth", "https://github.com/login/oauth/", "https://github.com/login"]
+)
+def test_github_com_callback_naming_another_issuer_is_refused_as_a_mix_up(client, github_com, gh, iss):
+    gh.callback_iss = iss
+    assert_error_page(
+        sign_in(client, gh, github_com),
+        400,
+        code="invalid_request",
+        reason="callback iss parameter names another issuer (RFC 9207 mix-up defence)",
+    )
+    assert SESSION_KEY not in client.session and "/login/oauth/access_token" not in gh.hits
+
+
+def test_github_com_callback_without_iss_still_signs_in(client, github_com, gh):
+    gh.callback_iss = None
+    response = sign_in(client, gh, github_com)
+    assert response.status_code == 302 and int(client.session[SESSION_KEY]) == User.objects.get().pk
+
+
+def test_enterprise_server_callback_with_its_own_oauth_issuer_signs_in(client, github, gh):
+    gh.callback_iss = gh.base_url + "/login/oauth"
+    assert sign_in(client, gh, github).status_code == 302
+    assert Identity.objects.get().issuer == gh.base_url
+
+
+def test_a_configured_callback_issuer_replaces_the_default(client, github, gh):
+    github.callback_issuer = "https://sso.github.example/oauth"
+    github.full_clean()
+    github.save()
+    gh.callback_iss = gh.base_url + "/login/oauth"  # the default no longer passes
+    assert_error_page(sign_in(client, gh, github), 400, code="invalid_request", reason="RFC 9207 mix-up defence")
+    gh.callback_iss = "https://sso.github.example/oauth"
+    assert sign_in(client, gh, github).status_code == 302 and SESSION_KEY in client.session
 
 
 def test_authorization_request_keeps_state_and_pkce_without_nonce(client, github, gh):

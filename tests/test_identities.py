@@ -620,13 +620,13 @@ def test_a_first_sign_in_announces_its_identity_with_the_callbacks_request(
     assert kw["request"].path == "/accounts/test-op/callback/" and kw["identity"] == Identity.objects.get()
 
 
-# --- only the owner's own disconnect keeps an identity from being linked to them by email -------------
+# --- a disconnect of this very identity, by anyone, keeps it from being linked by email -----------
 
 
 @pytest.mark.parametrize(
     ("owner", "issuer", "subject"),
-    [("bob", ISSUER, "s-1"), ("alice", "https://other.example", "s-1"), ("alice", ISSUER, "s-2")],
-    ids=["another user's disconnect", "the same subject at another issuer", "another subject at this issuer"],
+    [("alice", "https://other.example", "s-1"), ("alice", ISSUER, "s-2")],
+    ids=["the same subject at another issuer", "another subject at this issuer"],
 )
 def test_a_disconnect_of_another_account_does_not_stop_email_linking(linking, owner, issuer, subject):
     from accounts.models import DisconnectedIdentity
@@ -636,3 +636,59 @@ def test_a_disconnect_of_another_account_does_not_stop_email_linking(linking, ow
     DisconnectedIdentity.objects.create(user=User.objects.get(username=owner), issuer=issuer, subject=subject)
     result = login(linking, sub="s-1", email="alice@example.com", email_verified=True)
     assert result.user == alice and result.identity_created
+
+
+@pytest.mark.parametrize("disconnected_by", ["alice", "bob"], ids=["the matched user", "any other user"])
+def test_an_identity_any_user_disconnected_is_never_linked_by_email(linking, disconnected_by):
+    """A disconnect says "do not trust this provider account here" -- whoever said it, linking obeys."""
+    from accounts.errors import ReconnectRequired
+    from accounts.models import DisconnectedIdentity
+
+    alice = User.objects.create_user("alice", email="alice@example.com")
+    User.objects.create_user("bob")
+    by = User.objects.get(username=disconnected_by)
+    DisconnectedIdentity.objects.create(user=by, issuer=ISSUER, subject="s-1")
+    with pytest.raises(ReconnectRequired) as refused:
+        login(linking, sub="s-1", email="alice@example.com", email_verified=True)
+    assert refused.value.code == "identity_disconnected"
+    assert refused.value.reason == f"idp identity was disconnected by user {by.pk}; not re-linking by email"
+    assert not Identity.objects.exists()
+    assert list(User.objects.order_by("pk").values_list("username", flat=True)) == ["alice", "bob"]
+    assert alice.identities.count() == 0
+
+
+def test_connecting_an_identity_removes_only_the_connecting_users_own_disconnect(linking):
+    """Connecting X to B on purpose is B's word about X, never A's: A's record that A disconnected X stays."""
+    from accounts.models import DisconnectedIdentity
+
+    alice = User.objects.create_user("alice", email="alice@example.com")
+    bob = User.objects.create_user("bob")
+    DisconnectedIdentity.objects.create(user=alice, issuer=ISSUER, subject="s-1")
+    DisconnectedIdentity.objects.create(user=bob, issuer=ISSUER, subject="s-1")
+    claims = {"iss": ISSUER, "sub": "s-1", "email": "alice@example.com", "email_verified": True}
+    connect_identity(request=None, provider=linking, user=bob, issuer=ISSUER, subject="s-1", claims=claims)
+    assert list(DisconnectedIdentity.objects.values_list("user__username", "issuer", "subject")) == [
+        ("alice", ISSUER, "s-1")
+    ]
+
+
+@pytest.mark.parametrize("role", ["is_staff", "is_superuser"])
+def test_verified_email_linking_never_attaches_an_identity_to_staff_or_superusers(linking, role):
+    """Whoever may edit providers could add one that vouches for the superuser's address: no linking to them."""
+    from accounts.errors import AccountConflict
+
+    admin = User.objects.create_user("root", email="root@example.com", **{role: True})
+    with pytest.raises(AccountConflict) as refused:
+        login(linking, sub="s-1", email="root@example.com", email_verified=True)
+    assert refused.value.code == "account_conflict"
+    assert refused.value.reason == (
+        f"verified-email linking never attaches an identity from idp to staff or superuser account {admin.pk}"
+    )
+    assert not Identity.objects.exists() and User.objects.get() == admin
+
+
+def test_staff_connect_a_provider_explicitly_while_signed_in(linking):
+    staff = User.objects.create_user("root", email="root@example.com", is_staff=True, is_superuser=True)
+    claims = {"iss": ISSUER, "sub": "s-1", "email": "root@example.com", "email_verified": True}
+    connect_identity(request=None, provider=linking, user=staff, issuer=ISSUER, subject="s-1", claims=claims)
+    assert login(linking, sub="s-1", email="root@example.com", email_verified=True).user == staff

@@ -28,10 +28,8 @@ def linking(provider) -> Provider:
 
 @pytest.fixture
 def victim(db):
-    """An existing account, with a password and staff rights: worth taking over."""
-    return User.objects.create_user(
-        "victim", email="victim@example.com", password="a long local password", is_staff=True
-    )
+    """An existing account, with a password: worth taking over."""
+    return User.objects.create_user("victim", email="victim@example.com", password="a long local password")
 
 
 # --- linking by email -----------------------------------------------------------------------------
@@ -42,6 +40,19 @@ def test_verified_email_signs_in_to_the_existing_account_when_linking_is_on(clie
     assert sign_in(client, op, linking).status_code == 302
     assert signed_in_user(client) == victim
     assert Identity.objects.get().user == victim and User.objects.count() == 1
+
+
+@pytest.mark.parametrize("role", ["is_staff", "is_superuser"])
+def test_verified_email_never_signs_in_to_a_staff_or_superuser_account(client, op, linking, victim, role):
+    """Whoever may edit providers could make one vouch for an admin's address: admins connect explicitly."""
+    User.objects.filter(pk=victim.pk).update(**{role: True})
+    op.next_user = {**op.next_user, "email": "victim@example.com", "email_verified": True}
+    assert_error_page(
+        sign_in(client, op, linking), 409, "connect this provider from your profile page",
+        code="account_conflict",
+        reason=f"never attaches an identity from test-op to staff or superuser account {victim.pk}",
+    )  # fmt: skip
+    assert signed_in_user(client) is None and not Identity.objects.exists() and User.objects.count() == 1
 
 
 def test_verified_email_gets_a_new_account_when_linking_is_off(client, op, provider, victim):

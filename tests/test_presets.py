@@ -7,6 +7,7 @@ from django.contrib.auth import SESSION_KEY
 from django.core.management import call_command
 
 from accounts.models import Identity, Provider
+from accounts.oidc import github as github_style
 from accounts.presets import preset_values
 from tests.conftest import assert_error_page, sign_in
 from tests.op_double import OpenIDProviderDouble
@@ -322,3 +323,35 @@ def test_admin_add_form_fills_the_github_preset(admin_client):
     github = add_with_preset(admin_client, "github")
     assert (github.kind, github.issuer, github.scopes) == ("github", "https://github.com", "read:user user:email")
     assert github.userinfo_endpoint == "https://api.github.com/user"
+
+
+def test_command_sets_a_github_callback_issuer_and_defaults_it_when_omitted():
+    call_command("oidc_provider", "add", "gh", "--preset", "github", "--client-id", "id", "--client-secret", "s")
+    gh = Provider.objects.get(slug="gh")
+    assert gh.callback_issuer == "" and github_style.callback_issuer(gh) == "https://github.com/login/oauth"
+    call_command(
+        "oidc_provider", "add", "gh", "--preset", "github", "--client-id", "id", "--update",
+        "--callback-issuer", "https://github.com/login/oauth2",
+    )  # fmt: skip
+    gh.refresh_from_db()
+    assert gh.callback_issuer == "https://github.com/login/oauth2"
+    assert github_style.callback_issuer(gh) == "https://github.com/login/oauth2"
+
+
+def test_admin_edits_the_github_callback_issuer(admin_client):
+    provider = add_with_preset(admin_client, "github")
+    page = admin_client.get(f"/admin/oidc_signin/provider/{provider.pk}/change/")
+    assert 'name="callback_issuer"' in page.content.decode()
+    data = {
+        name: value
+        for name, value in page.context["adminform"].form.initial.items()
+        if name in page.context["adminform"].form.fields and value is not None
+    }
+    data.update(
+        extra_auth_params="{}", client_secret="", skip_check="on", enabled="on",
+        callback_issuer="https://github.com/login/oauth-custom",
+    )  # fmt: skip
+    response = admin_client.post(f"/admin/oidc_signin/provider/{provider.pk}/change/", data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    provider.refresh_from_db()
+    assert github_style.callback_issuer(provider) == "https://github.com/login/oauth-custom"

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('oidc_signin', '0004_encrypted_client_secret'),
+        ('oidc_signin', '0005_callback_issuer'),
     ]
 
     operations = [

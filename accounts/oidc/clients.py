@@ -233,13 +233,17 @@ class ProviderClient:
             raise InvalidRequest("callback has neither code nor error")
         return code
 
+    def callback_issuer(self) -> str:
+        """The ``iss`` an authorization response must carry (RFC 9207 2): the issuer, by default."""
+        return str(self.metadata["issuer"])
+
     def _check_iss_parameter(self, iss: str | None) -> None:
         """RFC 9207: the authorization response names its issuer, defeating mix-up attacks."""
         if iss is None:
             if self.metadata.get("authorization_response_iss_parameter_supported") is True:
                 raise InvalidRequest("callback lacks the iss parameter the provider promises (RFC 9207)")
             return
-        if iss != self.metadata["issuer"]:
+        if iss != self.callback_issuer():
             raise InvalidRequest("callback iss parameter names another issuer (RFC 9207 mix-up defence)")
 
     @sensitive_variables("code", "body", "headers", "auth", "secret")
@@ -395,6 +399,10 @@ class GitHubClient(ProviderClient):
             for name in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint")
             if not getattr(provider, name)
         }
+
+    def callback_issuer(self) -> str:
+        """GitHub names its callbacks ``https://github.com/login/oauth``, not its identity namespace."""
+        return github.callback_issuer(self.provider)
 
     def verified_login(self, token: dict[str, Any], pending: PendingLogin) -> VerifiedLogin:
         claims = github.fetch_identity(self.provider, access_token=token["access_token"])

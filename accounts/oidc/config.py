@@ -33,6 +33,8 @@ class ProviderConfig(Protocol):
     token_endpoint: str
     userinfo_endpoint: str
     emails_endpoint: str
+    #: GitHub-style providers only: the ``iss`` their callbacks carry (blank: derived, see ``github``).
+    callback_issuer: str
     #: Token issuers only: their keys' URL, for an issuer without a discovery document.
     jwks_uri: str
 

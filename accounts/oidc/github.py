@@ -7,7 +7,11 @@ There is no ID token to verify, so the identity is only as good as the API calls
 * the email is the *primary, verified* address from the emails endpoint; the profile's public
   ``email`` field is ignored, and an unverified address is never trusted;
 * the identity namespace ("issuer") is the configured base URL, so github.com and a GitHub
-  Enterprise Server never share subjects.
+  Enterprise Server never share subjects;
+* the issuer its callbacks name (RFC 9207 ``iss``) is another value: github.com sends
+  ``https://github.com/login/oauth``, its authorization endpoint without the final ``/authorize``,
+  while its identities stay under ``https://github.com``. ``callback_issuer`` is what a callback
+  must carry, so the mix-up defence holds without moving anybody's identity.
 """
 
 from __future__ import annotations
@@ -26,6 +30,27 @@ API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": 
 #: The longest subject an identity can store (``Identity.subject`` is a varchar(255)), and the
 #: limit OpenID Connect Core 2 sets for ``sub``.
 MAX_SUBJECT_LENGTH = 255
+
+
+#: The final path segment that the default callback issuer drops from the authorization endpoint.
+AUTHORIZE_SEGMENT = "/authorize"
+
+
+def callback_issuer(provider: Provider) -> str:
+    """The ``iss`` a callback of this provider must carry (RFC 9207), when it carries one.
+
+    The configured ``callback_issuer``, else the authorization endpoint without its final
+    ``/authorize`` -- what github.com (``https://github.com/login/oauth``) and GitHub Enterprise
+    Server (``https://HOST/login/oauth``) send -- else, for an endpoint shaped otherwise, the
+    identity issuer. Computed when blank, so providers stored before the field existed work as
+    they are, and an edited authorization endpoint takes its issuer along.
+    """
+    if provider.callback_issuer:
+        return provider.callback_issuer
+    endpoint = provider.authorization_endpoint.rstrip("/")
+    if endpoint.endswith(AUTHORIZE_SEGMENT) and len(endpoint) > len(AUTHORIZE_SEGMENT):
+        return endpoint.removesuffix(AUTHORIZE_SEGMENT)
+    return provider.issuer
 
 
 def metadata(provider: Provider) -> dict[str, Any]:

@@ -76,6 +76,7 @@ def test_setup_on_another_port_keeps_the_secret_and_adds_the_uris():
     assert "http://127.0.0.1:9000/accounts/local/callback/" in client.redirect_uris
     assert "http://127.0.0.1:8000/accounts/local/callback/" in client.redirect_uris
     assert Provider.objects.get().issuer == "http://localhost:9000/devidp"
+    assert Provider.objects.get().reveal_client_secret() == secret  # moved on purpose, with its secret
 
 
 @pytest.mark.django_db

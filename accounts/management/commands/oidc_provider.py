@@ -35,7 +35,9 @@ class Command(BaseCommand):
             "--client-secret",
             default="",
             help="The secret (stored encrypted with ACCOUNTS_CLIENT_SECRET_KEYS), or env:NAME to read it from the "
-            "environment variable NAME each time it is used.",
+            "environment variable NAME each time it is used (NAME must start with ACCOUNTS_CLIENT_SECRET_ENV_PREFIX, "
+            "default OIDC_SECRET_, or be listed in ACCOUNTS_CLIENT_SECRET_ENV_ALLOWED). With --update, changing the "
+            "issuer, kind, an endpoint or the JWKS URI clears the stored secret unless this is given again.",
         )
         add.add_argument("--name")
         add.add_argument("--scopes")
@@ -43,6 +45,11 @@ class Command(BaseCommand):
         add.add_argument("--token-url", help="GitHub-style token endpoint.")
         add.add_argument("--userinfo-url", help="GitHub-style user API endpoint.")
         add.add_argument("--emails-url", help="GitHub-style emails API endpoint.")
+        add.add_argument(
+            "--callback-issuer",
+            help="GitHub-style: the issuer its callbacks name (RFC 9207 iss); any other is refused. Default: the "
+            "authorization endpoint without its final /authorize (https://github.com/login/oauth for github.com).",
+        )
         add.add_argument(
             "--jwks-uri",
             help="Token issuers: the JWKS URL of an issuer without a discovery document, whose access tokens "
@@ -75,10 +82,18 @@ class Command(BaseCommand):
         provider.name = options["name"] or provider.name or self._default_name(slug, options["preset"])
         provider.client_id = client_id
         if client_secret or not existing:
-            provider.client_secret = client_secret
+            provider.enter_client_secret(client_secret)
         provider.enabled = not options["disabled"]
         self._save(provider)
         self.stdout.write(f"{'Updated' if existing else 'Added'} provider {slug!r} ({provider.name}).")
+        if provider.client_secret_cleared:
+            changed = ", ".join(provider.secret_binding_changes_at_save)
+            self.stdout.write(
+                self.style.WARNING(
+                    f"The stored client secret was cleared because {changed} changed: a secret never follows a "
+                    "provider to another server. Give --client-secret again."
+                )
+            )
 
     def _values(self, options: dict[str, Any]) -> dict[str, Any]:
         """Field values from a preset (if any), overridden by what was given explicitly."""
@@ -98,6 +113,7 @@ class Command(BaseCommand):
             "token_endpoint": options["token_url"],
             "userinfo_endpoint": options["userinfo_url"],
             "emails_endpoint": options["emails_url"],
+            "callback_issuer": options["callback_issuer"],
             "userinfo": options["userinfo"],
             "jwks_uri": options["jwks_uri"],
         }
