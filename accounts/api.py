@@ -39,13 +39,14 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from . import token_profiles
 from .adapter import get_adapter
 from .admission import admit, admit_user
 from .conf import conf
 from .errors import SignInError, SignInRefused, TokenRejected, printable
 from .identities import sign_in_identity
 from .models import Identity, Provider
-from .oidc import tokens
+from .oidc import profiles, tokens
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -257,17 +258,18 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
         )
     try:
         provider, claims = _verified(raw, audiences, policy)
-        scopes = frozenset(claims.get("scope", "").split())
+        token = _read(provider, claims, audiences)
+        scopes = token.scopes
         missing = [scope for scope in policy.scopes if scope not in scopes]
         if missing:
             raise InsufficientScope(
-                f"access token of client {claims['client_id'][:_QUOTED]!r} lacks scope {' '.join(missing)[:200]}",
+                f"access token of client {token.client_id[:_QUOTED]!r} lacks scope {' '.join(missing)[:200]}",
                 description="The access token does not grant the scope this API needs.",
                 scope=" ".join(policy.scopes),
             )
         if policy.refuse_replay:
             _refuse_replay(claims)
-        return _principal(request, provider, claims, scopes, policy)
+        return _principal(request, provider, claims, token, policy)
     except _DATABASE_BUSY as exc:
         raise ServiceUnavailable(
             f"database unavailable: {type(exc).__name__}", description="The service is busy; try again."
@@ -277,7 +279,7 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
 def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tuple[Provider, dict[str, Any]]:
     try:
         issuer = tokens.unverified_issuer(raw)
-        provider = Provider.objects.filter(issuer=issuer, enabled=True).order_by("pk").first()
+        provider = token_profiles.provider_for_issuer(issuer, raw)
         if provider is None:
             raise InvalidToken(
                 f"access token iss {issuer[:_QUOTED]!r} is no enabled provider",
@@ -290,7 +292,12 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
                 description="The access token was not issued by an issuer this API trusts.",
             )
         claims = tokens.verify_access_token(
-            provider, raw, jwks_uri=jwks_uri, audiences=audiences, require_jti=policy.refuse_replay
+            provider,
+            raw,
+            jwks_uri=jwks_uri,
+            audiences=[provider.token_audience] if provider.token_audience else audiences,
+            require_jti=policy.refuse_replay,
+            profile=token_profiles.profile_of(provider),
         )
     except TokenRejected as exc:
         raise InvalidToken(exc.reason, description=str(exc.message)) from exc
@@ -299,6 +306,19 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
             f"keys unavailable: {exc.reason}", description="The access token cannot be checked right now; try again."
         ) from exc
     return provider, claims
+
+
+def _read(provider: Provider, claims: dict[str, Any], audiences: Collection[str]) -> profiles.AccessToken:
+    """The caller and scopes of a verified token, by its provider's token profile and policy."""
+    try:
+        return profiles.read(
+            token_profiles.profile_of(provider),
+            claims,
+            audiences=[provider.token_audience] if provider.token_audience else audiences,
+            policy=token_profiles.policy_of(provider),
+        )
+    except TokenRejected as exc:
+        raise InvalidToken(exc.reason, description=str(exc.message)) from exc
 
 
 def _refuse_replay(claims: dict[str, Any]) -> None:
@@ -317,18 +337,31 @@ def _refuse_replay(claims: dict[str, Any]) -> None:
 
 
 def _principal(
-    request: HttpRequest, provider: Provider, claims: dict[str, Any], scopes: frozenset[str], policy: BearerPolicy
+    request: HttpRequest, provider: Provider, claims: dict[str, Any], token: profiles.AccessToken, policy: BearerPolicy
 ) -> BearerPrincipal:
-    """A machine for ``sub == client_id``; else the identity's user; else as the policy says for strangers."""
-    issuer, subject, client_id = claims["iss"], claims["sub"], claims["client_id"]
-    common = {"provider": provider, "client_id": client_id, "subject": subject, "scopes": scopes, "claims": claims}
+    """A machine when the token shows it (``sub == client_id``, or its profile's marker); else the identity's
+    user; else as the policy says for strangers.
+
+    ``unknown_subject="machine"`` never makes a machine of a token that does not show it is one:
+    such a token is a user's whose account is unknown here, and is refused.
+    """
+    issuer, subject, client_id = claims["iss"], claims["sub"], token.client_id
+    common = {
+        "provider": provider, "client_id": client_id, "subject": subject, "scopes": token.scopes, "claims": claims
+    }  # fmt: skip
     identity = None
-    if not tokens.same_text(subject, client_id):
+    if not token.is_machine:
         identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
         unknown = policy.subject_policy() if identity is None else None
         if unknown is UnknownSubject.REFUSE:
             raise InvalidToken(
                 f"access token subject of {provider.slug} has no identity here",
+                description="The access token's subject has no account here.",
+            )
+        if unknown is UnknownSubject.MACHINE:
+            raise InvalidToken(
+                f"access token subject of {provider.slug} has no identity here, and the token does not show "
+                "a machine client (its sub is not its client id, and no machine marker of its token profile)",
                 description="The access token's subject has no account here.",
             )
         if unknown is UnknownSubject.CREATE_USER:
