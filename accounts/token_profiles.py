@@ -13,6 +13,14 @@ from .models import Provider
 from .oidc import profiles, tokens
 from .oidc.profiles import CallerPolicy, ProfileName, TokenProfile
 
+#: How many providers sharing one issuer are considered (a site has a handful at most).
+_SAME_ISSUER = 10
+
+
+def _takes_typ(profile: TokenProfile, typ: object) -> bool:
+    value = "" if typ is None else typ
+    return isinstance(value, str) and value.lower() in profile.typ
+
 
 def profile_of(provider: Provider) -> TokenProfile:
     return profiles.profile_named(provider.token_profile)
@@ -31,13 +39,17 @@ def policy_of(provider: Provider) -> CallerPolicy:
 def provider_for_issuer(issuer: str, raw: str) -> Provider | None:
     """The enabled provider whose tokens say ``iss`` = ``issuer``; only a choice of keys, nothing verified.
 
-    An exact match first (one indexed query); then the few providers with several issuer
+    An exact match first (one indexed query; among several providers of one issuer, the first whose
+    profile accepts the token's ``typ``); then the few providers with several issuer
     spellings (the ``entra`` profile), each asked whether ``issuer`` is one of them for the
     token's ``tid``. ``verify_access_token`` checks ``iss`` again against the verified claims.
     """
-    provider = Provider.objects.filter(issuer=issuer, enabled=True).order_by("pk").first()
-    if provider is not None:
-        return provider
+    same = list(Provider.objects.filter(issuer=issuer, enabled=True).order_by("pk")[:_SAME_ISSUER])
+    if len(same) > 1:  # e.g. Google sign-in and Google service tokens: the one whose profile takes this typ
+        typ = tokens.unverified_typ(raw)
+        return next((p for p in same if _takes_typ(profile_of(p), typ)), same[0])
+    if same:
+        return same[0]
     spelled = Provider.objects.filter(enabled=True, token_profile=ProfileName.ENTRA).order_by("pk")
     candidates = list(spelled)
     if not candidates:

@@ -130,6 +130,8 @@ class TokenProfile:
     typ_label: str
     #: The claims holding the client id, in order of preference; the first present is read.
     client_id_claims: tuple[str, ...]
+    #: Whether a token without any of ``client_id_claims`` is refused (Stytch sessions name no client).
+    client_id_required: bool = True
     #: Where scopes are; every source adds to one set.
     scopes: tuple[ScopeSource, ...] = ()
     audience: AudienceRule = AudienceRule.AUD
@@ -179,7 +181,9 @@ PROFILES: dict[ProfileName, TokenProfile] = {
             name=ProfileName.STYTCH,
             typ=frozenset({"jwt"}),
             typ_label="JWT",
-            client_id_claims=(),  # an M2M token's client is its subject; a session has no client
+            # A connected app's token names its client; an M2M token's client is its subject; a session has none.
+            client_id_claims=("client_id",),
+            client_id_required=False,
             scopes=(ScopeSource(("scope",)),),
             machine_markers=(MachineMarker("sub", prefix="m2m-client-", unless=("https://stytch.com/session",)),),
             user_claims=("https://stytch.com/session",),

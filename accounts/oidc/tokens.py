@@ -377,6 +377,11 @@ def unverified_claims(raw: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
+def unverified_typ(raw: str) -> Any:
+    """An access token's ``typ`` header, unverified: only to choose among providers sharing one issuer."""
+    return dict(_parse_access_token(raw).headers()).get("typ")
+
+
 def _parse_access_token(raw: str) -> jws.CompactSignature:
     try:
         return _parse(raw, "access token")
@@ -445,7 +450,9 @@ def _check_access_token_claims(
     }
     if profile.audience is AudienceRule.AUD:
         options["aud"] = {"essential": True, "values": list(audiences)}
-    if profile.client_id_claims == ("client_id",):  # RFC 9068's own claim: its absence is named as before
+    if profile.client_id_required and profile.client_id_claims == (
+        "client_id",
+    ):  # RFC 9068's own claim: its absence is named as before
         options["client_id"] = {"essential": True}
     if require_jti:
         options["jti"] = {"essential": True}
@@ -468,7 +475,7 @@ def _check_access_token_claims(
         raise _refused("access token sub claim is not a non-empty string", "claims")
     if len(claims["sub"]) > _MAX_SUBJECT:
         raise _refused(f"access token sub claim is longer than {_MAX_SUBJECT} characters", "claims")
-    if profile.client_id_claims and profiles.client_id_of(profile, claims) is None:
+    if profile.client_id_required and profiles.client_id_of(profile, claims) is None:
         names = " or ".join(profile.client_id_claims)
         raise TokenRejected(f"access token has no {names} claim", message="The access token names no client.")
     if "scope" in claims and not isinstance(claims["scope"], str):
