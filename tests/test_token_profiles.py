@@ -760,3 +760,69 @@ def test_an_array_scope_outside_rfc_6749_is_refused(op, vendors, caplog):
 
 def test_scope_words_split_on_spaces():
     assert profiles.scope_words("a  b c", claim="scope") == ["a", "b", "c"]
+
+
+# --- the admin ------------------------------------------------------------------------------------------
+
+
+def _admin_post(admin_client, **fields: str):
+    data = {
+        "name": "",
+        "slug": "",
+        "preset": "generic",
+        "enabled": "on",
+        "display_order": "0",
+        "issuer": "",
+        "client_id": "",
+        "kind": "oidc",
+        "scopes": "openid email profile",
+        "allowed_algorithms": "RS256",
+        "extra_auth_params": "{}",
+        "userinfo": "when-needed",
+        "profile_sync": "follow",
+        "email_linking": "never",
+        "token_profile": "rfc9068",
+        **fields,
+    }
+    return admin_client.post("/admin/oidc_signin/provider/add/", data)
+
+
+@pytest.mark.urls("project.urls")
+def test_the_admin_adds_stytch_by_preset_and_keeps_its_issuer_as_is(admin_client, op):
+    response = _admin_post(admin_client, preset="stytch", project_id=PROJECT, jwks_uri=op.issuer + "/jwks")
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    provider = Provider.objects.get()
+    assert (provider.issuer, provider.kind, provider.token_profile) == (
+        f"stytch.com/{PROJECT}",
+        "token-issuer",
+        "stytch",
+    )
+    assert (provider.token_audience, provider.client_id) == (PROJECT, PROJECT)
+    health = admin_client.get(f"/admin/oidc_signin/provider/{provider.pk}/health/").content.decode()
+    assert "<code>stytch</code>" in health and PROJECT in health
+
+
+@pytest.mark.urls("project.urls")
+def test_the_admin_never_adds_a_scheme_to_a_token_issuers_issuer(admin_client, op):
+    response = _admin_post(
+        admin_client,
+        name="S",
+        slug="s",
+        kind="token-issuer",
+        issuer=f"stytch.com/{PROJECT}",
+        jwks_uri=op.issuer + "/jwks",
+        client_id=PROJECT,
+        token_profile="stytch",
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Provider.objects.get().issuer == f"stytch.com/{PROJECT}"
+
+
+@pytest.mark.urls("project.urls")
+def test_the_admin_refuses_a_profile_that_does_not_fit_the_kind(admin_client, op):
+    response = _admin_post(
+        admin_client, name="S", slug="s", issuer=op.issuer, client_id="c", token_profile="github-actions"
+    )
+    assert response.status_code == 200
+    assert "token_profile" in response.context["adminform"].form.errors
+    assert not Provider.objects.exists()
