@@ -229,7 +229,7 @@ class ProviderForm(forms.ModelForm):
     #: What this request's checks found, by the configuration checked (set by ``ProviderAdmin.get_form``).
     probes: dict[tuple[str, ...], diagnostics.Report | SignInError] | None = None
     #: Fields whose change on an existing provider is worth asking the provider about again on save.
-    CHECKED_FIELDS = frozenset({"issuer", "kind", "preset", "allowed_algorithms", "jwks_uri", "token_profile"})
+    CHECKED_FIELDS = frozenset({"issuer", "kind", "preset", "allowed_algorithms", "jwks_uri"})
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -242,6 +242,8 @@ class ProviderForm(forms.ModelForm):
                 form_field.help_text = escape(form_field.help_text)
         if "issuer" in self.fields:  # a view-only page's form has no model fields at all
             self.fields["issuer"].required = False  # a preset can fill it in; the model still requires it
+        if "token_profile" in self.fields:  # left out (a script's POST): the stored one, else the strict default
+            self.fields["token_profile"].required = False
         if not self.instance.pk:
             for name in ("name", "slug", "client_id"):  # a preset names itself (Stytch: the project); see clean()
                 if name in self.fields:
@@ -260,6 +262,8 @@ class ProviderForm(forms.ModelForm):
         """
         super().clean()
         cleaned = self.cleaned_data
+        if "token_profile" in self.fields and not cleaned.get("token_profile"):
+            cleaned["token_profile"] = self.instance.token_profile or ProfileName.RFC9068
         preset = cleaned.get("preset")
         if self.instance.pk or not preset:
             self._check_provider()
