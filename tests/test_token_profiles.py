@@ -10,14 +10,20 @@ its reason logged; and no token passes as another profile's kind of caller.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import shlex
 import time
 import uuid
 from dataclasses import dataclass, field
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.http import HttpRequest, JsonResponse
 from django.test import Client
 from django.urls import path
@@ -380,9 +386,9 @@ def _vendors() -> dict[ProfileName, Vendor]:
 
 
 VENDOR_PROFILES = [name for name in ProfileName if name != ProfileName.RFC9068]
-USER_PROFILES = [
-    name for name in VENDOR_PROFILES if name not in (ProfileName.GOOGLE_SERVICE, ProfileName.GITHUB_ACTIONS)
-]
+#: Workload identities: every token is a machine's, there is no user token.
+WORKLOADS = (ProfileName.GOOGLE_SERVICE, ProfileName.GITHUB_ACTIONS)
+USER_PROFILES = [name for name in VENDOR_PROFILES if name not in WORKLOADS]
 
 
 def register(op, vendor: Vendor, **overrides: Any) -> Provider:
@@ -826,3 +832,54 @@ def test_the_admin_refuses_a_profile_that_does_not_fit_the_kind(admin_client, op
     assert response.status_code == 200
     assert "token_profile" in response.context["adminform"].form.errors
     assert not Provider.objects.exists()
+
+
+# --- the documented examples: each `oidc_provider add` line, and its tokens, work as documented --------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+
+
+def documented_examples() -> dict[str, tuple[list[str], dict[str, dict[str, Any]]]]:
+    """``{profile: (add-command arguments, {"user"|"machine": {"header", "claims"}})}`` from docs/api.md."""
+    text = DOCS.read_text()
+    examples: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {}
+    for name, command in re.findall(r"<!-- add (\S+) -->\s*```sh\n(.*?)```", text, re.DOTALL):
+        args = shlex.split(command.strip())
+        assert args[:3] == ["manage.py", "oidc_provider", "add"], command
+        examples[name] = (args[2:], {})
+    for name, kind, token in re.findall(r"<!-- token (\S+) (user|machine) -->\s*```json\n(.*?)```", text, re.DOTALL):
+        examples[name][1][kind] = json.loads(token)
+    return examples
+
+
+def test_every_vendor_profile_is_documented_with_an_add_line_and_its_tokens():
+    examples = documented_examples()
+    assert set(examples) == {p.value for p in VENDOR_PROFILES}
+    for name, (_args, tokens) in examples.items():
+        expected = {"machine"} if name in WORKLOADS else {"user", "machine"}
+        assert set(tokens) == expected, name
+
+
+@pytest.mark.parametrize("name", [p.value for p in VENDOR_PROFILES])
+def test_the_documented_tokens_are_admitted_through_the_documented_add_line(op, caplog, name):
+    args, tokens = documented_examples()[name]
+    out = StringIO()
+    call_command("oidc_provider", *args, "--jwks-uri", op.issuer + "/jwks", stdout=out)  # Stytch's keys: the double's
+    provider = Provider.objects.get()
+    assert provider.token_profile == name
+    now = int(time.time())
+    for kind, example in tokens.items():
+        claims = dict(example["claims"])
+        for claim in ("iat", "nbf", "auth_time"):
+            if claim in claims:
+                claims[claim] = now - 5
+        claims["exp"] = now + 300
+        if kind == "user":
+            with_identity(provider, claims)
+        caplog.clear()
+        header = {k: v for k, v in example["header"].items() if k not in ("kid", "alg")}
+        response = call("/api/any/", sign(op, (header, claims)), caplog)
+        assert response.status_code == 200, (kind, response.content)
+        assert response.json()["kind"] == ("user" if kind == "user" else "client"), kind
+        if name not in WORKLOADS:
+            assert "reports:read" in response.json()["scopes"] or (kind == "user" and name == "stytch")
