@@ -883,3 +883,26 @@ def test_the_documented_tokens_are_admitted_through_the_documented_add_line(op, 
         assert response.json()["kind"] == ("user" if kind == "user" else "client"), kind
         if name not in WORKLOADS:
             assert "reports:read" in response.json()["scopes"] or (kind == "user" and name == "stytch")
+
+
+def test_cognito_without_allowed_clients_admits_nobody_even_if_stored_so(op, vendors, caplog):
+    """``clean`` requires the list; a row written around it (a data migration, raw SQL) still admits no one."""
+    provider = register(op, vendors[ProfileName.COGNITO])
+    Provider.objects.filter(pk=provider.pk).update(allowed_clients="")
+    response = call("/api/any/", sign(op, vendors[ProfileName.COGNITO].machine), caplog)
+    assert_refused(response, caplog, "lists no allowed clients")
+
+
+def test_the_protocol_layer_checks_the_tenants_issuer_itself(op, vendors):
+    """Whatever provider the lookup chose, ``verify_access_token`` checks iss against the verified tid."""
+    from accounts.errors import TokenRejected
+    from accounts.oidc.tokens import verify_access_token
+
+    vendor = vendors[ProfileName.ENTRA]
+    provider = register(op, vendor, allowed_tenants=f"{TENANT} {OTHER_TENANT}")
+    token = sign(op, vendor.machine, iss=f"https://login.microsoftonline.com/{OTHER_TENANT}/v2.0")
+    with pytest.raises(TokenRejected) as info:
+        verify_access_token(
+            provider, token, jwks_uri=op.issuer + "/jwks", audiences=[AUDIENCE], profile=profiles.PROFILES["entra"]
+        )
+    assert "iss claim is not valid" in info.value.reason
