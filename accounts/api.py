@@ -13,7 +13,12 @@ token, another service calling it with a client-credentials token (machine to ma
   token's subject is an identity that signed in here (``request.user`` is that user, the same one
   a browser sign-in gives), a ``MachinePrincipal`` for a client acting for itself (no Django user;
   ``request.user`` is anonymous), told apart as RFC 9068 section 2.2 suggests: ``sub`` equal to
-  ``client_id``, or, when the API says so, a subject with no identity here.
+  ``client_id``, or the machine marker of the provider's token profile (``accounts.oidc.profiles``:
+  Auth0's ``gty``, Entra's ``idtyp``, a Stytch ``m2m-client-`` subject...). Nothing else makes a
+  machine, not even ``unknown_subject="machine"``.
+
+Each provider's tokens are read by its token profile (``accounts.token_profiles``): where the
+client id and the scopes are, how the audience is shown, which claims must hold.
 
 The token's rules are the protocol layer's (``accounts.oidc.tokens.verify_access_token``); this
 module adds what needs the database and the cache: which provider issued it, replay refusal,
@@ -74,8 +79,10 @@ class UnknownSubject(enum.StrEnum):
     """What a valid token whose subject has no identity here becomes (``ACCOUNTS_API_UNKNOWN_SUBJECT``).
 
     ``REFUSE`` suits an API for people who signed in here first; ``CREATE_USER`` makes the account
-    a first sign-in would (a mobile app whose users never see the site); ``MACHINE`` takes the
-    token for a client's own (RFC 9068 2.2), e.g. Auth0's ``<client_id>@clients`` subjects.
+    a first sign-in would (a mobile app whose users never see the site); ``MACHINE`` says the API
+    expects clients, not strangers: a token that shows it is a client's own (``sub == client_id``,
+    or its profile's machine marker, e.g. Auth0's ``gty: client-credentials``) is a machine under
+    any policy, and any other token of an unknown subject is refused -- never taken for a machine.
     """
 
     REFUSE = "refuse"

@@ -178,7 +178,8 @@ class Command(BaseCommand):
             self.stdout.write("No providers. Add one with: manage.py oidc_provider add <slug> --issuer URL ...")
         for p in providers:
             state = "enabled " if p.enabled else "disabled"
-            self.stdout.write(f"{p.slug:<20} {state} {p.kind:<8} {p.issuer}  client_id={p.client_id}")
+            profile = f"  token_profile={p.token_profile}" if p.token_profile != ProfileName.RFC9068 else ""
+            self.stdout.write(f"{p.slug:<20} {state} {p.kind:<8} {p.issuer}  client_id={p.client_id}{profile}")
 
     def handle_check(self, *, slug: str, **_: Any) -> None:
         self._report(self._provider(slug))
