@@ -16,7 +16,8 @@ from .choices import Action, EmailLinking, Kind, Outcome, ProfileSync, Userinfo
 from .conf import DEFAULT_ALGORITHMS
 from .fields import EncryptedSecretField
 from .oidc.clients import CLIENT_CLASSES, sign_in_kinds
-from .oidc.profiles import PROFILE_CHOICES, TENANT_PLACEHOLDER, ProfileName, profile_named
+from .oidc.profiles import PROFILE_CHOICES, ProfileName, profile_named
+from .oidc.quirks import TENANT_PLACEHOLDER
 from .presets import PRESET_CHOICES, PresetKey
 
 #: Authorization request parameters the flow sets itself; an admin's extra parameters may not

@@ -14,8 +14,8 @@ from typing import Any
 from django.db import models
 
 from .choices import Kind, Userinfo
-from .oidc.profiles import TENANT_PLACEHOLDER, ProfileName
-from .oidc.quirks import STANDARD, Quirks
+from .oidc.profiles import ProfileName
+from .oidc.quirks import STANDARD, TENANT_PLACEHOLDER, Quirks
 
 
 class PresetKey(models.TextChoices):

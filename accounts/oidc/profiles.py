@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TokenRejected
+from .quirks import TENANT_PLACEHOLDER  # the Microsoft sign-in preset's: one spelling of the template
 
 #: RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 #: Entra tenant ids are GUIDs; only such a ``tid`` is ever put into an issuer template.
 _TENANT_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-#: What an Entra issuer template holds in place of the tenant (as Microsoft's discovery documents write it).
-TENANT_PLACEHOLDER = "{tenantid}"
 #: Entra's two issuer spellings, v2.0 and v1.0 tokens, for one tenant (or the template): one key set serves both.
 _ENTRA_ISSUERS = (
     (re.compile(r"https://login\.microsoftonline\.com/([^/]+)/v2\.0"), "https://login.microsoftonline.com/{}/v2.0"),
