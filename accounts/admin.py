@@ -31,9 +31,10 @@ from django.utils.html import escape, format_html, format_html_join
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
-from . import diagnostics
+from . import diagnostics, token_profiles
 from .errors import SignInError
 from .models import Identity, Provider, ProviderSession, SignInEvent
+from .oidc.profiles import ProfileName
 from .presets import PRESETS, PresetKey, preset_values
 
 if TYPE_CHECKING:
@@ -211,6 +212,10 @@ class ProviderForm(forms.ModelForm):
         initial="common",
         help_text=_("Microsoft preset: common, organizations, consumers, or your tenant id."),
     )
+    project_id = forms.CharField(
+        required=False,
+        help_text=_("Stytch preset: the project id (project-test-... or project-live-...)."),
+    )
     skip_check = forms.BooleanField(
         required=False,
         label=_("Save without checking"),
@@ -241,8 +246,10 @@ class ProviderForm(forms.ModelForm):
                 form_field.help_text = escape(form_field.help_text)
         if "issuer" in self.fields:  # a view-only page's form has no model fields at all
             self.fields["issuer"].required = False  # a preset can fill it in; the model still requires it
+        if "token_profile" in self.fields:  # left out (a script's POST): the stored one, else the strict default
+            self.fields["token_profile"].required = False
         if not self.instance.pk:
-            for name in ("name", "slug"):  # a preset names itself; see clean()
+            for name in ("name", "slug", "client_id"):  # a preset names itself (Stytch: the project); see clean()
                 if name in self.fields:
                     self.fields[name].required = False
 
@@ -260,6 +267,8 @@ class ProviderForm(forms.ModelForm):
         """
         super().clean()
         cleaned = self.cleaned_data
+        if "token_profile" in self.fields and not cleaned.get("token_profile"):
+            cleaned["token_profile"] = self.instance.token_profile or ProfileName.RFC9068
         preset = cleaned.get("preset")
         if self.instance.pk or not preset:
             self._check_provider()
@@ -273,16 +282,17 @@ class ProviderForm(forms.ModelForm):
                 preset,
                 base_url=cleaned.get("base_url") or cleaned.get("issuer") or "",
                 tenant=cleaned.get("tenant") or "common",
+                project_id=cleaned.get("project_id") or "",
             )
         except ValueError as exc:
-            self.add_error("base_url", str(exc))
+            self.add_error("project_id" if preset == PresetKey.STYTCH else "base_url", str(exc))
             return cleaned
-        default_scopes = Provider._meta.get_field("scopes").default
+        defaults = {"scopes": Provider._meta.get_field("scopes").default, "token_profile": ProfileName.RFC9068}
         for field, value in values.items():
             if (
                 field in ("kind", "preset")
                 or not cleaned.get(field)
-                or (field == "scopes" and cleaned.get(field) == default_scopes)
+                or (field in defaults and cleaned.get(field) == defaults[field])
             ):
                 cleaned[field] = value
         self._check_provider()
@@ -363,7 +373,10 @@ class ProviderAdmin(SecretFieldsAdmin):
                 ),
             },
         ),
-        (PRESET_OPTIONS, {"fields": ("base_url", "tenant"), "description": _("Only used when adding with a preset.")}),
+        (
+            PRESET_OPTIONS,
+            {"fields": ("base_url", "tenant", "project_id"), "description": _("Only used when adding with a preset.")},
+        ),
         (CHECK_ON_SAVE, {"fields": ("skip_check",)}),
         (
             _("Request and verification"),
@@ -384,6 +397,16 @@ class ProviderAdmin(SecretFieldsAdmin):
             },
         ),
         (_("Who may sign in"), {"fields": ("allowed_email_domains", "allowed_hosted_domains", "allowed_tenants")}),
+        (
+            _("Access tokens for this site's APIs"),
+            {
+                "fields": ("token_profile", "token_audience", "allowed_clients", "allowed_callers", "token_max_age"),
+                "description": _(
+                    "How this provider's access tokens are read (docs/api.md). Allowed tenants (above) also "
+                    "apply to entra tokens."
+                ),
+            },
+        ),
         (_("Accounts"), {"fields": ("email_linking", "profile_sync")}),
         (_("History"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
@@ -472,6 +495,7 @@ class ProviderAdmin(SecretFieldsAdmin):
             "original": provider,
             "title": _("Health of %(provider)s") % {"provider": provider.name},
             "health": report,
+            "token_profile": token_profiles.profile_of(provider),
             "can_change": can_change,
             "actions": HealthAction,
             "audit_url": f"{reverse(f'{self.admin_site.name}:oidc_signin_signinevent_changelist')}?"

@@ -13,7 +13,12 @@ token, another service calling it with a client-credentials token (machine to ma
   token's subject is an identity that signed in here (``request.user`` is that user, the same one
   a browser sign-in gives), a ``MachinePrincipal`` for a client acting for itself (no Django user;
   ``request.user`` is anonymous), told apart as RFC 9068 section 2.2 suggests: ``sub`` equal to
-  ``client_id``, or, when the API says so, a subject with no identity here.
+  ``client_id``, or the machine marker of the provider's token profile (``accounts.oidc.profiles``:
+  Auth0's ``gty``, Entra's ``idtyp``, a Stytch ``m2m-client-`` subject...). Nothing else makes a
+  machine, not even ``unknown_subject="machine"``.
+
+Each provider's tokens are read by its token profile (``accounts.token_profiles``): where the
+client id and the scopes are, how the audience is shown, which claims must hold.
 
 The token's rules are the protocol layer's (``accounts.oidc.tokens.verify_access_token``); this
 module adds what needs the database and the cache: which provider issued it, replay refusal,
@@ -35,14 +40,14 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import replay
+from . import replay, token_profiles
 from .adapter import get_adapter
 from .admission import admit, returning_claims
 from .conf import conf
 from .errors import SignInError, SignInRefused, TokenRejected, printable
 from .identities import sign_in_identity
 from .models import Identity, Provider
-from .oidc import tokens
+from .oidc import profiles, tokens
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -70,8 +75,10 @@ class UnknownSubject(enum.StrEnum):
     """What a valid token whose subject has no identity here becomes (``ACCOUNTS_API_UNKNOWN_SUBJECT``).
 
     ``REFUSE`` suits an API for people who signed in here first; ``CREATE_USER`` makes the account
-    a first sign-in would (a mobile app whose users never see the site); ``MACHINE`` takes the
-    token for a client's own (RFC 9068 2.2), e.g. Auth0's ``<client_id>@clients`` subjects.
+    a first sign-in would (a mobile app whose users never see the site); ``MACHINE`` says the API
+    expects clients, not strangers: a token that shows it is a client's own (``sub == client_id``,
+    or its profile's machine marker, e.g. Auth0's ``gty: client-credentials``) is a machine under
+    any policy, and any other token of an unknown subject is refused -- never taken for a machine.
     """
 
     REFUSE = "refuse"
@@ -266,17 +273,18 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
         )
     try:
         provider, claims = _verified(raw, audiences, policy)
-        scopes = frozenset(claims.get("scope", "").split())
+        token = _read(provider, claims, audiences)
+        scopes = token.scopes
         missing = [scope for scope in policy.scopes if scope not in scopes]
         if missing:
             raise InsufficientScope(
-                f"access token of client {claims['client_id'][:_QUOTED]!r} lacks scope {' '.join(missing)[:200]}",
+                f"access token of client {token.client_id[:_QUOTED]!r} lacks scope {' '.join(missing)[:200]}",
                 description="The access token does not grant the scope this API needs.",
                 scope=" ".join(policy.scopes),
             )
         if policy.refuse_replay:
             _refuse_replay(claims)
-        return _principal(request, provider, claims, scopes, policy)
+        return _principal(request, provider, claims, token, policy)
     except _DATABASE_BUSY as exc:
         raise ServiceUnavailable(
             f"database unavailable: {type(exc).__name__}", description="The service is busy; try again."
@@ -286,7 +294,7 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
 def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tuple[Provider, dict[str, Any]]:
     try:
         issuer = tokens.unverified_issuer(raw)
-        provider = Provider.objects.filter(issuer=issuer, enabled=True).order_by("pk").first()
+        provider = token_profiles.provider_for_issuer(issuer, raw)
         if provider is None:
             raise InvalidToken(
                 f"access token iss {issuer[:_QUOTED]!r} is no enabled provider",
@@ -299,7 +307,12 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
                 description="The access token was not issued by an issuer this API trusts.",
             )
         claims = tokens.verify_access_token(
-            provider, raw, jwks_uri=jwks_uri, audiences=audiences, require_jti=policy.refuse_replay
+            provider,
+            raw,
+            jwks_uri=jwks_uri,
+            audiences=[provider.token_audience] if provider.token_audience else audiences,
+            require_jti=policy.refuse_replay,
+            profile=token_profiles.profile_of(provider),
         )
     except TokenRejected as exc:
         raise InvalidToken(exc.reason, description=str(exc.message)) from exc
@@ -308,6 +321,19 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
             f"keys unavailable: {exc.reason}", description="The access token cannot be checked right now; try again."
         ) from exc
     return provider, claims
+
+
+def _read(provider: Provider, claims: dict[str, Any], audiences: Collection[str]) -> profiles.AccessToken:
+    """The caller and scopes of a verified token, by its provider's token profile and policy."""
+    try:
+        return profiles.read(
+            token_profiles.profile_of(provider),
+            claims,
+            audiences=[provider.token_audience] if provider.token_audience else audiences,
+            policy=token_profiles.policy_of(provider),
+        )
+    except TokenRejected as exc:
+        raise InvalidToken(exc.reason, description=str(exc.message)) from exc
 
 
 def _refuse_replay(claims: dict[str, Any]) -> None:
@@ -319,18 +345,31 @@ def _refuse_replay(claims: dict[str, Any]) -> None:
 
 
 def _principal(
-    request: HttpRequest, provider: Provider, claims: dict[str, Any], scopes: frozenset[str], policy: BearerPolicy
+    request: HttpRequest, provider: Provider, claims: dict[str, Any], token: profiles.AccessToken, policy: BearerPolicy
 ) -> BearerPrincipal:
-    """A machine for ``sub == client_id``; else the identity's user; else as the policy says for strangers."""
-    issuer, subject, client_id = claims["iss"], claims["sub"], claims["client_id"]
-    common = {"provider": provider, "client_id": client_id, "subject": subject, "scopes": scopes, "claims": claims}
+    """A machine when the token shows it (``sub == client_id``, or its profile's marker); else the identity's
+    user; else as the policy says for strangers.
+
+    ``unknown_subject="machine"`` never makes a machine of a token that does not show it is one:
+    such a token is a user's whose account is unknown here, and is refused.
+    """
+    issuer, subject, client_id = claims["iss"], claims["sub"], token.client_id
+    common = {
+        "provider": provider, "client_id": client_id, "subject": subject, "scopes": token.scopes, "claims": claims
+    }  # fmt: skip
     identity = None
-    if not tokens.same_text(subject, client_id):
+    if not token.is_machine:
         identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
         unknown = policy.subject_policy() if identity is None else None
         if unknown is UnknownSubject.REFUSE:
             raise InvalidToken(
                 f"access token subject of {provider.slug} has no identity here",
+                description="The access token's subject has no account here.",
+            )
+        if unknown is UnknownSubject.MACHINE:
+            raise InvalidToken(
+                f"access token subject of {provider.slug} has no identity here, and the token does not show "
+                "a machine client (its sub is not its client id, and no machine marker of its token profile)",
                 description="The access token's subject has no account here.",
             )
         if unknown is UnknownSubject.CREATE_USER:

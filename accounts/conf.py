@@ -203,7 +203,7 @@ class AppSettings:
     #: names its own (``bearer_token_required(audience=...)``) uses that instead.
     API_AUDIENCE = Setting[str | list[str]]("", _audiences, "an audience string, or a list of them")
     #: What a valid user access token whose subject has no identity here becomes: "refuse" it,
-    #: "create-user" (as a first sign-in would), or "machine" (a client with no user).
+    #: "create-user" (as a first sign-in would), or "machine" (only tokens that show a client; others refused).
     API_UNKNOWN_SUBJECT = Setting[str]("refuse", _unknown_subject, '"refuse", "create-user" or "machine"')
     #: URL path prefixes ``accounts.api.BearerTokenMiddleware`` protects, each with the options of
     #: ``bearer_token_required``: ``{"/api/": {"audience": "https://api.example", "scopes": ["read"]}}``.

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -15,6 +16,8 @@ from .choices import Action, EmailLinking, Kind, Outcome, ProfileSync, Userinfo
 from .conf import DEFAULT_ALGORITHMS
 from .fields import EncryptedSecretField
 from .oidc.clients import CLIENT_CLASSES, sign_in_kinds
+from .oidc.profiles import PROFILE_CHOICES, ProfileName, profile_named
+from .oidc.quirks import TENANT_PLACEHOLDER
 from .presets import PRESET_CHOICES, PresetKey
 
 #: Authorization request parameters the flow sets itself; an admin's extra parameters may not
@@ -86,12 +89,15 @@ class Provider(models.Model):
         default=PresetKey.GENERIC,
         help_text=_("Turns on the documented quirks of a big provider (see accounts/presets.py)."),
     )
-    issuer = HttpsURLField(
+    #: A URL for every kind that signs people in (checked in ``clean``); a token issuer's may be any
+    #: identifier (Stytch's ``stytch.com/PROJECT_ID``), so the field itself is plain text.
+    issuer = models.CharField(
         _("issuer"),
         max_length=500,
         help_text=_(
             "OpenID Connect: exactly as the provider's discovery document states it, e.g. "
-            "https://accounts.google.com. GitHub-style: the provider's base URL, e.g. https://github.com."
+            "https://accounts.google.com. GitHub-style: the provider's base URL, e.g. https://github.com. "
+            "Token issuers: exactly as their tokens' iss claim says, e.g. stytch.com/project-live-..."
         ),
     )
     client_id = models.CharField(_("client ID"), max_length=500)
@@ -142,6 +148,51 @@ class Provider(models.Model):
             "Token issuers only: where the issuer publishes the keys its access tokens are signed with, "
             "for an issuer without a discovery document."
         ),
+    )
+    # --- tokens for this site's APIs (accounts.api, accounts.oidc.profiles) -----------------------
+    token_profile = models.CharField(
+        _("token profile"),
+        max_length=20,
+        choices=PROFILE_CHOICES,
+        default=ProfileName.RFC9068,
+        help_text=_(
+            "How this provider shapes the access tokens it issues for this site's APIs: rfc9068 (strict, "
+            "the default), or the vendor's documented shape (stytch, auth0, okta, entra, cognito, keycloak, "
+            "google-service, github-actions). The signature rules are the same for every profile."
+        ),
+    )
+    token_audience = models.CharField(
+        _("token audience"),
+        max_length=500,
+        blank=True,
+        help_text=_(
+            "This provider's access tokens must carry this audience instead of the API's own (Stytch: the "
+            "project id; Google service tokens: the receiving URL)."
+        ),
+    )
+    allowed_clients = models.CharField(
+        _("allowed clients"),
+        max_length=1000,
+        blank=True,
+        help_text=_(
+            "Client ids whose access tokens are admitted (space or comma separated; empty: any). Required "
+            "for the cognito profile, whose tokens carry no audience."
+        ),
+    )
+    allowed_callers = models.TextField(
+        _("allowed callers"),
+        blank=True,
+        help_text=_(
+            "google-service: the service-account emails admitted. github-actions: repository, "
+            "repository@ref or repository@environment:NAME glob patterns, e.g. acme/*@refs/heads/main. "
+            "Space or comma separated; empty admits nobody."
+        ),
+    )
+    token_max_age = models.PositiveIntegerField(
+        _("maximum token age"),
+        null=True,
+        blank=True,
+        help_text=_("Seconds: refuse access tokens issued (iat) longer ago than this. Empty: their exp decides."),
     )
     allowed_email_domains = models.CharField(
         _("allowed email domains"),
@@ -311,16 +362,64 @@ class Provider(models.Model):
     def scope_list(self) -> list[str]:
         return self.scopes.split()
 
+    @property
+    def client_list(self) -> list[str]:
+        return [w for w in self.allowed_clients.replace(",", " ").split() if w]
+
+    @property
+    def caller_list(self) -> list[str]:
+        return [w for w in self.allowed_callers.replace(",", " ").split() if w]
+
     def clean(self) -> None:
         super().clean()
         if self.issuer:
             self.issuer = self.issuer.strip()
+        self._clean_issuer()
+        self._clean_token_profile()
         kind = CLIENT_CLASSES.get(self.kind)  # an unknown kind is already a field error
         problems = kind.configuration_problems(self) if kind is not None else {}
         if problems:
             raise ValidationError(problems)
         if any(a.startswith("HS") for a in self.algorithms) and not self.client_secret:
             raise ValidationError({"allowed_algorithms": _("HMAC algorithms need a client secret.")})
+
+    def _clean_issuer(self) -> None:
+        """A URL, except for a token issuer with its own key-set URL, whose issuer is whatever its tokens say."""
+        if not self.issuer:
+            return
+        if not self.issuer.isprintable() or any(c.isspace() for c in self.issuer):
+            raise ValidationError({"issuer": _("An issuer has no spaces or control characters.")})
+        if self.kind == Kind.TOKEN_ISSUER and self.jwks_uri:
+            return
+        url = self.issuer.replace(TENANT_PLACEHOLDER, "common") if self.kind == Kind.TOKEN_ISSUER else self.issuer
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            raise ValidationError(
+                {"issuer": _("Enter a valid URL (only a token issuer with a JWKS URI may have another issuer).")}
+            ) from None
+
+    def _clean_token_profile(self) -> None:
+        """The profile must fit the kind; its policy must be complete enough to admit anyone safely."""
+        profile = profile_named(self.token_profile)
+        if self.kind not in profile.kinds:
+            raise ValidationError(
+                {
+                    "token_profile": _("The %(profile)s token profile does not fit a provider of this kind.")
+                    % {"profile": profile.name}
+                }
+            )
+        if TENANT_PLACEHOLDER in self.issuer:
+            if profile.name != ProfileName.ENTRA or self.kind != Kind.TOKEN_ISSUER:
+                raise ValidationError({"issuer": _("Only an entra token issuer may hold {tenantid}.")})
+            if not self.tenants:
+                raise ValidationError(
+                    {"allowed_tenants": _("A multi-tenant ({tenantid}) issuer needs the list of allowed tenants.")}
+                )
+        if profile.name == ProfileName.COGNITO and not self.client_list:
+            raise ValidationError({"allowed_clients": _("Cognito access tokens have no audience: list the clients.")})
+        if profile.caller_rule_needs_list and not self.caller_list:
+            raise ValidationError({"allowed_callers": _("This token profile admits only the callers listed here.")})
 
 
 class Identity(models.Model):

@@ -14,7 +14,8 @@ from typing import Any
 from django.db import models
 
 from .choices import Kind, Userinfo
-from .oidc.quirks import STANDARD, Quirks
+from .oidc.profiles import ProfileName
+from .oidc.quirks import STANDARD, TENANT_PLACEHOLDER, Quirks
 
 
 class PresetKey(models.TextChoices):
@@ -25,6 +26,15 @@ class PresetKey(models.TextChoices):
     GITHUB = "github", "GitHub"
     MICROSOFT = "microsoft", "Microsoft"
     GITLAB = "gitlab", "GitLab"
+    # Token issuers: they sign access tokens for this site's APIs; nobody signs in with them.
+    STYTCH = "stytch", "Stytch (session and M2M JWTs)"
+    AUTH0 = "auth0", "Auth0 (API access tokens)"
+    OKTA = "okta", "Okta (API access tokens)"
+    ENTRA = "entra", "Microsoft Entra ID (API access tokens)"
+    COGNITO = "cognito", "Amazon Cognito (API access tokens)"
+    KEYCLOAK = "keycloak", "Keycloak (API access tokens)"
+    GOOGLE_SERVICE = "google-service", "Google service accounts (Cloud Run, Tasks, Scheduler, Pub/Sub)"
+    GITHUB_ACTIONS = "github-actions", "GitHub Actions (workflow OIDC tokens)"
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,10 @@ class Preset:
     #: The documented ways this provider departs from the standard, handed to its client.
     quirks: Quirks = STANDARD
     help: str = ""
+    #: Token issuers: the key-set URL (``{base}``, ``{project}``, ``{stytch_host}`` filled in); empty: discovery.
+    jwks_uri: str = ""
+    #: How the issuer shapes its access tokens (``accounts.oidc.profiles``).
+    token_profile: ProfileName = ProfileName.RFC9068
 
     @property
     def label(self) -> str:
@@ -103,10 +117,107 @@ PRESETS: dict[str, Preset] = {
             scopes="openid email profile",
             help="For self-managed GitLab give its base URL, e.g. https://gitlab.example.com.",
         ),
+        # --- token issuers (issue 20): each vendor's documented issuer and key-set URLs ---
+        Preset(
+            key=PresetKey.STYTCH,
+            kind=Kind.TOKEN_ISSUER,
+            issuer="stytch.com/{project}",
+            scopes="openid",
+            userinfo=None,
+            jwks_uri="https://{stytch_host}/v1/sessions/jwks/{project}",
+            token_profile=ProfileName.STYTCH,
+            help="Give the project id (project-test-... or project-live-...).",
+        ),
+        Preset(
+            key=PresetKey.AUTH0,
+            kind=Kind.TOKEN_ISSUER,
+            issuer="{base}/",
+            scopes="openid",
+            userinfo=None,
+            jwks_uri="{base}/.well-known/jwks.json",
+            token_profile=ProfileName.AUTH0,
+            help="Give the tenant's domain as base URL, e.g. https://example.us.auth0.com.",
+        ),
+        Preset(
+            key=PresetKey.OKTA,
+            kind=Kind.TOKEN_ISSUER,
+            issuer="{base}",
+            scopes="openid",
+            userinfo=None,
+            token_profile=ProfileName.OKTA,
+            help="Give the authorization server's issuer, e.g. https://example.okta.com/oauth2/default.",
+        ),
+        Preset(
+            key=PresetKey.ENTRA,
+            kind=Kind.TOKEN_ISSUER,
+            issuer="https://login.microsoftonline.com/{tenant}/v2.0",
+            scopes="openid",
+            userinfo=None,
+            jwks_uri="https://login.microsoftonline.com/common/discovery/v2.0/keys",
+            token_profile=ProfileName.ENTRA,
+            help="Tenant: your tenant id, or {tenantid} (multi-tenant) with the allowed tenants listed.",
+        ),
+        Preset(
+            key=PresetKey.COGNITO,
+            kind=Kind.TOKEN_ISSUER,
+            issuer="{base}",
+            scopes="openid",
+            userinfo=None,
+            jwks_uri="{base}/.well-known/jwks.json",
+            token_profile=ProfileName.COGNITO,
+            help="Give the user pool's issuer, e.g. https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC.",
+        ),
+        Preset(
+            key=PresetKey.KEYCLOAK,
+            kind=Kind.TOKEN_ISSUER,
+            issuer="{base}",
+            scopes="openid",
+            userinfo=None,
+            jwks_uri="{base}/protocol/openid-connect/certs",
+            token_profile=ProfileName.KEYCLOAK,
+            help="Give the realm's issuer, e.g. https://sso.example.com/realms/acme.",
+        ),
+        Preset(
+            key=PresetKey.GOOGLE_SERVICE,
+            kind=Kind.TOKEN_ISSUER,
+            issuer="https://accounts.google.com",
+            scopes="openid",
+            userinfo=None,
+            jwks_uri="https://www.googleapis.com/oauth2/v3/certs",
+            token_profile=ProfileName.GOOGLE_SERVICE,
+            help="Give the receiving URL as audience and the service accounts as allowed callers.",
+        ),
+        Preset(
+            key=PresetKey.GITHUB_ACTIONS,
+            kind=Kind.TOKEN_ISSUER,
+            issuer="https://token.actions.githubusercontent.com",
+            scopes="openid",
+            userinfo=None,
+            token_profile=ProfileName.GITHUB_ACTIONS,
+            help="Keys come from its discovery document; list the allowed repositories (glob patterns).",
+        ),
     )
 }
 
 PRESET_CHOICES = PresetKey.choices
+
+#: Stytch's API host for a project id: test projects are served by test.stytch.com.
+STYTCH_HOSTS = {"project-test-": "test.stytch.com", "project-live-": "api.stytch.com"}
+
+
+def stytch_host(project_id: str) -> str:
+    """The host of a Stytch project's key set, from its id; ValueError for an id that is neither test nor live."""
+    for prefix, host in STYTCH_HOSTS.items():
+        if project_id.startswith(prefix) and len(project_id) > len(prefix):
+            return host
+    raise ValueError("a Stytch project id starts with project-test- or project-live-")
+
+
+def _fill(template: str, names: dict[str, str]) -> str:
+    """``template`` with ``{name}`` filled in; ``{tenantid}`` is left for each token to fill."""
+    for name, value in names.items():
+        template = template.replace("{" + name + "}", value)
+    return template
 
 
 def github_api_base(base: str) -> str:
@@ -115,20 +226,30 @@ def github_api_base(base: str) -> str:
     return "https://api.github.com" if base == "https://github.com" else f"{base}/api/v3"
 
 
-def preset_values(key: str, *, base_url: str = "", tenant: str = "common") -> dict[str, Any]:
+def preset_values(key: str, *, base_url: str = "", tenant: str = "common", project_id: str = "") -> dict[str, Any]:
     """The Provider field values a preset fills in. Raises KeyError/ValueError on bad input."""
     preset = PRESETS[key]
     base = (base_url or preset.default_base).rstrip("/")
-    if "{base}" in preset.issuer + "".join(preset.endpoints.values()) and not base:
+    if "{base}" in preset.issuer + preset.jwks_uri + "".join(preset.endpoints.values()) and not base:
         raise ValueError(f"the {preset.label} preset needs a base URL (the issuer)")
+    if preset.key == PresetKey.ENTRA and tenant in ("", "common"):
+        tenant = TENANT_PLACEHOLDER  # multi-tenant: each token's own tenant, among the allowed ones
     names = {"base": base, "api": github_api_base(base) if base else "", "tenant": tenant or "common"}
+    if "{project}" in preset.issuer:
+        if not project_id:
+            raise ValueError(f"the {preset.label} preset needs a project id")
+        names.update(project=project_id, stytch_host=stytch_host(project_id))
     values: dict[str, Any] = {
         "preset": preset.key,
         "kind": preset.kind,
-        "issuer": preset.issuer.format(**names),
+        "issuer": _fill(preset.issuer, names),
         "scopes": preset.scopes,
     }
-    values.update({name: url.format(**names) for name, url in preset.endpoints.items()})
+    if preset.kind == Kind.TOKEN_ISSUER:
+        values.update(jwks_uri=_fill(preset.jwks_uri, names), token_profile=preset.token_profile)
+        if project_id:
+            values.update(token_audience=project_id, client_id=project_id)
+    values.update({name: _fill(url, names) for name, url in preset.endpoints.items()})
     if preset.extra_auth_params:
         values["extra_auth_params"] = dict(preset.extra_auth_params)
     if preset.userinfo is not None:

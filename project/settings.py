@@ -160,6 +160,16 @@ LOGGING = {
     },
 }
 
+# --- the demo API (project/api_views.py): /api/whoami/ and /api/reports/ ---
+# The audience its access tokens must carry; the dev IdP issues its tokens for it (DEVIDP_ACCESS_TOKEN_AUDIENCE).
+DEMO_API_AUDIENCE = env.str("DEMO_API_AUDIENCE", default="demo-api")
+# A user token whose subject never signed in here: "refuse" (the default) or "create-user".
+DEMO_API_UNKNOWN_SUBJECT = env.str("DEMO_API_UNKNOWN_SUBJECT", default="refuse")
+if DEMO_API_UNKNOWN_SUBJECT not in ("refuse", "create-user"):
+    sys.exit(f"DEMO_API_UNKNOWN_SUBJECT is {DEMO_API_UNKNOWN_SUBJECT!r}: use refuse or create-user.")
+if DEVIDP_ENABLED:
+    DEVIDP_ACCESS_TOKEN_AUDIENCE = env.str("DEVIDP_ACCESS_TOKEN_AUDIENCE", default=DEMO_API_AUDIENCE)
+
 # --- the accounts app (see accounts/conf.py for every setting and its default) ---
 ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = env.bool("ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP", default=False)
 ACCOUNTS_OIDC_CLOCK_LEEWAY = env.int("ACCOUNTS_OIDC_CLOCK_LEEWAY", default=60)

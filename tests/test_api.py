@@ -237,9 +237,24 @@ def test_a_machine_principal_is_never_a_user_even_if_one_has_that_subject(op, pr
     assert call("/api/any/", machine_token(op), caplog).json()["machine"] is True
 
 
-def test_an_unknown_subject_is_a_machine_when_the_api_says_so(op, provider, caplog):
-    """Auth0 names a client-credentials token's subject ``<client_id>@clients``: no identity, a machine."""
-    response = call("/api/services/", access_token(op, sub=f"{op.client_id}@clients"), caplog)
+def test_unknown_subject_machine_makes_no_machine_of_a_users_token(op, provider, caplog):
+    """Issue 19.7: a token that does not show it is a client's own (sub = client_id, or its profile's
+    marker) is a user's, whatever the API says about strangers: refused, never a machine."""
+    response = call("/api/services/", access_token(op, sub="someone-unknown"), caplog)
+    assert_refused(response, caplog, 401, "invalid_token", "does not show a machine client")
+
+
+def test_a_users_token_no_longer_passes_an_api_for_machines_as_a_stranger(op, provider, caplog):
+    view = bearer_token_required(audience=AUDIENCE, callers="machines", unknown_subject="machine")(caller)
+    token = access_token(op, sub="someone-unknown")
+    with caplog.at_level(logging.INFO, logger="accounts"):
+        response = view(RequestFactory().get("/x", HTTP_AUTHORIZATION=f"Bearer {token}"))
+    assert response.status_code == 401, response.content
+    assert "does not show a machine client" in caplog.text
+
+
+def test_unknown_subject_machine_still_admits_a_token_that_shows_a_machine(op, provider, caplog):
+    response = call("/api/services/", machine_token(op), caplog)
     assert response.json()["principal"] == "MachinePrincipal"
 
 
@@ -670,13 +685,28 @@ def test_the_admin_adds_a_jwks_only_issuer(admin_client, op):
     assert (provider.kind, provider.jwks_uri) == (Provider.Kind.TOKEN_ISSUER, op.issuer + "/jwks")
 
 
-def test_a_token_issuer_needs_a_jwks_uri(token_issuer):
+def test_a_token_issuer_without_a_jwks_uri_needs_an_issuer_url_for_discovery(token_issuer):
+    """Issue 20.5: with --issuer alone the keys come from discovery, so the issuer must be a URL then."""
     from django.core.exceptions import ValidationError
 
     token_issuer.jwks_uri = ""
+    token_issuer.full_clean()  # a URL issuer: its discovery document names the keys
+    token_issuer.issuer = "stytch.com/project-test-00000000-0000-0000-0000-000000000000"
     with pytest.raises(ValidationError) as info:
         token_issuer.full_clean()
-    assert "jwks_uri" in info.value.message_dict
+    assert "issuer" in info.value.message_dict
+    token_issuer.jwks_uri = "https://test.stytch.com/v1/sessions/jwks/project-test-1"
+    token_issuer.full_clean()  # with its key-set URL, any issuer identifier will do
+
+
+def test_a_token_issuer_without_a_jwks_uri_takes_its_keys_from_discovery(op, provider, caplog):
+    """GitHub Actions publishes a discovery document with no endpoints: issuer and jwks_uri are enough."""
+    op.metadata = {"issuer": op.issuer, "jwks_uri": op.issuer + "/jwks"}
+    provider.kind, provider.jwks_uri = Provider.Kind.TOKEN_ISSUER, ""
+    provider.save()
+    response = call("/api/any/", machine_token(op), caplog)
+    assert response.status_code == 200, response.content
+    assert op.hits[DISCOVERY_PATH] == 1
 
 
 # --- the documentation ---------------------------------------------------------------------------------

@@ -20,7 +20,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.drf import BearerTokenAuthentication, RequiredScopes
-from tests.test_api import AUDIENCE, access_token, alice, assert_refused, call, doc_example, machine_token
+from tests.test_api import (
+    AUDIENCE,
+    access_claims,
+    access_token,
+    alice,
+    assert_refused,
+    call,
+    doc_example,
+    machine_token,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api_drf")]
 
@@ -158,3 +167,32 @@ def test_nothing_but_accounts_drf_imports_rest_framework():
             if isinstance(node, ast.ImportFrom) and node.level and any(a.name == "drf" for a in node.names):
                 importers.add(source.relative_to(app).as_posix())
     assert importers == {"drf.py"}
+
+
+class Reports(Whoami):
+    required_scopes = ["reports:read"]
+
+
+urlpatterns.append(path("drf/reports/", Reports.as_view()))
+
+
+def test_a_vendor_profiles_machine_token_through_drf(op, caplog):
+    """Issue 20: one DRF setting plus one ``oidc_provider add``; here an Auth0 M2M token (gty, permissions)."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command(
+        "oidc_provider", "add", "auth0", "--preset", "auth0", "--issuer", "https://acme.us.auth0.com/",
+        "--jwks-uri", op.issuer + "/jwks", stdout=StringIO(),
+    )  # fmt: skip
+    claims = {
+        "iss": "https://acme.us.auth0.com/", "sub": "svc@clients", "aud": AUDIENCE, "azp": "svc",
+        "gty": "client-credentials", "permissions": ["reports:read"],
+    }  # fmt: skip
+    token = op.sign(
+        access_claims(op, **claims, client_id=None, scope=None, jti=None), header={"typ": "JWT", "kid": "rsa-1"}
+    )
+    response = call("/drf/reports/", token, caplog)
+    assert response.status_code == 200, response.content
+    assert response.json() == {"user": None, "machine": True, "client_id": "svc"}

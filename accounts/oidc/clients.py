@@ -422,14 +422,12 @@ class TokenIssuerClient(ProviderClient):
 
     @classmethod
     def load_metadata(cls, provider: Provider, quirks: Quirks) -> dict[str, Any]:
+        """The configured JWKS URL; without one, the issuer's discovery document names its keys."""
+        if not provider.jwks_uri:
+            metadata = discovery.get_metadata(provider.issuer, quirks=quirks, required=discovery.TOKEN_ISSUER_METADATA)
+            return {"issuer": provider.issuer, "jwks_uri": metadata["jwks_uri"]}
         require_secure_url(provider.jwks_uri, what="jwks_uri")
         return {"issuer": provider.issuer, "jwks_uri": provider.jwks_uri}
-
-    @classmethod
-    def configuration_problems(cls, provider: Provider) -> dict[str, Any]:
-        if not provider.jwks_uri:
-            return {"jwks_uri": _("Required for a token issuer: it has no discovery document to name its keys.")}
-        return {}
 
     def authorization_url(self, *, redirect_uri: str, next_url: str, now: float) -> tuple[str, PendingLogin]:
         raise UnknownProvider(f"{self.provider.slug} is a token issuer: nobody signs in with it")

@@ -64,7 +64,7 @@ class Document:
     #: Parsed key set (JWKS documents) -- parsed once per process and version.
     keys: KeySet | None = field(default=None, compare=False)
     #: For which issuer and quirks the metadata was validated (discovery documents): once per process and version.
-    validated_for: tuple[str, Quirks] | None = field(default=None, compare=False)
+    validated_for: tuple[str, Quirks, tuple[str, ...]] | None = field(default=None, compare=False)
 
     def fresh(self, now: float | None = None) -> bool:
         return (now or time.time()) < self.expires_at
@@ -341,18 +341,30 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
-def get_metadata(issuer: str, *, quirks: Quirks = STANDARD) -> dict[str, Any]:
-    """The validated discovery document of ``issuer`` (OpenID Connect Discovery 1.0, section 4)."""
+#: What a document must hold for an issuer that only signs tokens (GitHub Actions publishes no endpoints).
+TOKEN_ISSUER_METADATA = ("issuer", "jwks_uri")
+
+
+def get_metadata(
+    issuer: str, *, quirks: Quirks = STANDARD, required: tuple[str, ...] = REQUIRED_METADATA
+) -> dict[str, Any]:
+    """The validated discovery document of ``issuer`` (OpenID Connect Discovery 1.0, section 4).
+
+    ``required``: the members it must have; a sign-in provider needs its endpoints, an issuer
+    that only signs tokens needs ``TOKEN_ISSUER_METADATA``.
+    """
     require_secure_url(issuer, what="issuer")
     doc = load_document(discovery_url(issuer), what="discovery document")
-    if doc.validated_for != (issuer, quirks):
-        validate_metadata(doc.data, issuer=issuer, quirks=quirks)
-        doc.validated_for = (issuer, quirks)
+    if doc.validated_for != (issuer, quirks, required):
+        validate_metadata(doc.data, issuer=issuer, quirks=quirks, required=required)
+        doc.validated_for = (issuer, quirks, required)
     return doc.data
 
 
-def validate_metadata(data: dict[str, Any], *, issuer: str, quirks: Quirks = STANDARD) -> None:
-    missing = [name for name in REQUIRED_METADATA if not isinstance(data.get(name), str)]
+def validate_metadata(
+    data: dict[str, Any], *, issuer: str, quirks: Quirks = STANDARD, required: tuple[str, ...] = REQUIRED_METADATA
+) -> None:
+    missing = [name for name in required if not isinstance(data.get(name), str)]
     if missing:
         raise ProviderMisconfigured(f"discovery document lacks {', '.join(missing)}")
     if not quirks.metadata_issuer_matches(issuer, data["issuer"]):

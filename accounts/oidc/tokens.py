@@ -33,8 +33,9 @@ from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from ..conf import conf
 from ..errors import TokenRejected
-from . import discovery, safejson
+from . import discovery, profiles, safejson
 from .discovery import KeyOrigin
+from .profiles import AudienceRule, TokenProfile
 
 if TYPE_CHECKING:
     from .config import ProviderConfig as Provider
@@ -321,7 +322,7 @@ def verify_logout_token(provider: Provider, raw: str, *, jwks_uri: str) -> dict[
 #: The ``typ`` header values of an RFC 9068 access token (section 2.1), compared case-insensitively
 #: as media types are (RFC 7515 4.1.9). Requiring one is what keeps an ID token, a logout token or
 #: any other JWT the provider signs from passing for an access token (section 4; RFC 8725 3.11).
-ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+ACCESS_TOKEN_TYPES = profiles.DEFAULT.typ
 
 #: The longest ``sub`` an access token may name: an identity stores at most this many characters.
 _MAX_SUBJECT = 255
@@ -363,6 +364,24 @@ def unverified_issuer(raw: str) -> str:
     return iss
 
 
+def unverified_claims(raw: str) -> dict[str, Any]:
+    """An access token's claims before anything is verified: only to choose among issuer spellings.
+
+    Used by the provider lookup for a ``{tenantid}`` template (the token's ``tid``); the claims are
+    checked again, verified, by ``verify_access_token``.
+    """
+    try:
+        claims = safejson.loads(_parse_access_token(raw).payload)
+    except (safejson.TooDeep, ValueError) as exc:
+        raise _refused("access token payload is not JSON", "malformed") from exc
+    return claims if isinstance(claims, dict) else {}
+
+
+def unverified_typ(raw: str) -> Any:
+    """An access token's ``typ`` header, unverified: only to choose among providers sharing one issuer."""
+    return dict(_parse_access_token(raw).headers()).get("typ")
+
+
 def _parse_access_token(raw: str) -> jws.CompactSignature:
     try:
         return _parse(raw, "access token")
@@ -377,8 +396,14 @@ def verify_access_token(
     jwks_uri: str,
     audiences: Collection[str],
     require_jti: bool = False,
+    profile: TokenProfile = profiles.DEFAULT,
 ) -> dict[str, Any]:
     """Verify a JWT access token (RFC 9068 section 4) that ``provider`` issued, and return its claims.
+
+    ``profile`` says how the issuer's vendor shapes its tokens (``accounts.oidc.profiles``; the
+    default is RFC 9068 itself): which ``typ``, where the client id is, how the audience is shown,
+    which claims must hold; an issuer with a ``{tenantid}`` template accepts each tenant's own
+    issuer (``profiles.accepted_issuers``). The signature rules below are the same for every profile.
 
     Bearer tokens come from whoever sends the request, so the header is judged before any key is
     looked at -- ``typ`` must be ``at+jwt``, the algorithm one of the provider's asymmetric ones
@@ -392,9 +417,7 @@ def verify_access_token(
     its ``message``, the RFC 6750 ``error_description`` for the API's caller.
     """
     header = dict(_parse_access_token(raw).headers())
-    typ = header.get("typ")
-    if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
-        raise _refused(f"access token typ is {str(typ)[:40]!r}, not at+jwt", "typ")
+    profiles.check_typ(profile, header.get("typ"))
     alg = header.get("alg")
     if not isinstance(alg, str) or alg.lower() == "none":
         raise _refused(f"access token is unsigned (alg {str(alg)[:20]!r})", "alg")
@@ -408,18 +431,29 @@ def verify_access_token(
         )
     except TokenRejected as exc:
         raise _refused(exc.reason, "signature") from exc
-    _check_access_token_claims(claims, issuer=provider.issuer, audiences=audiences, require_jti=require_jti)
+    issuers = profiles.accepted_issuers(profile, provider.issuer, claims)
+    _check_access_token_claims(claims, issuers=issuers, audiences=audiences, require_jti=require_jti, profile=profile)
     return claims
 
 
 def _check_access_token_claims(
-    claims: dict[str, Any], *, issuer: str, audiences: Collection[str], require_jti: bool
+    claims: dict[str, Any],
+    *,
+    issuers: Collection[str],
+    audiences: Collection[str],
+    require_jti: bool,
+    profile: TokenProfile = profiles.DEFAULT,
 ) -> None:
     options: dict[str, ClaimsOption] = {
-        "iss": {"essential": True, "value": issuer},
-        "aud": {"essential": True, "values": list(audiences)},
-        **{name: {"essential": True} for name in ("exp", "iat", "sub", "client_id")},
+        "iss": {"essential": True, "values": list(issuers)},
+        **{name: {"essential": True} for name in ("exp", "iat", "sub")},
     }
+    if profile.audience is AudienceRule.AUD:
+        options["aud"] = {"essential": True, "values": list(audiences)}
+    if profile.client_id_required and profile.client_id_claims == (
+        "client_id",
+    ):  # RFC 9068's own claim: its absence is named as before
+        options["client_id"] = {"essential": True}
     if require_jti:
         options["jti"] = {"essential": True}
     registry = JWTClaimsRegistry(None, conf.OIDC_CLOCK_LEEWAY, **options)
@@ -436,13 +470,16 @@ def _check_access_token_claims(
         if exc.claim == "nbf" and isinstance(claims.get("nbf"), int | float):
             rule = "not_yet"
         raise _refused(f"access token {exc.claim} claim is not valid ({exc.description})", rule) from exc
-    for name in ("sub", "client_id"):
-        value = claims[name]
-        if not isinstance(value, str) or not value or "\x00" in value:
-            raise _refused(f"access token {name} claim is not a non-empty string", "claims")
+    value = claims["sub"]
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise _refused("access token sub claim is not a non-empty string", "claims")
     if len(claims["sub"]) > _MAX_SUBJECT:
         raise _refused(f"access token sub claim is longer than {_MAX_SUBJECT} characters", "claims")
+    if profile.client_id_required and profiles.client_id_of(profile, claims) is None:
+        names = " or ".join(profile.client_id_claims)
+        raise TokenRejected(f"access token has no {names} claim", message="The access token names no client.")
     if "scope" in claims and not isinstance(claims["scope"], str):
         raise _refused("access token scope claim is not a space-separated string", "claims")
     if "jti" in claims and (not isinstance(claims["jti"], str) or not claims["jti"]):
         raise _refused("access token jti claim is not a non-empty string", "claims")
+    profiles.check_shape(profile, claims)

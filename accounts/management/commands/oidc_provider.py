@@ -13,7 +13,13 @@ from accounts import diagnostics
 from accounts.errors import SignInError
 from accounts.models import Provider
 from accounts.oidc.clients import client_class
+from accounts.oidc.profiles import ProfileName
 from accounts.presets import PRESETS, PresetKey, preset_values
+
+
+def _listed(value: str | None) -> str | None:
+    """A comma-separated option as the model stores it (space separated)."""
+    return " ".join(w for w in value.replace(",", " ").split() if w) if value else value
 
 
 class Command(BaseCommand):
@@ -23,14 +29,23 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         add = sub.add_parser("add", help="Add (or update) a provider.")
         add.add_argument("slug")
-        add.add_argument("--preset", choices=sorted(PRESETS), help="google, github, microsoft, gitlab or generic.")
+        add.add_argument(
+            "--preset",
+            choices=sorted(PRESETS),
+            help="Sign-in: google, github, microsoft, gitlab or generic. Token issuers: stytch, auth0, okta, "
+            "entra, cognito, keycloak, google-service, github-actions.",
+        )
         add.add_argument(
             "--kind", choices=[k.value for k in Provider.Kind], help="oidc (default), github or token-issuer."
         )
         add.add_argument("--issuer", help="Issuer URL (OpenID Connect) or base URL (GitHub-style).")
         add.add_argument("--base-url", default="", help="Self-managed GitLab or GitHub Enterprise Server base URL.")
         add.add_argument("--tenant", default="common", help="Microsoft tenant: common, organizations, or an id.")
-        add.add_argument("--client-id", required=True)
+        add.add_argument(
+            "--client-id",
+            help="The client id this site has at the provider (required, except for a token issuer: there it "
+            "defaults to the Stytch project id or the slug).",
+        )
         add.add_argument(
             "--client-secret",
             default="",
@@ -61,6 +76,22 @@ class Command(BaseCommand):
             help="OpenID Connect: when to call the userinfo endpoint (default when-needed: if the ID token lacks "
             "the email or profile claims).",
         )
+        # --- token issuers and token profiles (docs/api.md) ---
+        add.add_argument("--project-id", default="", help="Stytch preset: the project id (project-test-... or -live-).")
+        add.add_argument(
+            "--token-profile",
+            choices=[p.value for p in ProfileName],
+            help="How the provider shapes its access tokens (default rfc9068; a --preset sets its vendor's).",
+        )
+        add.add_argument("--audience", help="This provider's tokens must carry this audience instead of the API's own.")
+        add.add_argument("--allowed-clients", help="Comma-separated client ids admitted (required for cognito).")
+        add.add_argument("--allowed-tenants", help="Comma-separated Entra tenant ids admitted.")
+        add.add_argument(
+            "--allowed-callers",
+            help="Comma-separated: service-account emails (google-service), or repository / repository@ref / "
+            "repository@environment:NAME glob patterns (github-actions).",
+        )
+        add.add_argument("--max-token-age", type=int, help="Refuse tokens issued longer ago than this (seconds).")
         add.add_argument("--disabled", action="store_true", help="Add it switched off.")
         add.add_argument("--update", action="store_true", help="Update the provider if the slug exists.")
         sub.add_parser("list", help="List providers.")
@@ -72,14 +103,19 @@ class Command(BaseCommand):
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"handle_{action}")(**options)
 
-    def handle_add(self, *, slug: str, client_id: str, client_secret: str, update: bool, **options: Any) -> None:
+    def handle_add(self, *, slug: str, client_id: str | None, client_secret: str, update: bool, **options: Any) -> None:
         existing = Provider.objects.filter(slug=slug).first()
         if existing and not update:
             raise CommandError(f"Provider {slug!r} already exists (use --update to change it).")
         provider = existing or Provider(slug=slug)
-        for field, value in self._values(options).items():
+        values = self._values(options)
+        for field, value in values.items():
             setattr(provider, field, value)
         provider.name = options["name"] or provider.name or self._default_name(slug, options["preset"])
+        if client_id is None:
+            if values.get("kind") != Provider.Kind.TOKEN_ISSUER:
+                raise CommandError("Give --client-id (only a token issuer may go without).")
+            client_id = values.get("client_id") or provider.client_id or slug
         provider.client_id = client_id
         if client_secret or not existing:
             provider.enter_client_secret(client_secret)
@@ -101,10 +137,15 @@ class Command(BaseCommand):
         if options["preset"]:
             try:
                 values = preset_values(
-                    options["preset"], base_url=options["base_url"] or options["issuer"] or "", tenant=options["tenant"]
+                    options["preset"],
+                    base_url=options["base_url"] or options["issuer"] or "",
+                    tenant=options["tenant"],
+                    project_id=options["project_id"],
                 )
             except ValueError as exc:
-                raise CommandError(f"{exc} (give --base-url or --issuer).") from None
+                hint = "--project-id" if options["preset"] == PresetKey.STYTCH else "--base-url or --issuer"
+                raise CommandError(f"{exc} (give {hint}).") from None
+
         explicit = {
             "kind": options["kind"],
             "issuer": options["issuer"],
@@ -116,8 +157,16 @@ class Command(BaseCommand):
             "callback_issuer": options["callback_issuer"],
             "userinfo": options["userinfo"],
             "jwks_uri": options["jwks_uri"],
+            "token_profile": options["token_profile"],
+            "token_audience": options["audience"],
+            "allowed_clients": _listed(options["allowed_clients"]),
+            "allowed_tenants": _listed(options["allowed_tenants"]),
+            "allowed_callers": _listed(options["allowed_callers"]),
+            "token_max_age": options["max_token_age"],
         }
         values.update({k: v for k, v in explicit.items() if v})
+        if values.get("token_profile") and not values.get("kind") and not values.get("preset"):
+            values["kind"] = Provider.Kind.TOKEN_ISSUER  # --issuer --token-profile: a token issuer, keys by discovery
         if values.get("jwks_uri") and not values.get("kind"):
             values["kind"] = Provider.Kind.TOKEN_ISSUER
         try:
@@ -145,7 +194,8 @@ class Command(BaseCommand):
             self.stdout.write("No providers. Add one with: manage.py oidc_provider add <slug> --issuer URL ...")
         for p in providers:
             state = "enabled " if p.enabled else "disabled"
-            self.stdout.write(f"{p.slug:<20} {state} {p.kind:<8} {p.issuer}  client_id={p.client_id}")
+            profile = f"  token_profile={p.token_profile}" if p.token_profile != ProfileName.RFC9068 else ""
+            self.stdout.write(f"{p.slug:<20} {state} {p.kind:<8} {p.issuer}  client_id={p.client_id}{profile}")
 
     def handle_check(self, *, slug: str, **_: Any) -> None:
         self._report(self._provider(slug))

@@ -1,11 +1,16 @@
-"""``manage.py devidp setup [--base-url URL]``, ``rotate-keys [--alg ALG]`` and ``credentials [--base-url URL]``."""
+"""``manage.py devidp setup [--base-url URL]``, ``rotate-keys [--alg ALG]``, ``credentials [--base-url URL]``
+and ``token [--base-url URL] [--expired] [--stytch PROJECT_ID] [--scope SCOPE]``."""
 
 from __future__ import annotations
 
+import secrets
+import time
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from joserfc import jwt
 
-from devidp import keys
+from devidp import keys, server
 from devidp.bootstrap import normalize_base_url, run_setup
 from devidp.models import SIGNING_ALGORITHMS, Client
 
@@ -39,6 +44,19 @@ class Command(BaseCommand):
             help="Print the dev client's id and secret, and a curl command that gets a client-credentials token.",
         )
         credentials.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the site runs.")
+        token = commands.add_parser(
+            "token",
+            help="Print an access token signed with the dev IdP's key, offline: the dev client's own "
+            "(client credentials, as /devidp/token gives it), an expired one, or a Stytch-shaped M2M token.",
+        )
+        token.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the site runs.")
+        token.add_argument("--expired", action="store_true", help="A token that expired an hour ago (a 401 to see).")
+        token.add_argument(
+            "--stytch",
+            metavar="PROJECT_ID",
+            help="A Stytch-shaped M2M token of this project (typ JWT, iss stytch.com/PROJECT_ID, aud [PROJECT_ID]).",
+        )
+        token.add_argument("--scope", default=None, help="Its scope (default: openid; Stytch: reports:read).")
 
     def handle(self, *args, action: str | None = None, **options) -> None:
         if not (settings.DEBUG or getattr(settings, "DEVIDP_ALLOW_WITHOUT_DEBUG", False)):
@@ -49,6 +67,10 @@ class Command(BaseCommand):
             self._rotate(options["alg"])
         elif action == "credentials":
             self._credentials(options["base_url"])
+        elif action == "token":
+            self._token(
+                options["base_url"], expired=options["expired"], stytch=options["stytch"], scope=options["scope"]
+            )
         else:
             raise CommandError(USAGE)
 
@@ -85,3 +107,38 @@ class Command(BaseCommand):
             f"curl -s -u '{client.client_id}:{client.client_secret}' -d grant_type=client_credentials "
             f"-d scope=openid {base_url}/devidp/token"
         )
+
+    def _token(self, base_url: str, *, expired: bool, stytch: str | None, scope: str | None) -> None:
+        """A token for the README's walk-through, signed with the key /devidp/jwks publishes."""
+        try:
+            base_url = normalize_base_url(base_url)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        client = Client.objects.order_by("pk").first()
+        if client is None:
+            raise CommandError("no client yet: run `manage.py devidp setup` first.")
+        now = int(time.time()) - (7200 if expired else 0)
+        if stytch:
+            header = {"alg": "RS256", "typ": "JWT"}
+            claims = {
+                "iss": f"stytch.com/{stytch}",
+                "aud": [stytch],
+                "sub": "m2m-client-test-devidp-0000-0000-000000000000",
+                "scope": scope if scope is not None else "reports:read",
+                "iat": now,
+                "nbf": now,
+                "exp": now + 3600,
+            }
+        else:
+            header = {"alg": "RS256", "typ": "at+jwt"}
+            claims = {
+                "iss": server.issuer_for(base_url + "/"),
+                "aud": server.access_token_audience(base_url),
+                "exp": now + 3600,
+                "iat": now,
+                "jti": secrets.token_urlsafe(18),
+                "client_id": client.client_id,
+                "sub": client.client_id,
+                "scope": scope if scope is not None else "openid",
+            }
+        self.stdout.write(jwt.encode(header, claims, keys.signing_keys("RS256"), algorithms=["RS256"]))
