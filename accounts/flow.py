@@ -21,6 +21,7 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
+from django.views.decorators.debug import sensitive_variables
 
 from . import admission, audit, login, provider_sessions
 from . import pending as pending_logins
@@ -98,6 +99,7 @@ def begin_login(request: HttpRequest, attempt: SignInAttempt, *, next_url: str |
     return url
 
 
+@sensitive_variables("params")
 def finish_login(request: HttpRequest, attempt: SignInAttempt) -> None:
     """Complete the sign-in (or connect) this callback belongs to; ``attempt`` says how it went.
 

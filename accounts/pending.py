@@ -20,6 +20,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from django.core import signing
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import conf
 from .errors import InvalidRequest
@@ -41,6 +42,7 @@ _OUTGOING = "_oidc_signin_flow_cookies"
 NO_SUCH_STATE = "callback state matches no sign-in started in this browser"
 
 
+@sensitive_variables("value")
 def store(request: HttpRequest, pending: PendingLogin) -> None:
     """Keep ``pending`` until its callback; the newest ``OIDC_MAX_PENDING_FLOWS`` are kept, no more."""
     started = sorted(_started(request), key=lambda item: item[1].created_at)
@@ -50,6 +52,7 @@ def store(request: HttpRequest, pending: PendingLogin) -> None:
     _outgoing(request)[cookie_name(pending.state, secure=request.is_secure())] = value
 
 
+@sensitive_variables("value")
 def pop(request: HttpRequest, state: str | None) -> PendingLogin:
     """The started sign-in this callback's ``state`` belongs to, spent by this very request.
 
@@ -110,6 +113,7 @@ def _flow_cookies(request: HttpRequest) -> Iterator[tuple[str, str]]:
     return ((name, value) for name, value in request.COOKIES.items() if name.startswith(prefix) and value)
 
 
+@sensitive_variables("value")
 def _started(request: HttpRequest) -> list[tuple[str, PendingLogin]]:
     """This browser's flow cookies still worth keeping; the unreadable and expired are deleted."""
     found = []
@@ -125,6 +129,7 @@ def _started(request: HttpRequest) -> list[tuple[str, PendingLogin]]:
     return found
 
 
+@sensitive_variables("value", "data")
 def _load(value: str, *, max_age: int) -> PendingLogin | None:
     """The flow a cookie holds, or None when it is not one this version of the app signed."""
     try:
