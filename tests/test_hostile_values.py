@@ -30,7 +30,15 @@ from accounts import pending
 from accounts.models import Identity, Provider, ProviderSession, SignInEvent
 from accounts.oidc.safejson import unstorable
 from accounts.presets import preset_values
-from tests.conftest import assert_error_page, call_userinfo_always, signed_in, start_login
+from tests.conftest import (
+    assert_error_page,
+    assert_logout_refused,
+    call_userinfo_always,
+    logout_token,
+    post_logout_token,
+    signed_in,
+    start_login,
+)
 from tests.github_double import GitHubDouble
 from tests.test_api import AUDIENCE, access_token
 
@@ -180,6 +188,14 @@ def test_an_escaped_exception_spends_the_flow_audits_and_keeps_secrets_out_of_th
         assert secret not in report
     for part in issued["id_token"].split("."):  # not even the token's payload or signature alone
         assert part not in report
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(("claim", "value"), [("sid", "\ud800"), ("sub", "user-\x00")])
+def test_logout_token_with_an_unstorable_sid_or_sub_is_refused_before_any_query(op, provider, claim, value):
+    response = post_logout_token(logout_token(op, **{"sid": None, claim: value}))
+    problem = "a lone surrogate" if "\x00" not in value else "a NUL character"
+    assert_logout_refused(response, 400, code="token_rejected", reason=f"logout token {claim} claim contains {problem}")
 
 
 def test_a_surrogate_in_the_authorization_header_itself_is_a_400(op, provider):
