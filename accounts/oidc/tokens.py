@@ -83,7 +83,8 @@ def verify_id_token(
 
 #: The longest value each identity key may have: what its column holds (``Identity.issuer`` is a
 #: varchar(500), ``subject`` and ``ProviderSession.sid`` varchar(255)); Core 2 limits ``sub`` to 255.
-KEY_LENGTHS = {"iss": 500, "sub": 255, "sid": 255, "client_id": 500, "jti": 255}
+#: ``client_id`` and ``jti`` are not stored as such: their bounds only keep log lines and hashes small.
+KEY_LENGTHS = {"iss": 500, "sub": 255, "sid": 255, "client_id": 500, "jti": 1000}
 
 
 def key_problem(value: Any, name: str) -> str | None:
