@@ -190,6 +190,25 @@ def test_an_escaped_exception_spends_the_flow_audits_and_keeps_secrets_out_of_th
         assert part not in report
 
 
+def test_a_crash_in_back_channel_logout_keeps_the_logout_token_out_of_the_report(op, provider, caplog, monkeypatch):
+    def crash(claims):
+        raise RuntimeError("a bug in ending sessions")
+
+    monkeypatch.setattr("accounts.logout._refuse_replay", lambda provider, claims: crash(claims))
+    token = logout_token(op)
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        response = Client(raise_request_exception=False).post(
+            f"/accounts/{provider.slug}/backchannel-logout/", {"logout_token": token}
+        )
+    assert response.status_code == 500
+    [record] = [r for r in caplog.records if r.name == "django.request"]
+    reporter = ExceptionReporter(record.request, *record.exc_info, is_email=True)
+    report = reporter.get_traceback_text() + reporter.get_traceback_html()
+    assert "a bug in ending sessions" in report
+    for part in token.split("."):
+        assert part not in report
+
+
 @pytest.mark.services
 @pytest.mark.parametrize(("claim", "value"), [("sid", "\ud800"), ("sub", "user-\x00")])
 def test_logout_token_with_an_unstorable_sid_or_sub_is_refused_before_any_query(op, provider, claim, value):

@@ -380,6 +380,7 @@ class OpenIDConnectClient(ProviderClient):
             return tokens.verify_userinfo_jwt(self.provider, resp.text.strip(), jwks_uri=self.metadata["jwks_uri"])
         return resp.data
 
+    @sensitive_variables("raw")
     def verify_logout_token(self, raw: str) -> dict[str, Any]:
         return tokens.verify_logout_token(self.provider, raw, jwks_uri=self.metadata["jwks_uri"])
 
