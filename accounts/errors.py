@@ -230,3 +230,14 @@ class AccountIncomplete(SignInError):
         "This site needs details about you that we could not get from your sign-in provider, so no account "
         "was created. Please contact the site administrator."
     )
+
+
+class UnexpectedError(SignInError):
+    """Not a rule: an exception nobody expected ended the sign-in (a bug). Only its audit row uses it.
+
+    Django answers such an exception itself (its 500 page, its error report); this names it in the
+    audit trail, by its type alone -- an exception's text may quote whatever was being processed.
+    """
+
+    status = 500
+    code = "internal_error"

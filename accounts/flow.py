@@ -21,6 +21,7 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
+from django.views.decorators.debug import sensitive_variables
 
 from . import admission, audit, login, provider_sessions
 from . import pending as pending_logins
@@ -88,9 +89,10 @@ def begin_login(request: HttpRequest, attempt: SignInAttempt, *, next_url: str |
     provider = _provider(attempt)
     client = get_adapter().get_client(provider)
     redirect_uri = request.build_absolute_uri(reverse("oidc_signin:callback", args=[provider.slug]))
-    url, pending = client.authorization_url(
-        redirect_uri=redirect_uri, next_url=safe_next_url(request, next_url), now=time.time()
+    next_url = pending_logins.keepable_next_url(
+        safe_next_url(request, next_url), fallback=resolve_url(settings.LOGIN_REDIRECT_URL)
     )
+    url, pending = client.authorization_url(redirect_uri=redirect_uri, next_url=next_url, now=time.time())
     if attempt.action == Action.CONNECT:
         pending.connect_user = str(request.user.pk)
     attempt.pending = pending
@@ -98,6 +100,7 @@ def begin_login(request: HttpRequest, attempt: SignInAttempt, *, next_url: str |
     return url
 
 
+@sensitive_variables("params")
 def finish_login(request: HttpRequest, attempt: SignInAttempt) -> None:
     """Complete the sign-in (or connect) this callback belongs to; ``attempt`` says how it went.
 

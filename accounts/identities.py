@@ -60,6 +60,7 @@ def sign_in_identity(
     first sign-in gets one, because a concurrent first sign-in of the same identity may win the
     unique constraint, and the loser must roll back just its own rows to look again.
     """
+    claims = storable(claims)  # whoever calls (a callback, a bearer token), nothing unstorable is read
     for _attempt in range(_ATTEMPTS):
         identity = Identity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
         if identity is not None:
@@ -188,6 +189,7 @@ def connect_identity(
     An identity that already belongs to someone else is refused, never moved: moving it would let
     whoever controls that provider account take over, or lock out, the other user.
     """
+    claims = storable(claims)
     email, email_verified = verified_email(claims)
     admit_user(user)
     with transaction.atomic():

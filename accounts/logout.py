@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import transaction
 from django.shortcuts import resolve_url
+from django.views.decorators.debug import sensitive_variables
 
 from . import provider_sessions, replay
 from .adapter import get_adapter
@@ -35,6 +36,7 @@ def post_logout_redirect_uri(request: HttpRequest) -> str:
     return request.build_absolute_uri(resolve_url(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login"))
 
 
+@sensitive_variables("id_token")
 def end_session_url(request: HttpRequest, provider: Provider, id_token: str | None) -> str | None:
     """The provider's logout URL for this session (OpenID Connect RP-Initiated Logout 1.0), or None.
 
@@ -49,6 +51,7 @@ def end_session_url(request: HttpRequest, provider: Provider, id_token: str | No
     return client.end_session_url(id_token=id_token, post_logout_redirect_uri=post_logout_redirect_uri(request))
 
 
+@sensitive_variables("raw_token")
 def backchannel_logout(provider: Provider, raw_token: str) -> int:
     """Verify a logout token and end every session it names; returns how many were ended.
 

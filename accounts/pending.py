@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import logging
 from typing import TYPE_CHECKING
 
 from django.core import signing
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import conf
 from .errors import InvalidRequest
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from django.http import HttpRequest, HttpResponse
+
+logger = logging.getLogger(__name__)
 
 #: The name of every flow cookie starts with this (after ``__Host-`` on https).
 COOKIE_PREFIX = "oidc_signin_flow_"
@@ -40,16 +45,58 @@ _OUTGOING = "_oidc_signin_flow_cookies"
 
 NO_SUCH_STATE = "callback state matches no sign-in started in this browser"
 
+#: The most bytes this app's flow cookies may add to a request's ``Cookie`` header, all together.
+#: Every request to the site carries them, and servers refuse a header over about 8 KB (gunicorn
+#: 8190 bytes a field, nginx 8 KB a buffer): past that, every page answers 400 to that browser.
+#: 4 KB leaves the other half to the site's own cookies (session, CSRF, preferences).
+MAX_COOKIE_HEADER_BYTES = 4096
+#: The longest ``next`` (as JSON, the form it is kept in) a flow cookie keeps; a longer one is
+#: replaced by ``LOGIN_REDIRECT_URL`` (``keepable_next_url``). A flow with the longest takes about
+#: 1.6 KB (an ordinary one 0.5 KB), so at least two sign-ins always fit under ``MAX_COOKIE_HEADER_BYTES``.
+MAX_NEXT_URL = 1024
 
+
+def keepable_next_url(next_url: str, fallback: str) -> str:
+    """``next_url`` if a flow cookie may keep it, else ``fallback`` (one log line says why).
+
+    Django accepts a ``next`` of 2,048 characters, and anyone's page can start sign-ins here with
+    top-level navigations: eight incompressible ones would make a 20 KB ``Cookie`` header.
+    """
+    length = len(json.dumps(next_url))  # a non-ASCII character is kept as a six-byte escape
+    if length <= MAX_NEXT_URL:
+        return next_url
+    logger.info("next URL too long to keep with a started sign-in (%d > %d); using %s", length, MAX_NEXT_URL, fallback)
+    return fallback
+
+
+@sensitive_variables("value")
 def store(request: HttpRequest, pending: PendingLogin) -> None:
-    """Keep ``pending`` until its callback; the newest ``OIDC_MAX_PENDING_FLOWS`` are kept, no more."""
-    started = sorted(_started(request), key=lambda item: item[1].created_at)
-    for name, _flow in started[: max(0, len(started) - conf.OIDC_MAX_PENDING_FLOWS + 1)]:
-        _outgoing(request)[name] = None
+    """Keep ``pending`` until its callback, within the bounds on flows and on their bytes.
+
+    The newest flows are kept: at most ``OIDC_MAX_PENDING_FLOWS`` of them (this one included), and
+    only as many as fit, with this one, in ``MAX_COOKIE_HEADER_BYTES`` of ``Cookie`` header; the
+    oldest go first, and once one does not fit every older one goes too.
+    """
     value = signing.dumps(dataclasses.asdict(pending), salt=SALT, compress=True)
-    _outgoing(request)[cookie_name(pending.state, secure=request.is_secure())] = value
+    name = cookie_name(pending.state, secure=request.is_secure())
+    budget = MAX_COOKIE_HEADER_BYTES - _header_bytes(name, value)
+    room = conf.OIDC_MAX_PENDING_FLOWS - 1
+    for old_name, old_value, _flow in sorted(_started(request), key=lambda item: item[2].created_at, reverse=True):
+        size = _header_bytes(old_name, old_value) + len("; ")
+        if room > 0 and size <= budget:
+            room, budget = room - 1, budget - size
+        else:
+            room = 0  # evicted, and so is every older one
+            _outgoing(request)[old_name] = None
+    _outgoing(request)[name] = value
 
 
+def _header_bytes(name: str, value: str) -> int:
+    """What ``name=value`` adds to a ``Cookie`` header (a signed value is ASCII and needs no quoting)."""
+    return len(name) + 1 + len(value)
+
+
+@sensitive_variables("value")
 def pop(request: HttpRequest, state: str | None) -> PendingLogin:
     """The started sign-in this callback's ``state`` belongs to, spent by this very request.
 
@@ -110,8 +157,9 @@ def _flow_cookies(request: HttpRequest) -> Iterator[tuple[str, str]]:
     return ((name, value) for name, value in request.COOKIES.items() if name.startswith(prefix) and value)
 
 
-def _started(request: HttpRequest) -> list[tuple[str, PendingLogin]]:
-    """This browser's flow cookies still worth keeping; the unreadable and expired are deleted."""
+@sensitive_variables("value")
+def _started(request: HttpRequest) -> list[tuple[str, str, PendingLogin]]:
+    """This browser's flow cookies still worth keeping, with their values; the unreadable and expired are deleted."""
     found = []
     for name, value in _flow_cookies(request):
         try:
@@ -121,10 +169,11 @@ def _started(request: HttpRequest) -> list[tuple[str, PendingLogin]]:
         if pending is None:
             _outgoing(request)[name] = None
         else:
-            found.append((name, pending))
+            found.append((name, value, pending))
     return found
 
 
+@sensitive_variables("value", "data")
 def _load(value: str, *, max_age: int) -> PendingLogin | None:
     """The flow a cookie holds, or None when it is not one this version of the app signed."""
     try:

@@ -13,20 +13,22 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.core.handlers.exception import response_for_exception
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import NoReverseMatch, reverse
 from django.utils.log import log_response
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import audit, flow, login, pending, provider_sessions, signals
 from .adapter import get_adapter
 from .choices import Action, Outcome
-from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnknownProvider, printable
+from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnexpectedError, UnknownProvider, printable
 from .flow import SignInAttempt
 from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
@@ -103,12 +105,54 @@ def _sign_in_view(
                 response = render_sign_in_error(request, error, attempt)
             except _DATABASE_BUSY as exc:
                 response = render_sign_in_error(request, _database_busy(exc), attempt)
+            except Exception as exc:  # a bug: still audited and spent, and reported by Django as any other
+                response = _escaped_exception(request, exc, attempt)
             pending.send_cookies(request, response)  # a started sign-in kept, a spent one gone: any answer
             return response
 
         return never_cache(wrapper)
 
     return decorator
+
+
+def _escaped_exception(request: HttpRequest, exc: Exception, attempt: SignInAttempt) -> HttpResponse:
+    """The answer to an exception no rule expected (a bug), made as Django makes it, audited and redacted.
+
+    Called while ``exc`` is being handled: Django's own ``response_for_exception`` logs it with its
+    traceback (``django.request``, hence the admins' error mail), sends ``got_request_exception``
+    and renders the 500 page, so nothing is hidden from the operator -- but first the callback's
+    code and state and the flow cookies are redacted from the request the report quotes, and the
+    attempt gets its audit row, so that a crash is no quieter in the audit trail than a refusal.
+    The caller then spends the flow cookie on this answer as on any other.
+    """
+    _redact_for_error_report(request)
+    try:
+        flow.record(request, attempt, UnexpectedError(f"unexpected {type(exc).__name__}"))
+    except Exception:  # the audit must not hide the original error: Django reports that one below
+        logger.exception("could not write the audit row of a failed sign-in")
+    return response_for_exception(request, exc)
+
+
+#: What a redacted value reads in an error report (Django's own ``cleansed_substitute``).
+_REDACTED = "********************"
+
+
+def _redact_for_error_report(request: HttpRequest) -> None:
+    """Blank the query's values and the flow cookies in ``request``, which an error report quotes in full.
+
+    Django's ``SafeExceptionReporterFilter`` hides sensitive POST parameters and settings-like
+    names, but shows a GET query and cookies as they are: here a callback's authorization code and
+    state, and the flow cookie holding the PKCE verifier and nonce. The request is ending with a
+    500, so nothing reads these values after the report.
+    """
+    query = QueryDict(mutable=True)
+    for name in request.GET:
+        query.setlist(name, [_REDACTED for _value in request.GET.getlist(name)])
+    request.GET = query  # type: ignore[assignment]  # mutable: only the report reads it now
+    request.META["QUERY_STRING"] = query.urlencode(safe="*")
+    for name in request.COOKIES:
+        if pending.COOKIE_PREFIX in name:
+            request.COOKIES[name] = _REDACTED
 
 
 @require_GET
@@ -309,6 +353,7 @@ def logout(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 @never_cache
+@sensitive_post_parameters("logout_token")
 def backchannel_logout(request: HttpRequest, slug: str) -> HttpResponse:
     """OpenID Connect Back-Channel Logout 1.0: the provider tells us a session ended there.
 

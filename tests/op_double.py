@@ -403,7 +403,9 @@ class OpenIDProviderDouble(HTTPDouble):
 
         By default the header is ``{"alg", "kid", "typ": "JWT"}``. A ``header`` given replaces it
         entirely (leave out ``kid`` to sign without one); its ``alg``, if any, wins over ``alg``.
-        Claims are serialised as they are, so tests can sign deliberately malformed values.
+        Claims are serialised as they are, so tests can sign deliberately malformed values, in
+        ASCII JSON: a lone surrogate (``"\\ud800"``) or a NUL is sent as its ``\\u`` escape, as a
+        hostile provider may send it (joserfc's own UTF-8 serialisation cannot encode a surrogate).
         """
         if header is None:
             key = key if key is not None else self.signing_key_for(alg)
@@ -412,7 +414,7 @@ class OpenIDProviderDouble(HTTPDouble):
             header = {"alg": alg, **header}
             alg = header["alg"]
             key = key if key is not None else self.signing_key_for(alg)
-        return jwt.encode(header, dict(claims), key, algorithms=[alg])
+        return jwt.encode(header, dict(claims), key, algorithms=[alg], encoder_cls=_AsciiJSON)
 
     @staticmethod
     def sign_unchecked(claims: Mapping[str, Any], *, header: dict[str, Any], key: Any) -> str:
@@ -662,6 +664,13 @@ class OpenIDProviderDouble(HTTPDouble):
         if kty == "OKP":
             return OKPKey.generate_key(old.get("crv") if old is not None else "Ed25519", parameters=params)
         raise ValueError(f"cannot rotate keys of type {kty!r}; use RSA, EC or OKP")
+
+
+class _AsciiJSON(json.JSONEncoder):
+    """JSON in ASCII whatever the caller asks: every non-ASCII character, a lone surrogate too, escaped."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**{**options, "ensure_ascii": True})
 
 
 # --- the HTTP plumbing ----------------------------------------------------------------------------

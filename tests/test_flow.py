@@ -524,12 +524,14 @@ def test_logout_without_end_session_endpoint_returns_to_the_site(client, op, pro
 
 
 @pytest.mark.services  # PostgreSQL refuses NUL in text and NaN in JSON: run against it too
-def test_claims_with_nul_characters_and_nan_do_not_break_sign_in(client, op, provider):
+def test_claims_with_nul_characters_and_nan_do_not_break_sign_in(client, op, provider, caplog):
     op.next_user = {**op.next_user, "name": "Al\x00ice", "given_name": "Al\x00", "score": float("nan")}
     assert sign_in(client, op, provider).status_code == 302
     identity = Identity.objects.get()
-    assert identity.claims["name"] == "Alice" and identity.claims["score"] is None
-    assert User.objects.get().first_name == "Al"
+    # Dropped, not altered: "Alice" is not what the provider said either.
+    assert "name" not in identity.claims and "given_name" not in identity.claims and identity.claims["score"] is None
+    assert User.objects.get().first_name == ""
+    assert "dropped claim(s) holding text no database stores: name, given_name" in caplog.text
 
 
 def test_token_endpoint_answering_absurdly_nested_json_is_502(client, op, provider):
@@ -768,18 +770,63 @@ def test_an_expired_pending_login_is_refused_at_its_callback(client, op, provide
     assert op.hits["/token"] == 0 and not pending_flows(client)
 
 
-@pytest.mark.parametrize("length", [2000, 5000])
+def incompressible(length: int, seed: str = "") -> str:
+    """``length`` characters that zlib cannot shrink (URL-safe base64 of hash output)."""
+    digests = b"".join(hashlib.sha256(f"{seed}{n}".encode()).digest() for n in range(length // 32 + 1))
+    return base64.urlsafe_b64encode(digests).decode()[:length]
+
+
+@pytest.mark.parametrize("length", [900, 2000, 5000])
 def test_the_longest_next_url_still_fits_its_flow_cookie(client, op, provider, length):
-    """Browsers drop a cookie over 4096 bytes, and the sign-in with it. Django keeps ``next`` to 2048
-    characters (``url_has_allowed_host_and_scheme``), so even an incompressible one fits."""
-    digests = b"".join(hashlib.sha256(str(n).encode()).digest() for n in range(200))
-    long_next = "/accounts/profile/?q=" + base64.urlsafe_b64encode(digests).decode()[:length]
+    """Browsers drop a cookie over 4096 bytes, and the sign-in with it. A ``next`` longer than a flow
+    cookie keeps (``pending.MAX_NEXT_URL``) goes to LOGIN_REDIRECT_URL instead."""
+    long_next = "/accounts/profile/?q=" + incompressible(length)
     started = client.get(f"/accounts/{provider.slug}/login/", {"next": long_next})
     morsel = the_flow_cookie(started)
-    assert len(morsel.OutputString()) < 4096
+    assert len(morsel.OutputString()) < 2048
     response = callback(client, op.authorize(dict(parse_qsl(urlsplit(started["Location"]).query))))
     assert response.status_code == 302
-    assert response["Location"] == (long_next if len(long_next) <= 2048 else "/accounts/profile/")
+    assert response["Location"] == (long_next if len(long_next) < pending.MAX_NEXT_URL else "/accounts/profile/")
+
+
+def test_a_next_url_too_long_to_keep_goes_to_login_redirect_url_with_one_log_line(client, op, provider, caplog):
+    # Kept as JSON: the quotes count, so 1,022 characters are the longest kept.
+    kept, dropped = "/" + incompressible(pending.MAX_NEXT_URL - 3), "/" + incompressible(pending.MAX_NEXT_URL - 2)
+    with caplog.at_level(logging.INFO, logger="accounts.pending"):
+        start_login(client, provider, next=kept)
+        start_login(client, provider, next=dropped)
+    assert sorted(flow["next_url"] for flow in pending_flows(client).values()) == sorted([kept, "/accounts/profile/"])
+    [line] = [r.getMessage() for r in caplog.records if r.name == "accounts.pending"]
+    assert line == "next URL too long to keep with a started sign-in (1025 > 1024); using /accounts/profile/"
+
+
+def flow_cookie_header_bytes(client) -> int:
+    """What this browser's flow cookies add to the ``Cookie`` header of its next request."""
+    flows = [f"{name}={m.value}" for name, m in client.cookies.items() if pending.COOKIE_PREFIX in name and m.value]
+    return len("; ".join(flows))
+
+
+def test_started_sign_ins_never_make_a_cookie_header_over_4kb(client, op, provider):
+    """Any page on the web can make a browser start sign-ins here (top-level navigations): eight with
+    the longest ``next`` a flow keeps must not make a header that servers refuse (about 8 KB)."""
+    starts = [
+        start_login(client, provider, next="/" + incompressible(pending.MAX_NEXT_URL - 3, seed=str(n)))
+        for n in range(8)
+    ]
+    assert flow_cookie_header_bytes(client) <= pending.MAX_COOKIE_HEADER_BYTES
+    kept = set(pending_flows(client))
+    assert 2 <= len(kept) < 8  # bounded by bytes, well before the count
+    assert kept == {params["state"] for params in starts[-len(kept) :]}  # the newest, the oldest evicted
+    # Then an ordinary sign-in still starts, and finishes.
+    assert sign_in(client, op, provider).status_code == 302
+    assert flow_cookie_header_bytes(client) <= pending.MAX_COOKIE_HEADER_BYTES
+
+
+def test_eight_ordinary_sign_ins_stay_under_the_header_bound(client, provider):
+    for _ in range(12):
+        start_login(client, provider)
+        assert flow_cookie_header_bytes(client) <= pending.MAX_COOKIE_HEADER_BYTES
+    assert len(pending_flows(client)) >= 6
 
 
 @pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote_plus
 
@@ -94,9 +94,10 @@ class PendingLogin:
     """
 
     provider: str
-    state: str
-    nonce: str
-    code_verifier: str
+    # The secrets stay out of a repr, and so out of a local variable's line in an error report.
+    state: str = field(repr=False)
+    nonce: str = field(repr=False)
+    code_verifier: str = field(repr=False)
     redirect_uri: str
     next_url: str
     created_at: float
@@ -111,7 +112,7 @@ class VerifiedLogin:
     """The outcome of a successful callback: verified claims and the raw tokens the session may need."""
 
     claims: dict[str, Any]
-    id_token: str | None
+    id_token: str | None = field(repr=False)  # a bearer credential (id_token_hint): never in a repr
     issuer: str
     subject: str
 
@@ -212,6 +213,7 @@ class ProviderClient:
 
     # --- the callback ----------------------------------------------------------------------------
 
+    @sensitive_variables("params", "code", "token")
     def complete(self, params: dict[str, str], pending: PendingLogin) -> VerifiedLogin:
         """Everything after the state check: the callback's parameters, the code exchange, the identity.
 
@@ -221,6 +223,7 @@ class ProviderClient:
         token = self.exchange_code(code=code, pending=pending)
         return self.verified_login(token, pending)
 
+    @sensitive_variables("params", "code")
     def check_authorization_response(self, params: dict[str, str]) -> str:
         """Validate the callback's query parameters (state already matched) and return the code."""
         self._check_iss_parameter(params.get("iss"))
@@ -333,6 +336,7 @@ class OpenIDConnectClient(ProviderClient):
             return {"scopes": _("An OpenID Connect provider needs the 'openid' scope.")}
         return {}
 
+    @sensitive_variables("token", "raw_id_token")
     def verified_login(self, token: dict[str, Any], pending: PendingLogin) -> VerifiedLogin:
         """The ID token verified; userinfo merged in only if the provider's choice asks for it."""
         provider, metadata = self.provider, self.metadata
@@ -366,6 +370,7 @@ class OpenIDConnectClient(ProviderClient):
             return True
         return any(not group & id_token_claims.keys() for group in USERINFO_NEEDED_UNLESS)
 
+    @sensitive_variables("access_token", "resp")
     def fetch_userinfo(self, *, access_token: str) -> dict[str, Any]:
         """Claims from the userinfo endpoint (section 5.3), plain JSON or a signed JWT."""
         resp = request_json(
@@ -379,6 +384,7 @@ class OpenIDConnectClient(ProviderClient):
             return tokens.verify_userinfo_jwt(self.provider, resp.text.strip(), jwks_uri=self.metadata["jwks_uri"])
         return resp.data
 
+    @sensitive_variables("raw")
     def verify_logout_token(self, raw: str) -> dict[str, Any]:
         return tokens.verify_logout_token(self.provider, raw, jwks_uri=self.metadata["jwks_uri"])
 
@@ -404,6 +410,7 @@ class GitHubClient(ProviderClient):
         """GitHub names its callbacks ``https://github.com/login/oauth``, not its identity namespace."""
         return github.callback_issuer(self.provider)
 
+    @sensitive_variables("token")
     def verified_login(self, token: dict[str, Any], pending: PendingLogin) -> VerifiedLogin:
         claims = github.fetch_identity(self.provider, access_token=token["access_token"])
         return VerifiedLogin(claims=claims, id_token=None, issuer=claims["iss"], subject=claims["sub"])

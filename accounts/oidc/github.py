@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_variables
 
 from ..errors import ProviderMisconfigured, ProviderUnavailable
 from .http import ProviderHTTPError, request_json
@@ -66,6 +67,7 @@ def metadata(provider: Provider) -> dict[str, Any]:
     }
 
 
+@sensitive_variables("access_token")
 def fetch_identity(provider: Provider, *, access_token: str) -> dict[str, Any]:
     """Claims in OpenID Connect's vocabulary, built from the user and emails endpoints."""
     user = _api_get(provider, provider.userinfo_endpoint, access_token, what="user API")
@@ -105,6 +107,7 @@ def primary_verified_email(emails: Any) -> str:
     return ""
 
 
+@sensitive_variables("access_token")
 def _api_get(provider: Provider, url: str, access_token: str, *, what: str) -> Any:
     try:
         return request_json(

@@ -4,11 +4,18 @@ Valid JSON can nest thousands of levels deep. Python parses that, but every late
 storing claims, pickling a document into the cache, serialising a session -- recurses and blows
 the stack (or spins for seconds first). No provider document or token needs more than a few
 levels, so anything deeper is refused where it enters: in the HTTP helper and in token payloads.
+
+Valid JSON can also carry text that no database stores: a NUL (``\\u0000``, refused by PostgreSQL's
+text and jsonb) or half of a UTF-16 surrogate pair (``\\ud800``), which no UTF-8 encoder accepts --
+not SQLite's driver, not psycopg, not a log file's stream. ``unstorable`` is the one check of such
+characters: token and claim rules refuse them in identity keys (``iss``, ``sub``, ``sid``...) before
+any query, and ``accounts.claims.storable`` drops profile values holding them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +23,22 @@ from typing import Any
 #: sets and claims nest three or four levels; address claims and Microsoft's ``_claim_sources`` a
 #: few more. 32 leaves room for any honest provider and none for a stack-overflow attack.
 MAX_DEPTH = 32
+
+
+#: NUL and the UTF-16 surrogates (U+D800-U+DFFF): what JSON can carry and no database can store.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(value: str) -> str | None:
+    """What in ``value`` no database can store ("a NUL character", "a lone surrogate"), or None.
+
+    Text decoded from JSON holds a surrogate only when the JSON escaped one that has no partner
+    (a proper pair decodes to one character beyond U+FFFF), so any surrogate found is a lone one.
+    """
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    return "a NUL character" if found.group() == "\x00" else "a lone surrogate"
 
 
 class TooDeep(ValueError):

@@ -47,6 +47,7 @@ _KEY_TYPE = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 _CURVES = {"ES256": {"P-256"}, "ES384": {"P-384"}, "ES512": {"P-521"}, "EdDSA": {"Ed25519", "Ed448"}}
 
 
+@sensitive_variables("raw", "access_token")
 def verify_id_token(
     provider: Provider,
     raw: str,
@@ -77,16 +78,47 @@ def verify_id_token(
     _check_at_hash(claims, header["alg"], access_token)
     if max_age is not None:
         _check_auth_time(claims, max_age)
-    if len(claims["sub"]) > 255:  # Core 2: "MUST NOT exceed 255 ASCII characters in length"
-        raise TokenRejected("ID token sub claim is longer than 255 characters")
-    if "\x00" in claims["sub"]:  # no database stores it faithfully, so it could never be matched again
-        raise TokenRejected("ID token sub claim contains a NUL character")
+    _require_keys(claims, "ID token", required=("iss", "sub"), optional=("sid",))
     return claims
+
+
+#: The longest value each identity key may have: what its column holds (``Identity.issuer`` is a
+#: varchar(500), ``subject`` and ``ProviderSession.sid`` varchar(255)); Core 2 limits ``sub`` to 255.
+#: ``client_id`` and ``jti`` are not stored as such: their bounds only keep log lines and hashes small.
+KEY_LENGTHS = {"iss": 500, "sub": 255, "sid": 255, "client_id": 500, "jti": 1000}
+
+
+def key_problem(value: Any, name: str) -> str | None:
+    """Why ``value`` cannot be the identity key ``name`` (a claim the database is queried by), or None.
+
+    A key must be a non-empty string its column can hold, without a character no database stores
+    (``safejson.unstorable``): a lone surrogate or a NUL would otherwise reach the query and fail
+    it with a 500, on every database. Checked before any query, for every token whatever its origin.
+    """
+    if not isinstance(value, str) or not value:
+        return f"{name} claim is not a non-empty string"
+    if len(value) > KEY_LENGTHS[name]:
+        return f"{name} claim is longer than {KEY_LENGTHS[name]} characters"
+    unstorable = safejson.unstorable(value)
+    if unstorable is not None:
+        return f"{name} claim contains {unstorable}"
+    return None
+
+
+def _require_keys(
+    claims: dict[str, Any], what: str, *, required: Collection[str], optional: Collection[str] = ()
+) -> None:
+    """Refuse the token if a key claim of ``required`` (or of ``optional``, when present) is unusable."""
+    for name in (*required, *(name for name in optional if name in claims)):
+        problem = key_problem(claims.get(name), name)
+        if problem is not None:
+            raise TokenRejected(f"{what} {problem}")
 
 
 # --- signature -------------------------------------------------------------------------------
 
 
+@sensitive_variables("raw", "token")
 def verify_signed_jwt(
     provider: Provider, raw: str, *, jwks_uri: str, what: str, origin: KeyOrigin
 ) -> tuple[dict, dict]:
@@ -128,6 +160,7 @@ def _registry(alg: str) -> JWSRegistry:
     return JWSRegistry(algorithms=[alg])
 
 
+@sensitive_variables("raw")
 def _parse(raw: str, what: str) -> jws.CompactSignature:
     if not isinstance(raw, str) or raw.count(".") != 2:
         raise TokenRejected(f"{what} is not a compact JWS")
@@ -224,6 +257,7 @@ def check_claims(
         raise TokenRejected(f"{what} azp claim is not this client")
 
 
+@sensitive_variables("access_token")
 def _check_at_hash(claims: dict[str, Any], alg: str, access_token: str | None) -> None:
     """Section 3.1.3.8: optional in the code flow, but when present it must match."""
     at_hash = claims.get("at_hash")
@@ -266,6 +300,7 @@ def same_text(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
+@sensitive_variables("raw")
 def verify_userinfo_jwt(provider: Provider, raw: str, *, jwks_uri: str) -> dict[str, Any]:
     """A signed userinfo response (section 5.3.2): signature, and iss/aud when present.
 
@@ -285,6 +320,7 @@ def verify_userinfo_jwt(provider: Provider, raw: str, *, jwks_uri: str) -> dict[
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
+@sensitive_variables("raw")
 def verify_logout_token(provider: Provider, raw: str, *, jwks_uri: str) -> dict[str, Any]:
     """Verify a logout token (OpenID Connect Back-Channel Logout 1.0, section 2.6).
 
@@ -314,6 +350,7 @@ def verify_logout_token(provider: Provider, raw: str, *, jwks_uri: str) -> dict[
     # An empty sid or sub names nothing; if let through it would filter nothing, and so end every session.
     if any(value is not None and (not isinstance(value, str) or not value) for value in (sid, sub)):
         raise TokenRejected("logout token sid or sub is not a non-empty string")
+    _require_keys(claims, "logout token", required=(), optional=("sid", "sub"))
     return claims
 
 
@@ -323,9 +360,6 @@ def verify_logout_token(provider: Provider, raw: str, *, jwks_uri: str) -> dict[
 #: as media types are (RFC 7515 4.1.9). Requiring one is what keeps an ID token, a logout token or
 #: any other JWT the provider signs from passing for an access token (section 4; RFC 8725 3.11).
 ACCESS_TOKEN_TYPES = profiles.DEFAULT.typ
-
-#: The longest ``sub`` an access token may name: an identity stores at most this many characters.
-_MAX_SUBJECT = 255
 
 #: What the API's caller is told for each rule (RFC 6750 ``error_description``): plain ASCII with
 #: no quote or backslash, as section 3 allows; it names the rule, never anything the token carried.
@@ -346,6 +380,7 @@ def _refused(reason: str, rule: str) -> TokenRejected:
     return TokenRejected(reason, message=_MESSAGES[rule])
 
 
+@sensitive_variables("raw", "token")
 def unverified_issuer(raw: str) -> str:
     """The ``iss`` an access token claims, read before anything about it is verified.
 
@@ -361,6 +396,9 @@ def unverified_issuer(raw: str) -> str:
     iss = claims.get("iss") if isinstance(claims, dict) else None
     if not isinstance(iss, str) or not iss:
         raise _refused("access token has no iss claim", "issuer")
+    problem = key_problem(iss, "iss")  # the issuer is looked up in the database next
+    if problem is not None:
+        raise _refused(f"access token {problem}", "issuer")
     return iss
 
 
@@ -389,6 +427,7 @@ def _parse_access_token(raw: str) -> jws.CompactSignature:
         raise _refused(exc.reason, "malformed") from exc
 
 
+@sensitive_variables("raw")
 def verify_access_token(
     provider: Provider,
     raw: str,
@@ -470,16 +509,13 @@ def _check_access_token_claims(
         if exc.claim == "nbf" and isinstance(claims.get("nbf"), int | float):
             rule = "not_yet"
         raise _refused(f"access token {exc.claim} claim is not valid ({exc.description})", rule) from exc
-    value = claims["sub"]
-    if not isinstance(value, str) or not value or "\x00" in value:
-        raise _refused("access token sub claim is not a non-empty string", "claims")
-    if len(claims["sub"]) > _MAX_SUBJECT:
-        raise _refused(f"access token sub claim is longer than {_MAX_SUBJECT} characters", "claims")
+    for name in ("sub", "client_id", "jti"):
+        problem = key_problem(claims[name], name) if name in claims else None
+        if problem is not None:
+            raise _refused(f"access token {problem}", "claims")
     if profile.client_id_required and profiles.client_id_of(profile, claims) is None:
         names = " or ".join(profile.client_id_claims)
         raise TokenRejected(f"access token has no {names} claim", message="The access token names no client.")
     if "scope" in claims and not isinstance(claims["scope"], str):
         raise _refused("access token scope claim is not a space-separated string", "claims")
-    if "jti" in claims and (not isinstance(claims["jti"], str) or not claims["jti"]):
-        raise _refused("access token jti claim is not a non-empty string", "claims")
     profiles.check_shape(profile, claims)
