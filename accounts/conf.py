@@ -200,6 +200,16 @@ class AppSettings:
     #: then drop the old one. Empty: secrets can only be given as ``env:NAME``.
     CLIENT_SECRET_KEYS = Setting[Sequence[str]]((), _fernet_keys, "a list of Fernet keys (oidc_secrets generate-key)")
 
+    # --- sign-in without a redirect (accounts.no_redirect; docs/sign-in-without-redirect.md) ---
+    #: Refusals per minute the button/One Tap and app endpoints answer from one address (an IPv4
+    #: address or an IPv6 /64) before they refuse everything from it with 429 for the rest of the minute.
+    NO_REDIRECT_FAILURES_PER_MINUTE = Setting[int](20, _whole, "a whole number")
+    #: The Google Identity Services script the button tag loads; development points it at the
+    #: development provider's offline stand-in (``/devidp/gsi/client.js``).
+    GIS_CLIENT_SCRIPT = Setting[str]("https://accounts.google.com/gsi/client", _text, "a script URL")
+    #: How long a session token handed to an app that keeps no cookies lasts, in seconds.
+    APP_SESSION_TTL = Setting[int](3600, _whole, "a whole number of seconds")
+
     @classmethod
     def all(cls) -> list[Setting[Any]]:
         return [value for value in vars(cls).values() if isinstance(value, Setting)]
