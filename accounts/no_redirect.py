@@ -201,7 +201,7 @@ def spend(claims: dict[str, Any], raw: str, *, nonce: str | None) -> None:
     if not remember_once(issuer, token_id, expires_at):
         raise TokenRejected("ID token was already used (single use)")
     if nonce is not None and not remember_once(issuer, f"nonce:{nonce}", expires_at):
-        raise TokenRejected("ID token nonce was already used (reused nonce)")
+        raise TokenRejected("ID token nonce was spent by an earlier sign-in (reused nonce)")
 
 
 def remember_once(issuer: str, jti: str, expires_at: float) -> bool:
