@@ -143,6 +143,10 @@ def _sign_in_view(
 def login_page(request: HttpRequest) -> HttpResponse:
     providers = list(Provider.objects.offered())
     context = {"providers": providers, "next": request.GET.get("next", ""), "add_provider_url": None}
+    # Google's button for the first provider that has it on (its script reads one per page).
+    context["gis_provider"] = next(
+        (p for p in providers if no_redirect.is_enabled(p, no_redirect.Endpoint.CREDENTIAL)), None
+    )
     if not providers:
         context["add_provider_url"] = _admin_url(f"admin:{Provider._meta.app_label}_provider_add")
     return render(request, "oidc_signin/login.html", context)

@@ -6,7 +6,9 @@ The ID tokens are really signed by the provider double's keys and verified over 
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 import secrets
 import time
 from urllib.parse import parse_qsl, urlsplit
@@ -14,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from django.middleware.csrf import _get_new_csrf_string
+from django.template import engines
 from django.test import Client, RequestFactory, override_settings
 
 from accounts import no_redirect
@@ -332,3 +335,39 @@ def test_page_nonce_sets_the_csrf_cookie_it_is_bound_to():
 def test_query_of_login_uri_is_only_next(gis, rf):
     url = no_redirect.login_uri(rf.get("/"), gis)
     assert dict(parse_qsl(urlsplit(url).query)) == {}
+
+
+# --- the template tag ------------------------------------------------------------------------------
+
+
+def _render_button(provider, source: str = "{% oidc_google_button provider next='/after/?a=1&b=2' %}"):
+    request = RequestFactory().get("/")
+    page = engines["django"].from_string("{% load oidc_signin %}" + source).render({"provider": provider}, request)
+    return page, request
+
+
+def test_google_button_renders_nothing_for_a_provider_with_the_endpoint_off(provider):
+    page, _request = _render_button(provider)
+    assert "g_id_onload" not in page and "gsi" not in page
+
+
+def test_google_button_renders_gis_markup_with_a_nonce_bound_to_the_browser(gis):
+    page, request = _render_button(gis)
+    data = {name: html.unescape(value) for name, value in re.findall(r'data-([a-z_]+)="([^"]*)"', page)}
+    assert data["client_id"] == gis.client_id
+    assert data["login_uri"] == "http://testserver/accounts/test-op/credential/?next=%2Fafter%2F%3Fa%3D1%26b%3D2"
+    assert data["use_fedcm_for_prompt"] == "true" and data["auto_prompt"] == "false"
+    assert 'src="https://accounts.google.com/gsi/client"' in page
+    assert no_redirect.check_page_nonce(request, data["nonce"]) == data["nonce"]
+
+
+def test_google_button_with_one_tap_prompts(gis):
+    page, _request = _render_button(gis, "{% oidc_google_button provider one_tap=True %}")
+    assert 'data-auto_prompt="true"' in page
+
+
+def test_login_page_offers_the_button_only_for_a_provider_that_has_it_on(provider, client):
+    assert "g_id_onload" not in client.get("/accounts/login/").content.decode()
+    provider.credential_endpoint = True
+    provider.save()
+    assert "g_id_onload" in client.get("/accounts/login/").content.decode()
