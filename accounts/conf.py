@@ -76,6 +76,7 @@ def _api_prefixes(value: object) -> bool:
         "callers": lambda v: v in CALLERS_CHOICES,
         "unknown_subject": _unknown_subject,
         "refuse_replay": _flag,
+        "profile": lambda v: v in ("access-token", "app-session"),
     }
     for prefix, options in value.items():
         if not isinstance(prefix, str) or not prefix.startswith("/") or not isinstance(options, dict):

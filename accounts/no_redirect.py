@@ -24,6 +24,7 @@ See docs/sign-in-without-redirect.md.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import hashlib
 import json
@@ -87,12 +88,29 @@ def sign_in_with_credential(request: HttpRequest, attempt: SignInAttempt) -> Non
         flow.complete_sign_in(request, attempt, verified)
 
 
+class SessionKind(enum.StrEnum):
+    """What an app gets once signed in: the session cookie, or a session token (``accounts.app_sessions``)."""
+
+    COOKIE = "cookie"
+    TOKEN = "token"
+
+
+@dataclasses.dataclass
+class AppSignIn:
+    verified: VerifiedLogin
+    session: SessionKind
+
+
 @sensitive_variables("body", "raw", "code", "code_verifier")
-def sign_in_from_app(request: HttpRequest, attempt: SignInAttempt) -> VerifiedLogin:
+def sign_in_from_app(request: HttpRequest, attempt: SignInAttempt) -> AppSignIn:
     """An app handed over an ID token (with its nonce) or its own code (with its PKCE verifier); sign in."""
     with rate_limited(request):
         client = enabled_client(attempt, Endpoint.APP)
         body = json_body(request)
+        try:
+            session = SessionKind(body.get("session", SessionKind.COOKIE))
+        except ValueError:
+            raise InvalidRequest('app request "session" is neither "cookie" nor "token"') from None
         provider = _provider(attempt)
         if "id_token" in body:
             raw, nonce = _string(body, "id_token"), _string(body, "nonce", rule="missing nonce")
@@ -108,7 +126,7 @@ def sign_in_from_app(request: HttpRequest, attempt: SignInAttempt) -> VerifiedLo
         else:
             raise InvalidRequest("app request has neither id_token nor code")
         flow.complete_sign_in(request, attempt, verified)
-        return verified
+        return AppSignIn(verified=verified, session=session)
 
 
 # --- the rules ---------------------------------------------------------------------------------

@@ -23,10 +23,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import audit, flow, login, no_redirect, pending, provider_sessions, signals
+from . import app_sessions, audit, flow, login, no_redirect, pending, provider_sessions, signals
 from .adapter import get_adapter
 from .choices import Action, Outcome
-from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnknownProvider, printable
+from .errors import DatabaseBusy, InvalidRequest, ProviderUnavailable, SignInError, UnknownProvider, printable
 from .flow import SignInAttempt
 from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
@@ -196,21 +196,26 @@ def credential(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
 
 
 @csrf_exempt  # JSON only (no_redirect.json_body): no other site's page can send it without a preflight
-@require_POST
+@require_http_methods(["POST", "DELETE"])
 @never_cache
 def app_token(request: HttpRequest, slug: str) -> HttpResponse:
-    """A native or single-page app signs in with its ID token or code; answers JSON, errors too."""
+    """A native or single-page app signs in with its ID token or code; answers JSON, errors too.
+
+    ``DELETE`` with ``Authorization: Bearer <session token>`` is the app's sign-out: the session ends.
+    """
+    if request.method == "DELETE":
+        return _revoke_app_session(request)
     attempt = SignInAttempt(provider=None, action=Action.SIGN_IN)
     try:
         attempt.provider = Provider.objects.filter(slug=slug, enabled=True).first()
         if attempt.provider is None:
             raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
-        verified = no_redirect.sign_in_from_app(request, attempt)
+        signed_in = no_redirect.sign_in_from_app(request, attempt)
     except SignInError as error:
         return json_sign_in_error(request, error, attempt)
     except _DATABASE_BUSY as exc:
         return json_sign_in_error(request, _database_busy(exc), attempt)
-    user = attempt.user
+    verified, user = signed_in.verified, attempt.user
     body = {
         "user": {
             "id": str(user.pk) if user is not None else None,
@@ -219,9 +224,23 @@ def app_token(request: HttpRequest, slug: str) -> HttpResponse:
         },
         "identity": {"provider": attempt.provider.slug, "issuer": verified.issuer, "sub": verified.subject},
     }
+    if signed_in.session is no_redirect.SessionKind.TOKEN:
+        return JsonResponse({**body, **app_sessions.issue(request)}, headers={"Cache-Control": "no-store"})
     response = JsonResponse(body, headers={"Cache-Control": "no-store"})
     login.send_session_cookie(request, response)
     return response
+
+
+def _revoke_app_session(request: HttpRequest) -> HttpResponse:
+    scheme, _space, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise InvalidRequest("app sign-out without a bearer session token")
+        app_sessions.revoke(raw.strip())
+    except SignInError as error:
+        response = JsonResponse({"error": error.code, "error_description": str(error.message)}, status=401)
+        return _logged(response, request, "app sign-out refused: reason=%s", error.reason)
+    return HttpResponse(status=204, headers={"Cache-Control": "no-store"})
 
 
 def _landing_url(request: HttpRequest, attempt: SignInAttempt) -> str:

@@ -7,6 +7,7 @@ The ID tokens are really signed by the provider double's keys and verified over 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 import secrets
@@ -15,11 +16,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from django.contrib.sessions.models import Session
+from django.core import signing
+from django.http import JsonResponse
 from django.middleware.csrf import _get_new_csrf_string
 from django.template import engines
 from django.test import Client, RequestFactory, override_settings
 
 from accounts import no_redirect
+from accounts.api import bearer_token_required
 from accounts.models import Identity, SignInEvent
 from tests.conftest import assert_error_page, assert_reason, claims_for, signed_in, signed_in_user
 
@@ -371,3 +376,74 @@ def test_login_page_offers_the_button_only_for_a_provider_that_has_it_on(provide
     provider.credential_endpoint = True
     provider.save()
     assert "g_id_onload" in client.get("/accounts/login/").content.decode()
+
+
+# --- session tokens for apps that keep no cookies (accounts.app_sessions) ---------------------------
+
+
+@bearer_token_required(profile="app-session")
+def whoami(request):
+    return JsonResponse({"user": request.user.get_username(), "sub": request.bearer.subject})
+
+
+def call_api(token: str):
+    return whoami(RequestFactory().get("/api/me", HTTP_AUTHORIZATION=f"Bearer {token}"))
+
+
+def app_session_token(op) -> dict:
+    body = {"id_token": id_token(op, aud=APP_CLIENT, nonce="n-1"), "nonce": "n-1", "session": "token"}
+    response = post_app(Client(), body)
+    assert response.status_code == 200, response.content
+    assert "sessionid" not in response.cookies  # the token instead of the cookie
+    return response.json()
+
+
+def test_app_session_token_is_checked_by_the_bearer_profile(op, app):
+    answer = app_session_token(op)
+    assert (answer["token_type"], answer["expires_in"]) == ("Bearer", 3600)
+    response = call_api(answer["session_token"])
+    assert response.status_code == 200, response.content
+    assert json.loads(response.content) == {"user": answer["user"]["username"], "sub": "user-1"}
+
+
+def test_app_session_token_is_revoked_by_the_apps_sign_out(op, app):
+    token = app_session_token(op)["session_token"]
+    assert Client().delete(TOKEN, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 204
+    response = call_api(token)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response["WWW-Authenticate"]
+
+
+def test_app_session_token_ends_with_its_session(op, app):
+    token = app_session_token(op)["session_token"]
+    Session.objects.all().delete()  # an admin, a back-channel logout, a disconnect: the session is gone
+    assert call_api(token).status_code == 401
+
+
+@override_settings(ACCOUNTS_APP_SESSION_TTL=1)
+def test_app_session_token_is_short_lived(op, app):
+    token = app_session_token(op)["session_token"]
+    time.sleep(2.1)
+    assert call_api(token).status_code == 401
+
+
+def test_app_session_token_forged_is_refused(op, app):
+    token = app_session_token(op)["session_token"]
+    session_key = signing.TimestampSigner(salt="oidc_signin.app-session", sep=".").unsign_object(token)["k"]
+    forged = signing.TimestampSigner(salt="another-salt", sep=".").sign_object({"k": session_key})
+    assert call_api(forged).status_code == 401
+
+
+def test_an_app_session_token_is_no_access_token(op, app):
+    token = app_session_token(op)["session_token"]
+
+    @bearer_token_required(audience="https://api.example")
+    def api(request):
+        return JsonResponse({})
+
+    assert api(RequestFactory().get("/api", HTTP_AUTHORIZATION=f"Bearer {token}")).status_code == 401
+
+
+def test_app_session_request_with_an_unknown_session_kind_is_refused(op, app):
+    body = {"id_token": id_token(op, aud=APP_CLIENT, nonce="n-1"), "nonce": "n-1", "session": "forever"}
+    assert_json_refused(post_app(Client(), body), 400, code="invalid_request", reason="session")
