@@ -26,7 +26,16 @@ from django.test import Client, RequestFactory, override_settings
 from accounts import no_redirect
 from accounts.api import bearer_token_required
 from accounts.models import Identity, SignInEvent
-from tests.conftest import assert_error_page, assert_reason, claims_for, signed_in, signed_in_user
+from tests.conftest import (
+    assert_error_page,
+    assert_reason,
+    claims_for,
+    logout_token,
+    made_up_kid_token,
+    post_logout_token,
+    signed_in,
+    signed_in_user,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -447,3 +456,50 @@ def test_an_app_session_token_is_no_access_token(op, app):
 def test_app_session_request_with_an_unknown_session_kind_is_refused(op, app):
     body = {"id_token": id_token(op, aud=APP_CLIENT, nonce="n-1"), "nonce": "n-1", "session": "forever"}
     assert_json_refused(post_app(Client(), body), 400, code="invalid_request", reason="session")
+
+
+# --- the same guarantees as the redirect flow ---------------------------------------------------------
+
+
+@override_settings(ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN=0)  # the back channel's budget would refetch every time
+def test_posted_tokens_with_made_up_kids_spend_the_strict_refetch_budget(op, gis, app, browser):
+    """Anyone can post a credential: invented kids may refetch the JWKS once per interval, no more."""
+    first = {"id_token": id_token(op, aud=APP_CLIENT, nonce="first"), "nonce": "first"}
+    assert post_app(Client(), first).status_code == 200  # the JWKS is cached now
+    fetched = op.hits["/jwks"]
+    assert fetched == 1
+    for n in range(3):
+        claims = claims_for(op, nonce=page_nonce(browser), jti=f"j-{n}")
+        response = post_credential(browser, made_up_kid_token(claims, kid=f"invented-{n}"))
+        assert_error_page(response, 400, code="token_rejected", reason="matches no RS256 key")
+        body = {"id_token": made_up_kid_token(claims_for(op, aud=APP_CLIENT, nonce="n"), kid=f"x-{n}"), "nonce": "n"}
+        assert_json_refused(post_app(Client(), body), 400, code="token_rejected", reason="matches no RS256 key")
+    assert op.hits["/jwks"] - fetched <= 1
+
+
+def test_credential_sign_in_obeys_the_providers_admission_policy(op, gis, browser):
+    gis.allowed_email_domains = "corp.example"
+    gis.save()
+    response = post_credential(browser, id_token(op, nonce=page_nonce(browser)))
+    assert_error_page(response, 403, code="sign_in_refused", reason="verified email domain")
+    assert not signed_in(browser)
+
+
+def test_credential_sign_in_is_recorded_for_back_channel_logout(op, gis, browser):
+    post_credential(browser, id_token(op, nonce=page_nonce(browser), sid="op-session-1"))
+    assert signed_in(browser)
+    assert post_logout_token(logout_token(op)).status_code == 200
+    assert not signed_in(browser)
+
+
+def test_app_endpoint_answers_an_unknown_provider_in_json(db):
+    response = post_app(Client(), {"id_token": "x", "nonce": "n"})
+    assert response.status_code == 404
+    assert response.json()["error"] == "unknown_provider"
+
+
+def test_a_disabled_provider_takes_no_credential(op, gis, browser):
+    gis.enabled = False
+    gis.save()
+    response = post_credential(browser, id_token(op, nonce=page_nonce(browser)))
+    assert_error_page(response, 404, code="unknown_provider")
