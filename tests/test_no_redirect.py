@@ -503,3 +503,24 @@ def test_a_disabled_provider_takes_no_credential(op, gis, browser):
     gis.save()
     response = post_credential(browser, id_token(op, nonce=page_nonce(browser)))
     assert_error_page(response, 404, code="unknown_provider")
+
+
+def test_app_session_token_authenticates_a_drf_view_with_the_profile(op, app):
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from accounts.drf import BearerTokenAuthentication
+
+    class Me(APIView):
+        authentication_classes = [BearerTokenAuthentication]
+        permission_classes = []
+        bearer_profile = "app-session"
+
+        def get(self, request):
+            return Response({"user": request.user.get_username()})
+
+    answer = app_session_token(op)
+    request = RequestFactory().get("/api/me", HTTP_AUTHORIZATION=f"Bearer {answer['session_token']}")
+    response = Me.as_view()(request)
+    assert response.status_code == 200
+    assert response.data == {"user": answer["user"]["username"]}
