@@ -77,11 +77,11 @@ class Endpoint(enum.StrEnum):
 def sign_in_with_credential(request: HttpRequest, attempt: SignInAttempt) -> None:
     """Google Identity Services posted a credential: check the pair, the token, the nonce; sign in."""
     with rate_limited(request):
-        client = enabled_client(attempt, Endpoint.CREDENTIAL)
-        check_double_submit(request)
+        provider = require_enabled(attempt, Endpoint.CREDENTIAL)
+        check_double_submit(request)  # the request's own checks first: no provider documents for a forgery
         raw = _form_token(request)
         attempt.next_url = flow.safe_next_url(request, request.GET.get("next"))
-        provider = _provider(attempt)
+        client = oidc_client(provider)
         verified = client.verify_presented_id_token(raw, client_ids=[provider.client_id], nonce=None)
         nonce = check_page_nonce(request, verified.claims.get("nonce"))
         spend(verified.claims, raw, nonce=nonce)
@@ -105,13 +105,13 @@ class AppSignIn:
 def sign_in_from_app(request: HttpRequest, attempt: SignInAttempt) -> AppSignIn:
     """An app handed over an ID token (with its nonce) or its own code (with its PKCE verifier); sign in."""
     with rate_limited(request):
-        client = enabled_client(attempt, Endpoint.APP)
+        provider = require_enabled(attempt, Endpoint.APP)
         body = json_body(request)
         try:
             session = SessionKind(body.get("session", SessionKind.COOKIE))
-        except ValueError:
+        except (ValueError, TypeError):
             raise InvalidRequest('app request "session" is neither "cookie" nor "token"') from None
-        provider = _provider(attempt)
+        client = oidc_client(provider)
         if "id_token" in body:
             raw, nonce = _string(body, "id_token"), _string(body, "nonce", rule="missing nonce")
             verified = client.verify_presented_id_token(raw, client_ids=provider.app_client_id_list, nonce=nonce)
@@ -138,11 +138,16 @@ def _provider(attempt: SignInAttempt) -> Provider:
     return attempt.provider
 
 
-def enabled_client(attempt: SignInAttempt, endpoint: Endpoint) -> OpenIDConnectClient:
-    """The provider's OpenID Connect client, if the provider has this endpoint turned on (off by default)."""
+def require_enabled(attempt: SignInAttempt, endpoint: Endpoint) -> Provider:
+    """The attempt's provider, if it has this endpoint turned on (off by default); else ``EndpointDisabled``."""
     provider = _provider(attempt)
     if not is_enabled(provider, endpoint):
         raise EndpointDisabled(f"{provider.slug} has the {endpoint} endpoint turned off")
+    return provider
+
+
+def oidc_client(provider: Provider) -> OpenIDConnectClient:
+    """The provider's protocol client (its metadata loaded), which must be an OpenID Connect one."""
     client = get_adapter().get_client(provider)
     if not isinstance(client, OpenIDConnectClient):
         raise EndpointDisabled(f"{provider.slug} is no OpenID Connect provider: it issues no ID tokens")
@@ -174,7 +179,10 @@ def check_double_submit(request: HttpRequest) -> None:
 
 
 def is_cross_site(request: HttpRequest) -> bool:
-    """What the browser says about where the POST came from (Fetch Metadata, else Origin)."""
+    """What the browser says about where the POST came from (Fetch Metadata, else Origin).
+
+    It only names the refusal in the log: a POST without the pair is refused wherever it came from.
+    """
     fetch_site = request.META.get("HTTP_SEC_FETCH_SITE")
     if fetch_site:
         return fetch_site == "cross-site"

@@ -524,3 +524,8 @@ def test_app_session_token_authenticates_a_drf_view_with_the_profile(op, app):
     response = Me.as_view()(request)
     assert response.status_code == 200
     assert response.data == {"user": answer["user"]["username"]}
+
+
+def test_a_forged_credential_post_costs_the_provider_nothing(op, gis, browser):
+    post_credential(browser, id_token(op, nonce=page_nonce(browser)), pair=None, HTTP_SEC_FETCH_SITE="cross-site")
+    assert sum(op.hits.values()) == 0
