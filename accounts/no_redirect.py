@@ -233,10 +233,10 @@ def spend(claims: dict[str, Any], raw: str, *, nonce: str | None) -> None:
 def remember_once(issuer: str, jti: str, expires_at: float) -> bool:
     """True the first time (issuer, jti) is seen before ``expires_at`` (plus the clock leeway), else False.
 
-    # replay: moves to accounts.replay
     Django's cache (``cache.add`` is atomic on Redis, Memcached, the database and in-process caches);
     the durable table of ``accounts.replay`` replaces it.
     """
+    # replay: moves to accounts.replay
     remaining = expires_at - time.time() + conf.OIDC_CLOCK_LEEWAY
     digest = hashlib.sha256(f"{issuer} {jti}".encode("utf-8", "surrogatepass")).hexdigest()
     cache = caches[conf.OIDC_CACHE_ALIAS]
