@@ -240,6 +240,11 @@ def _revoke_app_session(request: HttpRequest) -> HttpResponse:
     except SignInError as error:
         response = JsonResponse({"error": error.code, "error_description": str(error.message)}, status=401)
         return _logged(response, request, "app sign-out refused: reason=%s", error.reason)
+    except _DATABASE_BUSY as exc:
+        busy = _database_busy(exc)
+        body = {"error": busy.code, "error_description": str(busy.message)}
+        response = JsonResponse(body, status=busy.status, headers={"Retry-After": "5"})
+        return _logged(response, request, "app sign-out failed: reason=%s", busy.reason)
     return HttpResponse(status=204, headers={"Cache-Control": "no-store"})
 
 

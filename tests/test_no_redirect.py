@@ -529,3 +529,11 @@ def test_app_session_token_authenticates_a_drf_view_with_the_profile(op, app):
 def test_a_forged_credential_post_costs_the_provider_nothing(op, gis, browser):
     post_credential(browser, id_token(op, nonce=page_nonce(browser)), pair=None, HTTP_SEC_FETCH_SITE="cross-site")
     assert sum(op.hits.values()) == 0
+
+
+def test_app_sign_out_without_a_session_token_is_refused(db, caplog):
+    response = Client().delete(TOKEN)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_request"
+    assert any("app sign-out refused" in r.getMessage() for r in caplog.records)
+    assert Client().delete(TOKEN, HTTP_AUTHORIZATION="Bearer not.a.token").status_code == 401
