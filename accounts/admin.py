@@ -407,6 +407,14 @@ class ProviderAdmin(SecretFieldsAdmin):
                 ),
             },
         ),
+        (
+            _("Sign-in without a redirect"),
+            {
+                "fields": ("credential_endpoint", "app_client_ids", "app_redirect_uris"),
+                "classes": ("collapse",),
+                "description": _("Off unless turned on here; see docs/sign-in-without-redirect.md."),
+            },
+        ),
         (_("Accounts"), {"fields": ("email_linking", "profile_sync")}),
         (_("History"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )

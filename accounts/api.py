@@ -40,7 +40,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import replay, token_profiles
+from . import app_sessions, replay, token_profiles
 from .adapter import get_adapter
 from .admission import admit, returning_claims
 from .conf import conf
@@ -84,6 +84,17 @@ class UnknownSubject(enum.StrEnum):
     REFUSE = "refuse"
     CREATE_USER = "create-user"
     MACHINE = "machine"
+
+
+class TokenProfile(enum.StrEnum):
+    """What kind of bearer token an API takes: providers' JWT access tokens, or this site's app session tokens.
+
+    ``APP_SESSION`` is the token ``POST /accounts/<slug>/token/`` gives an app that keeps no cookies
+    (``accounts.app_sessions``): a signed, short-lived pointer to the session its sign-in made.
+    """
+
+    ACCESS_TOKEN = "access-token"
+    APP_SESSION = app_sessions.PROFILE
 
 
 class BearerErrorCode(enum.StrEnum):
@@ -208,8 +219,10 @@ class BearerPolicy:
     callers: Callers = Callers.ANY
     unknown_subject: UnknownSubject | None = None
     refuse_replay: bool = False
+    profile: TokenProfile = TokenProfile.ACCESS_TOKEN
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "profile", TokenProfile(self.profile))
         # A string given as scopes means its words, not its letters; the enums accept their values.
         if isinstance(self.scopes, str):
             object.__setattr__(self, "scopes", tuple(self.scopes.split()))
@@ -265,6 +278,13 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
     (``attach``), DRF keeps it as ``request.auth``.
     """
     raw = bearer_token(request)
+    if policy.profile is TokenProfile.APP_SESSION:
+        try:
+            return _app_session_principal(request, raw, policy)
+        except _DATABASE_BUSY as exc:
+            raise ServiceUnavailable(
+                f"database unavailable: {type(exc).__name__}", description="The service is busy; try again."
+            ) from exc
     audiences = policy.audiences()
     if not audiences:
         raise ServiceUnavailable(
@@ -334,6 +354,36 @@ def _read(provider: Provider, claims: dict[str, Any], audiences: Collection[str]
         )
     except TokenRejected as exc:
         raise InvalidToken(exc.reason, description=str(exc.message)) from exc
+
+
+def _app_session_principal(request: HttpRequest, raw: str, policy: BearerPolicy) -> UserPrincipal:
+    """The user of an app session token (``accounts.app_sessions``): a person, with no scopes."""
+    try:
+        user, identity = app_sessions.authenticate(request, raw)
+    except TokenRejected as exc:
+        raise InvalidToken(
+            exc.reason, description="The session token is not valid: expired, signed out or forged."
+        ) from exc
+    if policy.callers is Callers.MACHINES:
+        raise InsufficientScope(
+            "an app session token called an API for machine clients",
+            description="This API accepts only access tokens of clients acting for themselves.",
+        )
+    if policy.scopes:
+        raise InsufficientScope(
+            "an app session token grants no scopes",
+            description="The session token does not grant the scope this API needs.",
+            scope=" ".join(policy.scopes),
+        )
+    if identity is None:
+        raise InvalidToken(
+            "app session token's session came from no provider sign-in",
+            description="The session token is not valid: expired, signed out or forged.",
+        )
+    return UserPrincipal(
+        provider=identity.provider, client_id="", subject=identity.subject, scopes=frozenset(), claims={},
+        user=user, identity=identity,
+    )  # fmt: skip
 
 
 def _refuse_replay(claims: dict[str, Any]) -> None:
@@ -515,13 +565,15 @@ def bearer_token_required(
     callers: Callers | str = Callers.ANY,
     unknown_subject: UnknownSubject | str | None = None,
     refuse_replay: bool = False,
+    profile: TokenProfile | str = TokenProfile.ACCESS_TOKEN,
 ) -> Any:
     """Protect a view with a bearer access token; the view runs only for a caller the policy admits.
 
     ``audience`` is the API's identifier that tokens must carry in ``aud`` (default
     ``ACCOUNTS_API_AUDIENCE``); every one of ``scopes`` must be granted; ``callers`` admits users,
     machine clients or both; ``unknown_subject`` overrides ``ACCOUNTS_API_UNKNOWN_SUBJECT``;
-    ``refuse_replay`` makes each token single-use (its ``jti`` is then required). The view finds
+    ``refuse_replay`` makes each token single-use (its ``jti`` is then required); ``profile="app-session"``
+    takes this site's app session tokens instead of access tokens (``accounts.app_sessions``). The view finds
     its caller on ``request.bearer`` and ``request.user``; it is exempt from CSRF, since no session
     authenticates it. Works bare (``@bearer_token_required``) or called.
     """
@@ -531,6 +583,7 @@ def bearer_token_required(
         callers=Callers(callers),
         unknown_subject=UnknownSubject(unknown_subject) if unknown_subject is not None else None,
         refuse_replay=refuse_replay,
+        profile=TokenProfile(profile),
     )
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -105,6 +105,16 @@ def _anonymous_failure_admitted(ip_address: str | None) -> tuple[bool, int]:
     return True, int(suppressed)
 
 
+def client_network(request: HttpRequest | None) -> str:
+    """The unit anonymous failures are counted by: the request's IPv4 address or IPv6 /64."""
+    return _network(_client_ip(request.META if request is not None else {}))
+
+
+def count(cache, key: str, *, timeout: int) -> int:
+    """Add one to the counter at ``key`` (see ``_count``); for other per-address limits."""
+    return _count(cache, key, timeout=timeout)
+
+
 def _count(cache, key: str, *, timeout: int) -> int:
     """Add one to the counter at ``key`` (created with ``timeout``) and return it; atomic where the cache is."""
     cache.add(key, 0, timeout=timeout)

@@ -77,6 +77,7 @@ def _api_prefixes(value: object) -> bool:
         "callers": lambda v: v in CALLERS_CHOICES,
         "unknown_subject": _unknown_subject,
         "refuse_replay": _flag,
+        "profile": lambda v: v in ("access-token", "app-session"),
     }
     for prefix, options in value.items():
         if not isinstance(prefix, str) or not prefix.startswith("/") or not isinstance(options, dict):
@@ -224,6 +225,16 @@ class AppSettings:
     )
     #: Environment variables ``env:NAME`` may name besides those starting with CLIENT_SECRET_ENV_PREFIX.
     CLIENT_SECRET_ENV_ALLOWED = Setting[Sequence[str]]((), _environment_names, "a list of environment variable names")
+
+    # --- sign-in without a redirect (accounts.no_redirect; docs/sign-in-without-redirect.md) ---
+    #: Refusals per minute the button/One Tap and app endpoints answer from one address (an IPv4
+    #: address or an IPv6 /64) before they refuse everything from it with 429 for the rest of the minute.
+    NO_REDIRECT_FAILURES_PER_MINUTE = Setting[int](20, _whole, "a whole number")
+    #: The Google Identity Services script the button tag loads; development points it at the
+    #: development provider's offline stand-in (``/devidp/gsi/client.js``).
+    GIS_CLIENT_SCRIPT = Setting[str]("https://accounts.google.com/gsi/client", _text, "a script URL")
+    #: How long a session token handed to an app that keeps no cookies lasts, in seconds.
+    APP_SESSION_TTL = Setting[int](3600, _whole, "a whole number of seconds")
 
     @classmethod
     def all(cls) -> list[Setting[Any]]:

@@ -53,7 +53,8 @@ class BearerTokenAuthentication(BaseAuthentication):
     """RFC 9068 access tokens from the configured providers (see ``accounts.api``).
 
     The view's attributes set its policy: ``bearer_audience`` (else ``ACCOUNTS_API_AUDIENCE``),
-    ``bearer_callers``, ``bearer_unknown_subject`` and ``bearer_refuse_replay``. Scopes are a
+    ``bearer_callers``, ``bearer_unknown_subject``, ``bearer_refuse_replay`` and ``bearer_profile``
+    (``"app-session"``: apps' session tokens, ``accounts.app_sessions``). Scopes are a
     permission's business (``RequiredScopes``), as DRF separates who from what.
     """
 
@@ -70,6 +71,7 @@ class BearerTokenAuthentication(BaseAuthentication):
             callers=getattr(view, "bearer_callers", api.Callers.ANY),
             unknown_subject=getattr(view, "bearer_unknown_subject", None),
             refuse_replay=getattr(view, "bearer_refuse_replay", False),
+            profile=getattr(view, "bearer_profile", api.TokenProfile.ACCESS_TOKEN),
         )
         try:
             principal = api.authenticate(request._request, policy)

@@ -241,3 +241,22 @@ class UnexpectedError(SignInError):
 
     status = 500
     code = "internal_error"
+
+
+# --- sign-in without a redirect (accounts.no_redirect) ---------------------------------------------
+
+
+class EndpointDisabled(UnknownProvider):
+    """The provider exists but does not accept ID tokens at this endpoint (off unless an admin turned it on)."""
+
+    code = "endpoint_disabled"
+    message = _("This way of signing in is not turned on for this provider.")
+
+
+class TooManyAttempts(SignInError):
+    """Too many refused attempts from this address in the last minute (``ACCOUNTS_NO_REDIRECT_FAILURES_PER_MINUTE``)."""
+
+    status = 429
+    code = "too_many_attempts"
+    title = _("Too many attempts")
+    message = _("Too many sign-in attempts came from your network. Please wait a minute and try again.")

@@ -117,6 +117,17 @@ def finish_login(request: HttpRequest, attempt: SignInAttempt) -> None:
     attempt.action = Action.CONNECT if pending.connect_user is not None else Action.SIGN_IN
     attempt.next_url = safe_next_url(request, pending.next_url)
     verified = get_adapter().get_client(provider).complete(params, pending)  # every network call
+    complete_sign_in(request, attempt, verified)
+
+
+def complete_sign_in(request: HttpRequest, attempt: SignInAttempt, verified: VerifiedLogin) -> None:
+    """From a verified login to a session: admission, then identity, user, session and audit row at once.
+
+    The redirect flow's callback ends here, and so do the sign-ins without a redirect
+    (``accounts.no_redirect``): whatever way the ID token arrived, the same policy and the same
+    writes follow it.
+    """
+    provider = _provider(attempt)
     verified.claims = storable(verified.claims)
     attempt.verified = verified
     admission.admit(request, provider, verified.claims)

@@ -255,6 +255,33 @@ class Provider(models.Model):
         default=EmailLinking.NEVER,
         help_text=_("Only choose 'verified' for a provider you trust to verify email addresses."),
     )
+    # --- sign-in without a redirect (accounts.no_redirect; docs/sign-in-without-redirect.md) ---
+    credential_endpoint = models.BooleanField(
+        _("button and One Tap endpoint"),
+        default=False,
+        help_text=_(
+            "OpenID Connect only: accept ID tokens posted by Google Identity Services (the 'Sign in with Google' "
+            "button, One Tap) at /accounts/<slug>/credential/. Off unless you use them."
+        ),
+    )
+    app_client_ids = models.CharField(
+        _("app client IDs"),
+        max_length=1000,
+        blank=True,
+        help_text=_(
+            "Native or single-page apps whose ID tokens /accounts/<slug>/token/ accepts (their client ids, "
+            "comma or space separated). Empty: that endpoint is off."
+        ),
+    )
+    app_redirect_uris = models.TextField(
+        _("app redirect URIs"),
+        blank=True,
+        help_text=_(
+            "Redirect URIs of the apps' own authorization requests whose codes /accounts/<slug>/token/ redeems "
+            "(space or newline separated)."
+        ),
+    )
+
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -369,6 +396,15 @@ class Provider(models.Model):
     @property
     def caller_list(self) -> list[str]:
         return [w for w in self.allowed_callers.replace(",", " ").split() if w]
+
+    @property
+    def app_client_id_list(self) -> list[str]:
+        """The client ids whose ID tokens the app endpoint accepts (case-sensitive, as client ids are)."""
+        return [c for c in self.app_client_ids.replace(",", " ").split() if c]
+
+    @property
+    def app_redirect_uri_list(self) -> list[str]:
+        return self.app_redirect_uris.split()
 
     def clean(self) -> None:
         super().clean()

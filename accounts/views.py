@@ -25,10 +25,18 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import audit, flow, login, pending, provider_sessions, signals
+from . import app_sessions, audit, flow, login, no_redirect, pending, provider_sessions, signals
 from .adapter import get_adapter
 from .choices import Action, Outcome
-from .errors import DatabaseBusy, ProviderUnavailable, SignInError, UnexpectedError, UnknownProvider, printable
+from .errors import (
+    DatabaseBusy,
+    InvalidRequest,
+    ProviderUnavailable,
+    SignInError,
+    UnexpectedError,
+    UnknownProvider,
+    printable,
+)
 from .flow import SignInAttempt
 from .identities import disconnect_identity
 from .logout import backchannel_logout as end_backchannel_sessions
@@ -58,6 +66,34 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
         flow.record(request, attempt, error)
     context = {"error": error, "provider": provider}
     response = render(request, "oidc_signin/error.html", context, status=error.status)
+    if isinstance(error, DatabaseBusy):
+        response["Retry-After"] = "5"
+    return _logged(
+        response,
+        request,
+        "sign-in failed: provider=%s code=%s reason=%s",
+        provider.slug if provider else "-",
+        error.code,
+        error.reason,
+    )
+
+
+def json_sign_in_error(request: HttpRequest, error: SignInError, attempt: SignInAttempt) -> HttpResponse:
+    """``render_sign_in_error`` for an app: the same signal, audit row, log line and status, as JSON.
+
+    ``error`` is the page's code (``accounts.errors``), ``error_description`` the sentence the page shows.
+    """
+    provider = attempt.provider
+    signals.sign_in_failed.send(
+        sender=Provider, request=request, provider=provider, code=error.code, reason=error.reason
+    )
+    if not isinstance(error, DatabaseBusy):
+        flow.record(request, attempt, error)
+    response = JsonResponse(
+        {"error": error.code, "error_description": str(error.message)},
+        status=error.status,
+        headers={"Cache-Control": "no-store"},
+    )
     if isinstance(error, DatabaseBusy):
         response["Retry-After"] = "5"
     return _logged(
@@ -159,6 +195,10 @@ def _redact_for_error_report(request: HttpRequest) -> None:
 def login_page(request: HttpRequest) -> HttpResponse:
     providers = list(Provider.objects.offered())
     context = {"providers": providers, "next": request.GET.get("next", ""), "add_provider_url": None}
+    # Google's button for the first provider that has it on (its script reads one per page).
+    context["gis_provider"] = next(
+        (p for p in providers if no_redirect.is_enabled(p, no_redirect.Endpoint.CREDENTIAL)), None
+    )
     if not providers:
         context["add_provider_url"] = _admin_url(f"admin:{Provider._meta.app_label}_provider_add")
     return render(request, "oidc_signin/login.html", context)
@@ -191,6 +231,73 @@ def callback(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
     response = HttpResponseRedirect(url)
     login.send_session_cookie(request, response)  # the sign-in saved the session; the middleware will not
     return response
+
+
+@csrf_exempt  # Google posts from its own script: the g_csrf_token double-submit pair is the check (no_redirect)
+@require_POST
+@_sign_in_view(Action.SIGN_IN)
+def credential(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
+    """Google Identity Services' ``login_uri``: its button and One Tap post the ID token here."""
+    no_redirect.sign_in_with_credential(request, attempt)
+    url = _landing_url(request, attempt)
+    name = attempt.provider.name if attempt.provider is not None else ""
+    messages.success(request, _("Signed in with %(name)s.") % {"name": name})
+    response = HttpResponseRedirect(url)
+    login.send_session_cookie(request, response)
+    return response
+
+
+@csrf_exempt  # JSON only (no_redirect.json_body): no other site's page can send it without a preflight
+@require_http_methods(["POST", "DELETE"])
+@never_cache
+def app_token(request: HttpRequest, slug: str) -> HttpResponse:
+    """A native or single-page app signs in with its ID token or code; answers JSON, errors too.
+
+    ``DELETE`` with ``Authorization: Bearer <session token>`` is the app's sign-out: the session ends.
+    """
+    if request.method == "DELETE":
+        return _revoke_app_session(request)
+    attempt = SignInAttempt(provider=None, action=Action.SIGN_IN)
+    try:
+        attempt.provider = Provider.objects.filter(slug=slug, enabled=True).first()
+        if attempt.provider is None:
+            raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
+        signed_in = no_redirect.sign_in_from_app(request, attempt)
+    except SignInError as error:
+        return json_sign_in_error(request, error, attempt)
+    except _DATABASE_BUSY as exc:
+        return json_sign_in_error(request, _database_busy(exc), attempt)
+    verified, user = signed_in.verified, attempt.user
+    body = {
+        "user": {
+            "id": str(user.pk) if user is not None else None,
+            "username": user.get_username() if user is not None else "",
+            "email": getattr(user, "email", ""),
+        },
+        "identity": {"provider": attempt.provider.slug, "issuer": verified.issuer, "sub": verified.subject},
+    }
+    if signed_in.session is no_redirect.SessionKind.TOKEN:
+        return JsonResponse({**body, **app_sessions.issue(request)}, headers={"Cache-Control": "no-store"})
+    response = JsonResponse(body, headers={"Cache-Control": "no-store"})
+    login.send_session_cookie(request, response)
+    return response
+
+
+def _revoke_app_session(request: HttpRequest) -> HttpResponse:
+    scheme, _space, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise InvalidRequest("app sign-out without a bearer session token")
+        app_sessions.revoke(raw.strip())
+    except SignInError as error:
+        response = JsonResponse({"error": error.code, "error_description": str(error.message)}, status=401)
+        return _logged(response, request, "app sign-out refused: reason=%s", error.reason)
+    except _DATABASE_BUSY as exc:
+        busy = _database_busy(exc)
+        body = {"error": busy.code, "error_description": str(busy.message)}
+        response = JsonResponse(body, status=busy.status, headers={"Retry-After": "5"})
+        return _logged(response, request, "app sign-out failed: reason=%s", busy.reason)
+    return HttpResponse(status=204, headers={"Cache-Control": "no-store"})
 
 
 def _landing_url(request: HttpRequest, attempt: SignInAttempt) -> str:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import gsi, views
 
 app_name = "devidp"
 
@@ -13,4 +13,7 @@ urlpatterns = [
     path("token", views.token, name="token"),
     path("userinfo", views.userinfo, name="userinfo"),
     path("logout", views.logout, name="logout"),
+    path("gsi/client.js", gsi.client_js, name="gsi_client_js"),
+    path("gsi/post.js", gsi.post_js, name="gsi_post_js"),
+    path("gsi/select", gsi.select, name="gsi_select"),
 ]

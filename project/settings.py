@@ -171,5 +171,10 @@ if DEVIDP_ENABLED:
     DEVIDP_ACCESS_TOKEN_AUDIENCE = env.str("DEVIDP_ACCESS_TOKEN_AUDIENCE", default=DEMO_API_AUDIENCE)
 
 # --- the accounts app (see accounts/conf.py for every setting and its default) ---
+# Google's button and One Tap: in development, the dev IdP's offline stand-in plays Google's script.
+ACCOUNTS_GIS_CLIENT_SCRIPT = env.str(
+    "ACCOUNTS_GIS_CLIENT_SCRIPT",
+    default="/devidp/gsi/client.js" if DEVIDP_ENABLED else "https://accounts.google.com/gsi/client",
+)
 ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = env.bool("ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP", default=False)
 ACCOUNTS_OIDC_CLOCK_LEEWAY = env.int("ACCOUNTS_OIDC_CLOCK_LEEWAY", default=60)

@@ -339,21 +339,65 @@ class OpenIDConnectClient(ProviderClient):
     @sensitive_variables("token", "raw_id_token")
     def verified_login(self, token: dict[str, Any], pending: PendingLogin) -> VerifiedLogin:
         """The ID token verified; userinfo merged in only if the provider's choice asks for it."""
+        return self._verified_id_token(
+            token.get("id_token"), access_token=token["access_token"], nonce=pending.nonce, max_age=pending.max_age
+        )
+
+    # --- sign-in without a redirect (accounts.no_redirect) ---------------------------------------
+
+    def verify_presented_id_token(self, raw: str, *, client_ids: list[str], nonce: str | None) -> VerifiedLogin:
+        """An ID token a browser (Google's button) or an app handed us, by the redirect flow's rules.
+
+        Signature, algorithm, issuer, audience (one of ``client_ids``), expiry and ``sub`` are
+        checked exactly as for the token endpoint's answer; only the origin differs: anyone can post
+        such a token, so its unknown ``kid`` spends the strict refetch budget (``KeyOrigin.ANYONE``).
+        ``nonce=None`` leaves the nonce claim to the caller. No access token, so no userinfo.
+        """
+        return self._verified_id_token(
+            raw, access_token=None, nonce=nonce, client_ids=client_ids, origin=discovery.KeyOrigin.ANYONE
+        )
+
+    def complete_app_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> VerifiedLogin:
+        """A native or single-page app's own authorization code (with its PKCE verifier), redeemed here.
+
+        The app ran the authorization request with this provider's client id; the code is exchanged
+        with this site's credentials exactly as a callback's would be, and the ID token checked the
+        same way. The app's PKCE verifier binds the code to the app instance that asked for it, so no
+        nonce is required here (RFC 9700 2.1.1).
+        """
+        pending = PendingLogin(
+            provider=self.provider.slug, state="", nonce="", code_verifier=code_verifier,
+            redirect_uri=redirect_uri, next_url="", created_at=0.0,
+        )  # fmt: skip
+        token = self.exchange_code(code=code, pending=pending)
+        return self._verified_id_token(token.get("id_token"), access_token=token["access_token"], nonce=None)
+
+    def _verified_id_token(
+        self,
+        raw_id_token: object,
+        *,
+        access_token: str | None,
+        nonce: str | None,
+        max_age: int | None = None,
+        client_ids: list[str] | None = None,
+        origin: discovery.KeyOrigin = discovery.KeyOrigin.BACK_CHANNEL,
+    ) -> VerifiedLogin:
         provider, metadata = self.provider, self.metadata
-        raw_id_token = token.get("id_token")
         if not isinstance(raw_id_token, str):
             raise TokenRejected("token response has no id_token")
         claims = tokens.verify_id_token(
             provider,
             raw_id_token,
             jwks_uri=metadata["jwks_uri"],
-            nonce=pending.nonce,
+            nonce=nonce,
             issuers=lambda verified: self.quirks.accepted_issuers(provider.issuer, metadata, verified),
-            access_token=token["access_token"],
-            max_age=pending.max_age,
+            access_token=access_token,
+            max_age=max_age,
+            client_ids=client_ids,
+            origin=origin,
         )
-        if metadata.get("userinfo_endpoint") and self.userinfo_needed(claims):
-            userinfo = self.fetch_userinfo(access_token=token["access_token"])
+        if access_token is not None and metadata.get("userinfo_endpoint") and self.userinfo_needed(claims):
+            userinfo = self.fetch_userinfo(access_token=access_token)
             # Section 5.3.4: the userinfo sub must be the ID token's, or the answer is for someone else.
             if not isinstance(userinfo.get("sub"), str) or not tokens.same_text(userinfo["sub"], claims["sub"]):
                 raise TokenRejected("userinfo sub differs from the ID token sub")

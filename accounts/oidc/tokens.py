@@ -53,10 +53,12 @@ def verify_id_token(
     raw: str,
     *,
     jwks_uri: str,
-    nonce: str,
+    nonce: str | None,
     issuers: Callable[[dict[str, Any]], Collection[str]] | None = None,
     access_token: str | None = None,
     max_age: int | None = None,
+    client_ids: Collection[str] | None = None,
+    origin: KeyOrigin = KeyOrigin.BACK_CHANNEL,
 ) -> dict[str, Any]:
     """Verify a raw ID token from ``provider`` and return its claims.
 
@@ -65,15 +67,21 @@ def verify_id_token(
     may be (default: exactly the provider's issuer; a preset may add a documented alternative, e.g.
     Microsoft's per-tenant issuer). ``max_age`` is the value sent in the authorization request, if
     any. Raises ``TokenRejected`` naming the rule that failed.
+
+    An ID token handed over by a browser or an app instead (sign-in without a redirect,
+    ``accounts.no_redirect``) says so with ``origin=KeyOrigin.ANYONE``; ``client_ids`` then lists the
+    audiences it may be for (default: the provider's client id), and ``nonce=None`` leaves the
+    ``nonce`` claim to the caller, who knows what it must be bound to.
     """
-    header, claims = verify_signed_jwt(provider, raw, jwks_uri=jwks_uri, what="ID token", origin=KeyOrigin.BACK_CHANNEL)
+    header, claims = verify_signed_jwt(provider, raw, jwks_uri=jwks_uri, what="ID token", origin=origin)
+    nonce_rule: dict[str, Any] = {"nonce": {"essential": True, "value": nonce}} if nonce is not None else {}
     check_claims(
         claims,
         issuers=issuers(claims) if issuers is not None else [provider.issuer],
-        client_id=provider.client_id,
+        client_id=provider.client_id if client_ids is None else client_ids,
         what="ID token",
         sub={"essential": True},
-        nonce={"essential": True, "value": nonce},
+        **nonce_rule,
     )
     _check_at_hash(claims, header["alg"], access_token)
     if max_age is not None:
@@ -228,15 +236,21 @@ def check_claims(
     claims: dict[str, Any],
     *,
     issuers: Collection[str],
-    client_id: str,
+    client_id: str | Collection[str],
     what: str,
     **options: Any,
 ) -> None:
-    """The claim rules shared by ID tokens and logout tokens; ``options`` adds per-token rules."""
+    """The claim rules shared by ID tokens and logout tokens; ``options`` adds per-token rules.
+
+    ``client_id`` is this client, or the several client ids (a native app's) any of which may be the audience.
+    """
+    client_ids = [client_id] if isinstance(client_id, str) else [c for c in client_id if c]
+    if not client_ids:
+        raise TokenRejected(f"{what} cannot be for any client: none is allowed")
     registry = JWTClaimsRegistry(
         leeway=conf.OIDC_CLOCK_LEEWAY,
         iss={"essential": True, "values": list(issuers)},
-        aud={"essential": True, "value": client_id},
+        aud={"essential": True, "values": client_ids},
         exp={"essential": True},
         iat={"essential": True},
         **options,
@@ -253,7 +267,7 @@ def check_claims(
     azp = claims.get("azp")
     if isinstance(aud, list) and len(aud) > 1 and azp is None:
         raise TokenRejected(f"{what} has several audiences and no azp claim")
-    if azp is not None and azp != client_id:
+    if azp is not None and azp not in client_ids:
         raise TokenRejected(f"{what} azp claim is not this client")
 
 

@@ -9,10 +9,14 @@ See docs/templates.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import template
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from .. import no_redirect
+from ..conf import conf
 from ..models import Provider
 
 register = template.Library()
@@ -49,3 +53,32 @@ def _slug(provider: Provider | str) -> str:
 
 def _with_next(url: str, next_url: str | None) -> str:
     return f"{url}?{urlencode({'next': next_url})}" if next_url else url
+
+
+@register.inclusion_tag("oidc_signin/includes/google_button.html", takes_context=True)
+def oidc_google_button(
+    context: template.Context, provider: Provider, next: str | None = None, one_tap: bool = False
+) -> dict[str, Any]:
+    """Google's "Sign in with Google" button and, with ``one_tap``, its One Tap prompt, for ``provider``.
+
+    Renders nothing unless the provider has the button endpoint turned on (``credential_endpoint``).
+    The markup is Google Identity Services' HTML API: ``data-login_uri`` is this provider's
+    ``/accounts/<slug>/credential/`` (with ``next``), ``data-client_id`` the provider's client id,
+    ``data-nonce`` a fresh nonce bound to this browser (``accounts.no_redirect.page_nonce``) and
+    ``data-use_fedcm_for_prompt`` on (One Tap through the browser's FedCM). The script is
+    ``ACCOUNTS_GIS_CLIENT_SCRIPT``; a ``csp_nonce`` on the request is put on it. One per page:
+    Google's script reads a single ``#g_id_onload``. See docs/sign-in-without-redirect.md.
+    """
+    request = context["request"]
+    if not no_redirect.is_enabled(provider, no_redirect.Endpoint.CREDENTIAL):
+        return {"enabled": False}
+    login_uri = no_redirect.login_uri(request, provider)
+    return {
+        "enabled": True,
+        "script_src": conf.GIS_CLIENT_SCRIPT,
+        "csp_nonce": str(getattr(request, "csp_nonce", "") or ""),
+        "client_id": provider.client_id,
+        "login_uri": _with_next(login_uri, next),
+        "nonce": no_redirect.page_nonce(request),
+        "one_tap": bool(one_tap),
+    }

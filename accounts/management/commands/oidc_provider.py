@@ -92,6 +92,22 @@ class Command(BaseCommand):
             "repository@environment:NAME glob patterns (github-actions).",
         )
         add.add_argument("--max-token-age", type=int, help="Refuse tokens issued longer ago than this (seconds).")
+        add.add_argument(
+            "--credential-endpoint",
+            action="store_true",
+            default=None,
+            help="OpenID Connect: accept Google Identity Services' button and One Tap at /accounts/<slug>/credential/.",
+        )
+        add.add_argument(
+            "--app-client-ids",
+            help="Comma-separated client ids of native or single-page apps whose ID tokens /accounts/<slug>/token/ "
+            "accepts (empty: that endpoint is off).",
+        )
+        add.add_argument(
+            "--app-redirect-uris",
+            help="Comma-separated redirect URIs of the apps' own authorization requests whose codes the token "
+            "endpoint redeems.",
+        )
         add.add_argument("--disabled", action="store_true", help="Add it switched off.")
         add.add_argument("--update", action="store_true", help="Update the provider if the slug exists.")
         sub.add_parser("list", help="List providers.")
@@ -120,6 +136,7 @@ class Command(BaseCommand):
         if client_secret or not existing:
             provider.enter_client_secret(client_secret)
         provider.enabled = not options["disabled"]
+        self._no_redirect_options(provider, options)
         self._save(provider)
         self.stdout.write(f"{'Updated' if existing else 'Added'} provider {slug!r} ({provider.name}).")
         if provider.client_secret_cleared:
@@ -130,6 +147,15 @@ class Command(BaseCommand):
                     "provider to another server. Give --client-secret again."
                 )
             )
+
+    @staticmethod
+    def _no_redirect_options(provider: Provider, options: dict[str, Any]) -> None:
+        """Sign-in without a redirect (docs/sign-in-without-redirect.md): only what was given changes."""
+        if options["credential_endpoint"] is not None:
+            provider.credential_endpoint = options["credential_endpoint"]
+        for field, given in (("app_client_ids", "app_client_ids"), ("app_redirect_uris", "app_redirect_uris")):
+            if options[given] is not None:
+                setattr(provider, field, " ".join(v.strip() for v in options[given].split(",") if v.strip()))
 
     def _values(self, options: dict[str, Any]) -> dict[str, Any]:
         """Field values from a preset (if any), overridden by what was given explicitly."""
