@@ -12,6 +12,8 @@ urlpatterns = [
     path("<slug:slug>/login/", views.start, name="start"),
     path("<slug:slug>/callback/", views.callback, name="callback"),
     path("<slug:slug>/connect/", views.connect, name="connect"),
+    path("<slug:slug>/refresh-profile/", views.refresh_profile, name="refresh_profile"),
+    path("<slug:slug>/reconnect/", views.reconnect, name="reconnect"),
     path("<slug:slug>/backchannel-logout/", views.backchannel_logout, name="backchannel_logout"),
     path("identities/<int:identity_id>/disconnect/", views.disconnect, name="disconnect"),
 ]

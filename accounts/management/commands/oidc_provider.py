@@ -54,6 +54,12 @@ class Command(BaseCommand):
             help="OpenID Connect: when to call the userinfo endpoint (default when-needed: if the ID token lacks "
             "the email or profile claims).",
         )
+        add.add_argument(
+            "--store-tokens",
+            action="store_true",
+            help="Keep each person's access and refresh tokens (encrypted) to call the provider's APIs for them "
+            "(accounts.provider_tokens); needs ACCOUNTS_CLIENT_SECRET_KEYS.",
+        )
         add.add_argument("--disabled", action="store_true", help="Add it switched off.")
         add.add_argument("--update", action="store_true", help="Update the provider if the slug exists.")
         sub.add_parser("list", help="List providers.")
@@ -77,6 +83,8 @@ class Command(BaseCommand):
         if client_secret or not existing:
             provider.client_secret = client_secret
         provider.enabled = not options["disabled"]
+        if options.get("store_tokens"):
+            provider.store_tokens = True
         self._save(provider)
         self.stdout.write(f"{'Updated' if existing else 'Added'} provider {slug!r} ({provider.name}).")
 

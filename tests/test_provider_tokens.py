@@ -1,0 +1,454 @@
+"""The token vault (``accounts.provider_tokens``), attacked: storage, refresh, 401 retry, revocation.
+
+Every test runs against the OpenID provider double over real HTTP: it rotates refresh tokens and
+revokes the whole grant when a spent one comes back, as Auth0, Okta, Keycloak and GitHub Apps do.
+The concurrent refreshes are in ``tests/test_provider_tokens_concurrency.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from accounts import client_secrets, provider_tokens, signals
+from accounts.errors import NoProviderToken, ProviderGrantRevoked, ProviderTokenExpired, TokenRejected
+from accounts.models import Identity, Provider, ProviderToken, SignInEvent
+from tests.conftest import connect, encodings, sign_in, signed_in_user, staff_client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def storing(provider) -> Provider:
+    provider.store_tokens = True
+    provider.save()
+    return provider
+
+
+@pytest.fixture
+def identity(client, op, storing) -> Identity:
+    """Alice signed in with tokens stored; the double issued one access and one refresh token."""
+    sign_in(client, op, storing)
+    return Identity.objects.select_related("provider", "user").get(subject="user-1")
+
+
+def issued(op, n: int = -1) -> dict:
+    return op.issued_tokens[n]
+
+
+def expire(identity: Identity) -> None:
+    ProviderToken.objects.filter(identity=identity).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+
+
+def row(identity: Identity) -> ProviderToken:
+    return ProviderToken.objects.get(identity=identity)
+
+
+def raw_columns(identity: Identity) -> tuple[str, str]:
+    """What the database itself holds, read past the ORM."""
+    table = ProviderToken._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT access_token, refresh_token FROM {table} WHERE identity_id = %s", [identity.pk])
+        return cursor.fetchone()
+
+
+# --- 1. storing, by choice, encrypted ---------------------------------------------------------------
+
+
+def test_tokens_are_stored_encrypted_and_the_database_never_holds_them_in_clear(identity, op):
+    access, refresh = raw_columns(identity)
+    for stored, plain in ((access, issued(op)["access_token"]), (refresh, issued(op)["refresh_token"])):
+        assert stored.startswith("fernet:")
+        assert not any(form in stored for form in encodings(plain))
+        assert client_secrets.decrypt(stored, owner="test") == plain
+    stored = row(identity)
+    assert stored.scopes == "openid email profile" and stored.token_type == "Bearer"
+    assert stored.expires_at is not None and stored.has_refresh_token
+
+
+def test_nothing_is_stored_when_store_tokens_is_off(client, op, provider):
+    sign_in(client, op, provider)
+    assert not ProviderToken.objects.exists()
+    with pytest.raises(NoProviderToken):
+        provider_tokens.access_token(signed_in_user(client), provider)
+
+
+def test_the_field_refuses_to_write_a_token_that_was_not_encrypted(identity):
+    stored = row(identity)
+    stored.access_token = "plain-access-token"
+    with pytest.raises(ValueError, match="must be stored encrypted"):
+        stored.save()
+    with pytest.raises(ValueError, match="must be stored encrypted"):
+        ProviderToken.objects.filter(pk=stored.pk).update(refresh_token="plain-refresh-token")
+
+
+def test_a_token_that_looks_encrypted_or_like_a_reference_is_still_encrypted():
+    for value in ("env:HOME", "fernet:abc"):
+        sealed = client_secrets.encrypt(value)
+        assert sealed != value and client_secrets.decrypt(sealed, owner="t") == value
+
+
+def test_connecting_stores_tokens_for_the_connected_identity(client, op, op2, storing, second):
+    sign_in(client, op, storing)
+    second.store_tokens = True
+    second.save()
+    connect(client, op2, second)
+    connected = Identity.objects.get(subject="second-1")
+    assert provider_tokens.access_token(identity=connected) == op2.issued_tokens[-1]["access_token"]
+
+
+def test_oidc_secrets_reencrypt_moves_stored_tokens_to_the_new_key(identity, op, settings, capsys):
+    from django.core.management import call_command
+
+    before = raw_columns(identity)
+    old_keys = list(settings.ACCOUNTS_CLIENT_SECRET_KEYS) if hasattr(settings, "ACCOUNTS_CLIENT_SECRET_KEYS") else []
+    new_key = client_secrets.generate_key()
+    settings.ACCOUNTS_CLIENT_SECRET_KEYS = [new_key, *old_keys]
+    call_command("oidc_secrets", "reencrypt")
+    after = raw_columns(identity)
+    assert after[0] != before[0] and after[1] != before[1]
+    settings.ACCOUNTS_CLIENT_SECRET_KEYS = [new_key]  # the old key dropped: the tokens still decrypt
+    assert provider_tokens.access_token(identity=identity) == issued(op)["access_token"]
+    assert "provider tokens of 1 identit" in capsys.readouterr().out
+
+
+# --- 2. one call to get a valid token -----------------------------------------------------------------
+
+
+def test_a_fresh_token_is_handed_out_without_calling_the_provider(identity, op):
+    assert provider_tokens.access_token(identity.user, identity.provider) == issued(op)["access_token"]
+    assert provider_tokens.access_token(identity.user, "test-op") == issued(op)["access_token"]
+    assert op.refresh_requests == 0
+
+
+def test_an_expired_token_is_refreshed_and_the_rotated_refresh_token_stored(identity, op):
+    first = issued(op)
+    expire(identity)
+    token = provider_tokens.access_token(identity=identity)
+    assert op.refreshes == 1 and token == issued(op)["access_token"] != first["access_token"]
+    stored = row(identity)
+    assert client_secrets.decrypt(stored.refresh_token, owner="t") == issued(op)["refresh_token"]
+    assert stored.last_refresh_at is not None and stored.expires_at > timezone.now()
+    # The next expiry uses the rotated refresh token: the spent one is never presented again.
+    expire(identity)
+    provider_tokens.access_token(identity=identity)
+    assert op.refreshes == 2 and op.reuse_detected == 0 and not op.revoked_grants
+
+
+def test_a_token_expiring_within_the_margin_is_refreshed(identity, op, settings):
+    settings.ACCOUNTS_PROVIDER_TOKENS_REFRESH_MARGIN = op.token_lifetime + 10
+    provider_tokens.access_token(identity=identity)
+    assert op.refreshes == 1
+
+
+def test_the_double_revokes_the_grant_when_a_spent_refresh_token_is_reused(identity, op):
+    """The attack the single-flight refresh defends against, shown on the double itself."""
+    spent = issued(op)["refresh_token"]
+    expire(identity)
+    provider_tokens.access_token(identity=identity)
+    client = provider_tokens.get_adapter().get_client(identity.provider)
+    with pytest.raises(ProviderGrantRevoked):
+        client.refresh(refresh_token=spent, issuer=identity.issuer, subject=identity.subject)
+    assert op.reuse_detected == 1 and op.grant_of(spent) in op.revoked_grants
+
+
+def test_a_refresh_whose_id_token_changes_sub_is_refused_and_the_tokens_are_not_used_again(identity, op):
+    expire(identity)
+
+    def other_person(header, claims):
+        return header, {**claims, "sub": "mallory"}
+
+    op.id_token_mutator = other_person
+    with pytest.raises(TokenRejected, match="sub differs"):
+        provider_tokens.access_token(identity=identity)
+    stored = row(identity)
+    assert stored.revoked_at is not None and "sub differs" in stored.last_error
+    # Not stored: the access token the answer carried is not handed out.
+    assert client_secrets.decrypt(stored.access_token, owner="t") != issued(op)["access_token"]
+    with pytest.raises(ProviderGrantRevoked):
+        provider_tokens.access_token(identity=identity)
+    assert op.refreshes == 1
+
+
+def test_a_refresh_whose_id_token_is_for_another_audience_is_refused(identity, op):
+    expire(identity)
+    op.id_token_mutator = lambda header, claims: (header, {**claims, "aud": "someone-else"})
+    with pytest.raises(TokenRejected, match="aud"):
+        provider_tokens.access_token(identity=identity)
+
+
+def test_a_refresh_whose_id_token_is_from_another_issuer_is_refused(identity, op):
+    expire(identity)
+    op.id_token_mutator = lambda header, claims: (header, {**claims, "iss": "https://evil.example"})
+    with pytest.raises(TokenRejected, match="iss"):
+        provider_tokens.access_token(identity=identity)
+
+
+def test_a_refresh_whose_id_token_signature_is_forged_is_refused(identity, op):
+    expire(identity)
+    op.id_token_override = lambda token, claims, header: token[:-8] + ("A" * 8 if token[-8:] != "A" * 8 else "B" * 8)
+    with pytest.raises(TokenRejected, match="signature"):
+        provider_tokens.access_token(identity=identity)
+
+
+def test_an_expired_token_without_a_refresh_token_asks_for_a_reconnect(client, op, storing):
+    op.issue_refresh_tokens = False
+    sign_in(client, op, storing)
+    identity = Identity.objects.get(subject="user-1")
+    expire(identity)
+    with pytest.raises(ProviderTokenExpired) as raised:
+        provider_tokens.access_token(identity=identity)
+    assert raised.value.reconnect_url == "/accounts/test-op/reconnect/"
+
+
+def test_a_provider_that_is_down_leaves_the_tokens_usable_for_a_retry(identity, op):
+    expire(identity)
+    op.faults["/token"] = {"status": 503, "body": "down"}
+    with pytest.raises(provider_tokens.SignInError) as raised:
+        provider_tokens.access_token(identity=identity)
+    assert raised.value.code == "provider_unavailable"
+    assert row(identity).revoked_at is None
+    del op.faults["/token"]
+    assert provider_tokens.access_token(identity=identity) == issued(op)["access_token"]
+
+
+# --- 4. when the grant is gone ---------------------------------------------------------------------
+
+
+def test_invalid_grant_marks_the_tokens_revoked_sends_the_signal_and_offers_a_reconnect(
+    identity, op, django_capture_on_commit_callbacks
+):
+    received = []
+    signals.provider_tokens_revoked.connect(lambda **kw: received.append(kw), weak=False, dispatch_uid="t")
+    try:
+        op.revoked_grants.add(op.grant_of(issued(op)["refresh_token"]))
+        expire(identity)
+        with django_capture_on_commit_callbacks(execute=True), pytest.raises(ProviderGrantRevoked) as raised:
+            provider_tokens.access_token(identity=identity)
+    finally:
+        signals.provider_tokens_revoked.disconnect(dispatch_uid="t")
+    assert raised.value.code == "provider_grant_revoked" and "invalid_grant" in raised.value.reason
+    assert raised.value.reconnect_url == "/accounts/test-op/reconnect/"
+    assert row(identity).revoked_at is not None
+    assert [(r["identity"], r["user"]) for r in received] == [(identity, identity.user)]
+    event = SignInEvent.objects.latest("pk")
+    assert (event.action, event.outcome, event.code) == ("token-refresh", "failure", "provider_grant_revoked")
+
+
+def test_the_reconnect_page_asks_first_and_its_post_asks_for_consent_and_the_extra_scopes(client, identity, op):
+    url = provider_tokens.reconnect_url(identity, ["calendar.read"])
+    page = client.get(url)
+    assert page.status_code == 200 and b"calendar.read" in page.content
+    response = client.post("/accounts/test-op/reconnect/", {"scope": 'calendar.read bad"scope'})
+    assert response.status_code == 302
+    location = response["Location"]
+    assert "prompt=consent" in location and "calendar.read" in location and "bad" not in location
+    # The person consents; the grant is stored again and the scopes merged.
+    op.next_user = {**op.next_user}
+    from urllib.parse import parse_qsl, urlsplit
+
+    callback = client.get("/accounts/test-op/callback/", op.authorize(dict(parse_qsl(urlsplit(location).query))))
+    assert callback.status_code == 302
+    assert "calendar.read" in row(identity).scope_list and "openid" in row(identity).scope_list
+
+
+def test_reconnecting_clears_the_revoked_mark(client, identity, op):
+    ProviderToken.objects.filter(identity=identity).update(revoked_at=timezone.now())
+    from urllib.parse import parse_qsl, urlsplit
+
+    location = client.post("/accounts/test-op/reconnect/")["Location"]
+    client.get("/accounts/test-op/callback/", op.authorize(dict(parse_qsl(urlsplit(location).query))))
+    assert row(identity).revoked_at is None
+    assert provider_tokens.access_token(identity=identity) == issued(op)["access_token"]
+
+
+# --- 3. calling the provider's API -------------------------------------------------------------------
+
+
+def test_the_auth_helper_sends_the_bearer_token(identity, op):
+    response = provider_tokens.api_session(identity).get(op.issuer + "/userinfo")
+    assert response.status_code == 200 and response.json()["sub"] == "user-1"
+    assert op.refresh_requests == 0
+
+
+def test_a_401_triggers_one_refresh_and_one_retry(identity, op):
+    op._access_tokens.clear()  # the provider forgot the access token before it expired
+    response = provider_tokens.api_session(identity).get(op.issuer + "/userinfo")
+    assert response.status_code == 200
+    assert op.refreshes == 1 and op.hits["/userinfo"] == 2
+    assert [r.status_code for r in response.history] == [401]
+
+
+def test_a_second_401_is_returned_not_retried_again(identity, op):
+    op.faults["/userinfo"] = {"status": 401, "body": "{}"}
+    response = provider_tokens.api_session(identity).get(op.issuer + "/userinfo")
+    assert response.status_code == 401
+    assert op.refreshes == 1 and op.hits["/userinfo"] == 2
+
+
+def test_a_non_idempotent_request_is_not_sent_twice(identity, op):
+    op.faults["/userinfo"] = {"status": 401, "body": "{}"}
+    response = provider_tokens.api_session(identity).post(op.issuer + "/userinfo", data={"x": "1"})
+    assert response.status_code == 401
+    assert op.refreshes == 0 and op.hits["/userinfo"] == 1
+
+
+def test_the_auth_helper_never_sends_the_token_over_plain_http_to_another_host(identity, settings):
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = False
+    with pytest.raises(provider_tokens.SignInError, match="http://"):
+        provider_tokens.api_session(identity).get("http://api.example.com/user")
+
+
+def test_call_with_token_refreshes_once_on_a_401(identity, op):
+    calls = []
+
+    def call(token):
+        calls.append(token)
+        client = provider_tokens.get_adapter().get_client(identity.provider)
+        return client.fetch_userinfo(access_token=token)
+
+    op._access_tokens.clear()
+    assert provider_tokens.call_with_token(identity, call)["sub"] == "user-1"
+    assert len(calls) == 2 and calls[0] != calls[1] and op.refreshes == 1
+
+
+# --- 6. revocation --------------------------------------------------------------------------------
+
+
+def test_disconnecting_revokes_the_grant_at_the_provider_and_deletes_the_tokens(
+    client, identity, op, op2, second, django_capture_on_commit_callbacks
+):
+    connect(client, op2, second)  # a second way in, so the first can be disconnected
+    refresh_token = issued(op, 0)["refresh_token"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/accounts/identities/{identity.pk}/disconnect/")
+    assert response.status_code == 302
+    assert not ProviderToken.objects.filter(identity_id=identity.pk).exists()
+    assert op.revocations == [{"token_type_hint": "refresh_token", "known": True}]
+    assert op.grant_of(refresh_token) in op.revoked_grants
+    event = SignInEvent.objects.filter(action="tokens-revoked").get()
+    assert event.outcome == "success" and "revoked at the provider" in event.reason
+
+
+def test_deleting_the_user_revokes_the_grant(identity, op, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        identity.user.delete()
+    assert op.revocations == [{"token_type_hint": "refresh_token", "known": True}]
+    assert SignInEvent.objects.filter(action="tokens-revoked", outcome="success").count() == 1
+
+
+def test_revocation_is_best_effort_the_tokens_go_even_if_the_provider_is_down(identity, op, caplog):
+    op.faults["/revoke"] = {"status": 503, "body": "down"}
+    with caplog.at_level(logging.WARNING, logger="accounts.provider_tokens"):
+        assert provider_tokens.revoke(identity) is False
+    assert not ProviderToken.objects.exists()
+    event = SignInEvent.objects.get(action="tokens-revoked")
+    assert event.outcome == "failure" and "revocation at the provider failed" in event.reason
+    assert "provider token revocation failed" in caplog.text
+
+
+def test_manage_py_oidc_tokens_revoke_reaches_the_revocation_endpoint(identity, op, capsys):
+    from django.core.management import call_command
+
+    call_command("oidc_tokens", "status")
+    status = capsys.readouterr().out
+    assert "test-op" in status and "refresh=yes" in status
+    assert issued(op)["access_token"] not in status and issued(op)["refresh_token"] not in status
+    call_command("oidc_tokens", "revoke", "--provider", "test-op")
+    assert "1 revocation(s) confirmed" in capsys.readouterr().out
+    assert op.hits["/revoke"] == 1 and not ProviderToken.objects.exists()
+
+
+def test_manage_py_oidc_tokens_revoke_needs_a_selection(identity):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--all"):
+        call_command("oidc_tokens", "revoke")
+    assert ProviderToken.objects.exists()
+
+
+# --- never rendered, never logged --------------------------------------------------------------------
+
+
+def test_the_admin_shows_the_status_and_never_a_token(identity, op, django_user_model):
+    admin = staff_client(django_user_model, "view_providertoken")
+    stored = row(identity)
+    pages = [
+        admin.get("/admin/oidc_signin/providertoken/"),
+        admin.get(f"/admin/oidc_signin/providertoken/{stored.pk}/change/"),
+    ]
+    for page in pages:
+        assert page.status_code == 200
+        body = page.content.decode()
+        for secret in (issued(op)["access_token"], issued(op)["refresh_token"], stored.access_token):
+            assert not any(form in body for form in encodings(secret))
+    assert "openid email profile" in pages[1].content.decode()
+
+
+def test_the_admin_refuses_to_filter_on_a_token(identity, django_user_model, caplog):
+    from tests.conftest import assert_guess_refused_alike
+
+    admin = staff_client(django_user_model, "view_providertoken")
+    stored = row(identity)
+    assert_guess_refused_alike(
+        admin, caplog, "/admin/oidc_signin/providertoken/", "access_token__startswith", stored.access_token[:12], "x"
+    )
+
+
+def test_a_refresh_failure_is_logged_without_a_token(identity, op, caplog):
+    expire(identity)
+    op.faults["/token"] = {"status": 500, "body": issued(op)["refresh_token"]}
+    with caplog.at_level(logging.DEBUG), pytest.raises(provider_tokens.SignInError):
+        provider_tokens.access_token(identity=identity)
+    for secret in (issued(op)["access_token"], issued(op)["refresh_token"]):
+        assert secret not in caplog.text
+    assert "provider token refresh failed" in caplog.text
+
+
+# --- 7. the profile's "Update from <provider>" ---------------------------------------------------------
+
+
+def test_update_from_provider_reads_userinfo_with_the_stored_token_and_updates_the_profile(client, identity, op):
+    op.next_user = {**op.next_user, "given_name": "Alicia"}
+    op._access_tokens[next(iter(op._access_tokens))].user["given_name"] = "Alicia"
+    expire(identity)  # refreshed on the way
+    response = client.post("/accounts/test-op/refresh-profile/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
+    identity.user.refresh_from_db()
+    assert identity.user.first_name == "Alicia" and op.refreshes == 1
+    page = client.get("/accounts/profile/").content.decode()
+    assert "Update from Test OP" in page and "renewable" in page
+    for secret in (issued(op)["access_token"], issued(op)["refresh_token"]):
+        assert secret not in page
+
+
+def test_update_from_provider_is_post_only_csrf_protected_and_for_signed_in_people(identity, op):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(identity.user)
+    assert browser.post("/accounts/test-op/refresh-profile/").status_code == 403  # no CSRF token
+    assert browser.get("/accounts/test-op/refresh-profile/").status_code == 405
+    anonymous = Client().post("/accounts/test-op/refresh-profile/")
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
+    assert op.hits["/userinfo"] == 0
+
+
+def test_update_from_provider_refuses_an_answer_about_someone_else(client, identity, op):
+    op.userinfo_mutator = lambda info: {**info, "sub": "mallory"}
+    response = client.post("/accounts/test-op/refresh-profile/")
+    assert response.status_code == 302
+    identity.refresh_from_db()
+    assert identity.claims.get("sub", "user-1") == "user-1"
+    assert "Could not update" in client.get("/accounts/profile/").content.decode()
+
+
+def test_update_from_provider_with_a_revoked_grant_goes_to_the_reconnect_page(client, identity, op):
+    op.revoked_grants.add(op.grant_of(issued(op)["refresh_token"]))
+    expire(identity)
+    response = client.post("/accounts/test-op/refresh-profile/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/test-op/reconnect/"
