@@ -189,6 +189,15 @@ def test_a_refresh_whose_id_token_is_from_another_issuer_is_refused(identity, op
         provider_tokens.access_token(identity=identity)
 
 
+def test_a_refresh_whose_id_token_iss_is_not_the_identity_s_issuer_is_refused(identity, op):
+    """An admin moved the provider to another issuer: its tokens may not speak for the old identities."""
+    Identity.objects.filter(pk=identity.pk).update(issuer="https://old-issuer.example")
+    identity.refresh_from_db()
+    expire(identity)
+    with pytest.raises(TokenRejected, match="iss differs from the identity's issuer"):
+        provider_tokens.access_token(identity=identity)
+
+
 def test_a_refresh_whose_id_token_signature_is_forged_is_refused(identity, op):
     expire(identity)
     op.id_token_override = lambda token, claims, header: token[:-8] + ("A" * 8 if token[-8:] != "A" * 8 else "B" * 8)
@@ -452,3 +461,73 @@ def test_update_from_provider_with_a_revoked_grant_goes_to_the_reconnect_page(cl
     expire(identity)
     response = client.post("/accounts/test-op/refresh-profile/")
     assert response.status_code == 302 and response["Location"] == "/accounts/test-op/reconnect/"
+
+
+# --- GitHub: OAuth App tokens never expire, GitHub App tokens expire after 8 h and refresh ----------------
+
+
+@pytest.fixture
+def gh():
+    from tests.github_double import GitHubDouble
+
+    with GitHubDouble() as double:
+        yield double
+
+
+@pytest.fixture
+def github(gh) -> Provider:
+    from accounts.presets import preset_values
+
+    return Provider.objects.create(
+        slug="gh", name="GitHub", client_id=gh.client_id, client_secret=gh.client_secret, store_tokens=True,
+        **preset_values("github", base_url=gh.base_url),
+    )  # fmt: skip
+
+
+def test_a_github_oauth_app_token_never_expires_and_is_never_refreshed(client, gh, github):
+    sign_in(client, gh, github)
+    stored = ProviderToken.objects.get()
+    assert stored.expires_at is None and not stored.has_refresh_token
+    assert provider_tokens.access_token(signed_in_user(client), github).startswith("gho_")
+    assert gh.refreshes == 0
+
+
+def test_a_github_app_token_is_refreshed_after_eight_hours_with_its_rotated_refresh_token(client, gh, github):
+    gh.github_app = True
+    sign_in(client, gh, github)
+    identity = Identity.objects.get(provider=github)
+    stored = row(identity)
+    assert stored.has_refresh_token
+    assert 28700 < (stored.expires_at - timezone.now()).total_seconds() <= 28800
+    expire(identity)
+    token = provider_tokens.access_token(identity=identity)
+    assert token.startswith("ghu_") and gh.refreshes == 1
+    expire(identity)
+    provider_tokens.access_token(identity=identity)
+    assert gh.refreshes == 2 and gh.reuse_detected == 0
+
+
+def test_github_s_bad_refresh_token_answer_marks_the_tokens_revoked(client, gh, github):
+    gh.github_app = True
+    sign_in(client, gh, github)
+    identity = Identity.objects.get(provider=github)
+    gh._refresh_tokens.clear()
+    expire(identity)
+    with pytest.raises(ProviderGrantRevoked, match="bad_refresh_token"):
+        provider_tokens.access_token(identity=identity)
+    assert row(identity).revoked_at is not None
+
+
+def test_revoking_a_github_identity_deletes_the_app_s_grant(client, gh, github):
+    sign_in(client, gh, github)
+    identity = Identity.objects.get(provider=github)
+    token = provider_tokens.access_token(identity=identity)
+    assert provider_tokens.revoke(identity) is True
+    assert gh.deleted_grants == [token] and not ProviderToken.objects.exists()
+
+
+def test_update_from_github_reads_the_user_api_with_the_stored_token(client, gh, github):
+    sign_in(client, gh, github)
+    gh.user = {**gh.user, "name": "Octo Renamed"}
+    assert client.post("/accounts/gh/refresh-profile/")["Location"] == "/accounts/profile/"
+    assert Identity.objects.get(provider=github).claims["name"] == "Octo Renamed"
