@@ -531,3 +531,42 @@ def test_update_from_github_reads_the_user_api_with_the_stored_token(client, gh,
     gh.user = {**gh.user, "name": "Octo Renamed"}
     assert client.post("/accounts/gh/refresh-profile/")["Location"] == "/accounts/profile/"
     assert Identity.objects.get(provider=github).claims["name"] == "Octo Renamed"
+
+
+# --- 5. asking for more, and the presets' refresh-token quirks ---------------------------------------------
+
+
+def authorization_params_for(preset: str, *, store_tokens: bool) -> dict[str, str]:
+    from accounts.oidc.clients import OpenIDConnectClient, PendingLogin
+    from accounts.presets import preset_values, quirks_for
+
+    provider = Provider(slug="p", name="P", client_id="c", store_tokens=store_tokens, **preset_values(preset))
+    metadata = {"authorization_endpoint": "https://idp.example/authorize"}
+    client = OpenIDConnectClient(provider, metadata=metadata, quirks=quirks_for(preset))
+    pending = PendingLogin("p", "s", "n", "v" * 43, "https://site/cb", "/", 0.0)
+    return client.authorization_params(pending)
+
+
+def test_google_asks_for_offline_access_and_consent_only_when_tokens_are_stored():
+    params = authorization_params_for("google", store_tokens=True)
+    assert (params["access_type"], params["prompt"], params["include_granted_scopes"]) == ("offline", "consent", "true")
+    plain = authorization_params_for("google", store_tokens=False)
+    assert "access_type" not in plain and plain["prompt"] == "select_account"
+
+
+def test_microsoft_asks_for_the_offline_access_scope_when_tokens_are_stored():
+    assert "offline_access" in authorization_params_for("microsoft", store_tokens=True)["scope"].split()
+    assert "offline_access" not in authorization_params_for("microsoft", store_tokens=False)["scope"].split()
+
+
+def test_the_reconnect_template_tag_builds_the_incremental_authorization_url():
+    from django.template import engines
+
+    html = (
+        engines["django"]
+        .from_string(
+            '{% load oidc_signin %}{% oidc_reconnect_url "google" scope="https://www.googleapis.com/auth/calendar" %}'
+        )
+        .render({})
+    )
+    assert html == "/accounts/google/reconnect/?scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcalendar"

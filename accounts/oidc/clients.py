@@ -190,12 +190,18 @@ class ProviderClient:
 
     def authorization_params(self, pending: PendingLogin) -> dict[str, str]:
         """The authorization request's parameters; the flow's own always win over the extra ones."""
+        scopes = list(self.provider.scope_list)
+        offline: dict[str, str] = {}
+        if getattr(self.provider, "store_tokens", False):  # a refresh token is wanted: the preset says how
+            offline = dict(self.quirks.offline_access_params)
+            scopes += [s for s in self.quirks.offline_access_scopes if s not in scopes]
         params = {
             **self.provider.extra_auth_params,
+            **offline,
             "response_type": "code",
             "client_id": self.provider.client_id,
             "redirect_uri": pending.redirect_uri,
-            "scope": " ".join(self.provider.scope_list),
+            "scope": " ".join(scopes),
             "state": pending.state,
             "code_challenge": create_s256_code_challenge(pending.code_verifier),
             "code_challenge_method": "S256",
