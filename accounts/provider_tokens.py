@@ -152,7 +152,7 @@ def access_token(
     return refresh(identity)
 
 
-@sensitive_variables("rejected", "current", "old_refresh", "answer", "new_access")
+@sensitive_variables("rejected", "current", "old_refresh", "answer", "new_access", "new_refresh")
 def refresh(identity: Identity, *, rejected: str | None = None) -> str:
     """Refresh ``identity``'s tokens, once for everyone who asks at the same moment; the new access token.
 

@@ -570,3 +570,31 @@ def test_the_reconnect_template_tag_builds_the_incremental_authorization_url():
         .render({})
     )
     assert html == "/accounts/google/reconnect/?scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcalendar"
+
+
+def test_an_error_report_from_inside_a_refresh_masks_every_token(identity, op, monkeypatch):
+    """Django's 500 report lists each frame's local variables: the vault's are marked sensitive."""
+    import sys
+
+    from django.views.debug import ExceptionReporter
+
+    expire(identity)
+    before = issued(op)
+
+    def disk_full(self, *args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ProviderToken, "save", disk_full)
+    with pytest.raises(RuntimeError):
+        try:
+            provider_tokens.access_token(identity=identity)
+        except RuntimeError:
+            frames = ExceptionReporter(None, *sys.exc_info()).get_traceback_data()["frames"]
+            raise
+    # The app's frames (this test's own locals hold the tokens it compares with).
+    report = "\n".join(f"{f['function']}: {f['vars']}" for f in frames if "/accounts/" in f["filename"])
+    after = issued(op)
+    assert op.refreshes == 1 and "('old_refresh', \"'********************'\")" in report
+    for secret in (before["access_token"], before["refresh_token"], after["access_token"], after["refresh_token"]):
+        leaked = [line[:300] for line in report.splitlines() if any(form in line for form in encodings(secret))]
+        assert not leaked, leaked
