@@ -66,8 +66,15 @@ def assert_one_refresh_and_everyone_got_the_new_token(op, got: list[str]) -> Non
     assert got == [new] * PARALLEL
 
 
-def test_twenty_threads_on_sqlite_make_one_refresh_and_all_get_the_new_token(tmp_path, op):
-    with SiteProcess(tmp_path) as site:
+@pytest.mark.parametrize(
+    "transaction_mode",
+    [
+        "",  # the demo's settings: IMMEDIATE, so transaction.atomic() itself takes the write lock
+        "?transaction_mode=DEFERRED",  # Django's default: the vault takes the lock with a first write
+    ],
+)
+def test_twenty_threads_on_sqlite_make_one_refresh_and_all_get_the_new_token(tmp_path, op, transaction_mode):
+    with SiteProcess(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}{transaction_mode}") as site:
         add_storing_provider(site, op)
         sign_in_storing_tokens(site, op)
     (identity_pk,) = site.query("SELECT id FROM oidc_signin_identity WHERE subject = 'busy-person'")[0]
