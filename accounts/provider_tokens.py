@@ -166,7 +166,8 @@ def refresh(identity: Identity, *, rejected: str | None = None) -> str:
     revoked = False
     with _locked_row(identity) as row:
         if row.revoked_at is not None:
-            raise _with_reconnect(ProviderGrantRevoked(f"stored tokens of {_who(identity)} were revoked"), identity)
+            revoked_error = ProviderGrantRevoked(f"stored tokens of {_who(identity)} were revoked")
+            raise _with_reconnect(revoked_error, identity, row.scope_list)
         current = _reveal(row.access_token, identity)
         if _fresh(row) and current != rejected:
             return current  # refreshed by whoever held the lock before us
@@ -199,6 +200,7 @@ def refresh(identity: Identity, *, rejected: str | None = None) -> str:
             row.save()
     if failure is None:
         return new_access
+    granted = row.scope_list
     logger.warning(
         "provider token refresh failed: provider=%s user=%s reason=%s", provider.slug, identity.user_id, failure.reason
     )
@@ -210,7 +212,7 @@ def refresh(identity: Identity, *, rejected: str | None = None) -> str:
                 sender=ProviderToken, user=identity.user, identity=identity, reason=reason
             )
         )
-        raise _with_reconnect(failure, identity)
+        raise _with_reconnect(failure, identity, granted)
     raise failure
 
 
@@ -360,7 +362,8 @@ def reconnect_url(identity: Identity | Provider, scopes: list[str] | tuple[str, 
     """
     provider = identity.provider if isinstance(identity, Identity) else identity
     url = reverse("oidc_signin:reconnect", args=[provider.slug])
-    return f"{url}?{urlencode({'scope': ' '.join(scopes)})}" if scopes else url
+    extra = [s for s in dict.fromkeys(scopes) if s not in provider.scope_list]
+    return f"{url}?{urlencode({'scope': ' '.join(extra)})}" if extra else url
 
 
 #: A scope token (RFC 6749 3.3): printable ASCII without space, quote or backslash.
@@ -386,9 +389,10 @@ def asking_for_more(provider: Provider, scopes: list[str]) -> Provider:
     return copy
 
 
-def _with_reconnect(error: SignInError, identity: Identity) -> SignInError:
+def _with_reconnect(error: SignInError, identity: Identity, granted: list[str] | None = None) -> SignInError:
+    """``error`` with the page that grants access again, asking for every scope granted before."""
     if isinstance(error, ProviderTokenError):
-        error.reconnect_url = reconnect_url(identity)
+        error.reconnect_url = reconnect_url(identity, granted or [])
     return error
 
 

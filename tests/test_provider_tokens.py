@@ -266,6 +266,18 @@ def test_the_reconnect_page_asks_first_and_its_post_asks_for_consent_and_the_ext
     assert "calendar.read" in row(identity).scope_list and "openid" in row(identity).scope_list
 
 
+def test_the_reconnect_url_asks_again_for_the_extra_scopes_granted_before(identity, op):
+    ProviderToken.objects.filter(identity=identity).update(scopes="openid email profile calendar.read")
+    op.revoked_grants.add(op.grant_of(issued(op)["refresh_token"]))
+    expire(identity)
+    with pytest.raises(ProviderGrantRevoked) as raised:
+        provider_tokens.access_token(identity=identity)
+    assert raised.value.reconnect_url == "/accounts/test-op/reconnect/?scope=calendar.read"
+    with pytest.raises(ProviderGrantRevoked) as again:
+        provider_tokens.access_token(identity=identity)
+    assert again.value.reconnect_url == "/accounts/test-op/reconnect/?scope=calendar.read"
+
+
 def test_reconnecting_clears_the_revoked_mark(client, identity, op):
     ProviderToken.objects.filter(identity=identity).update(revoked_at=timezone.now())
     from urllib.parse import parse_qsl, urlsplit
