@@ -468,17 +468,19 @@ def _revocation(row: ProviderToken, identity: Identity) -> _Revocation:
 
 @receiver(pre_delete, sender=ProviderToken, dispatch_uid="oidc_signin_revoke_deleted_provider_tokens")
 def _revoke_when_deleted(sender: type[ProviderToken], instance: ProviderToken, using: str, **kwargs: Any) -> None:
-    """Tokens deleted with their identity (a disconnect) or user (a deleted account) are revoked too.
+    """Tokens deleted with their identity (a disconnect) or user (a deleted account) are revoked first.
 
-    Once the deletion is committed: a rolled-back disconnect must leave a working grant behind.
+    Before the row goes, so that whatever happens next fails closed: if the deletion is rolled
+    back, the kept tokens meet ``invalid_grant`` and ask for a reconnect; if the process dies
+    after the deletion, the grant is already revoked at the provider rather than left alive with
+    nobody holding its tokens. Best effort and bounded by the app's HTTP timeouts.
     """
     if getattr(instance, "_oidc_signin_revoked", False) or instance.revoked_at is not None or not instance.access_token:
         return
     identity = Identity.objects.using(using).select_related("provider").filter(pk=instance.identity_id).first()
     if identity is None:
         return
-    pending = _revocation(instance, identity)
-    transaction.on_commit(lambda: pending.at_provider(reason="deleted with its identity"), using=using)
+    _revocation(instance, identity).at_provider(reason="deleted with its identity")
 
 
 def _record(outcome: str, action: str, identity: Identity, error: SignInError) -> None:

@@ -285,13 +285,8 @@ def refresh_profile(request: HttpRequest, slug: str) -> HttpResponse:
         claims = provider_tokens.fetch_profile(identity)
         update_from_provider(request=request, identity=identity, claims=claims)
     except SignInError as error:
-        _logged(
-            HttpResponse(status=error.status),
-            request,
-            "profile update failed: provider=%s code=%s reason=%s",
-            identity.provider.slug,
-            error.code,
-            error.reason,
+        logger.warning(  # the reason is escaped already (SignInError), and never holds a token
+            "profile update failed: provider=%s code=%s reason=%s", identity.provider.slug, error.code, error.reason
         )
         reconnect_to = getattr(error, "reconnect_url", "")
         if reconnect_to:

@@ -356,11 +356,14 @@ def test_disconnecting_revokes_the_grant_at_the_provider_and_deletes_the_tokens(
     assert event.outcome == "success" and "revoked at the provider" in event.reason
 
 
-def test_deleting_the_user_revokes_the_grant(identity, op, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        identity.user.delete()
+@pytest.mark.django_db(transaction=True)
+def test_deleting_the_user_revokes_the_grant(identity, op):
+    """Committed for real: the audit row must not point at the user being deleted (a foreign key error)."""
+    identity.user.delete()
     assert op.revocations == [{"token_type_hint": "refresh_token", "known": True}]
-    assert SignInEvent.objects.filter(action="tokens-revoked", outcome="success").count() == 1
+    event = SignInEvent.objects.get(action="tokens-revoked", outcome="success")
+    assert event.user is None and event.subject == "user-1"
+    assert not ProviderToken.objects.exists()
 
 
 def test_revocation_is_best_effort_the_tokens_go_even_if_the_provider_is_down(identity, op, caplog):
@@ -641,3 +644,14 @@ def test_storing_tokens_without_a_key_is_refused_by_the_admin_form_the_check_and
         del os.environ["TEST_OP_SECRET"]
     assert_error_page(response, 503, code="client_secret_unavailable", reason="ACCOUNTS_CLIENT_SECRET_KEYS is not set")
     assert not ProviderToken.objects.exists() and not Identity.objects.exists()
+
+
+def test_a_failed_update_from_provider_is_logged_once_with_its_rule(client, identity, op, caplog):
+    op.userinfo_mutator = lambda info: {**info, "sub": "mallory\nforged line"}
+    with caplog.at_level(logging.WARNING, logger="accounts.views"):
+        client.post("/accounts/test-op/refresh-profile/")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "accounts.views"]
+    assert line == (
+        "profile update failed: provider=test-op code=token_rejected "
+        "reason=test-op profile answer is about another subject"
+    )
