@@ -33,7 +33,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import diagnostics, token_profiles
 from .errors import SignInError
-from .models import Identity, Provider, ProviderSession, SignInEvent
+from .models import Identity, Provider, ProviderSession, ProviderToken, SignInEvent
 from .oidc.profiles import ProfileName
 from .presets import PRESETS, PresetKey, preset_values
 
@@ -79,6 +79,7 @@ class SecretFieldsAdmin(admin.ModelAdmin):
     secret_fields: Mapping[type[models.Model], frozenset[str]] = {
         Provider: frozenset({"client_secret"}),
         ProviderSession: frozenset({"session_key"}),  # whoever holds it is signed in
+        ProviderToken: frozenset({"access_token", "refresh_token"}),  # encrypted, and still never filtered on
         get_user_model(): frozenset({"password"}),  # a hash, still nothing to filter on
     }
     #: On a read-only change page, the admin display shown instead of a secret field (else none).
@@ -416,6 +417,7 @@ class ProviderAdmin(SecretFieldsAdmin):
             },
         ),
         (_("Accounts"), {"fields": ("email_linking", "profile_sync")}),
+        (_("Provider API access"), {"fields": ("store_tokens",)}),
         (_("History"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
@@ -593,6 +595,43 @@ class IdentityAdmin(SecretFieldsAdmin):
     raw_id_fields = ("user",)
     readonly_fields = ("issuer", "subject", "claims", "created_at", "last_login_at")
     date_hierarchy = "created_at"
+
+
+@admin.register(ProviderToken)
+class ProviderTokenAdmin(SecretFieldsAdmin):
+    """Status only: whether a refresh token is kept, until when, for which scopes; never a token.
+
+    The token fields are not editable, so no form has them; nothing here renders, filters, searches
+    or orders by them (``secret_fields``). Revoking is ``manage.py oidc_tokens revoke`` or deleting
+    the row here, which revokes the grant at the provider too (``accounts.provider_tokens``).
+    """
+
+    list_display = ("identity", "has_refresh", "expires_at", "scopes", "last_refresh_at", "revoked_at", "last_error")
+    list_filter = ("identity__provider", "revoked_at")
+    search_fields = ("identity__user__username", "identity__subject")
+    list_select_related = ("identity__provider", "identity__user")
+    fields = (
+        "identity",
+        "token_type",
+        "has_refresh",
+        "expires_at",
+        "scopes",
+        "created_at",
+        "last_refresh_at",
+        "revoked_at",
+        "last_error",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ProviderToken | None = None) -> bool:
+        return False
+
+    @admin.display(boolean=True, description=_("Refresh token"))
+    def has_refresh(self, obj: ProviderToken) -> bool:
+        return obj.has_refresh_token
 
 
 #: What a CSV cell may not start with: a spreadsheet would run it as a formula (CSV injection).

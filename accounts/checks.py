@@ -323,3 +323,26 @@ def check_provider_registrations(app_configs, databases=None, **kwargs):
                 )
             )
     return found
+
+
+@register(Tags.database)
+def check_stored_provider_tokens(app_configs, databases=None, **kwargs):
+    """A provider that stores tokens (``store_tokens``) on a site with no key to encrypt them with."""
+    from . import client_secrets
+
+    found: list[CheckMessage] = []
+    if client_secrets.keys_configured():
+        return found
+    for alias, providers in _providers(databases):
+        storing = [p.slug for p in providers if p.enabled and p.store_tokens]
+        if storing:
+            found.append(
+                Error(
+                    f"Provider(s) {', '.join(storing)} store tokens (store_tokens) in database {alias!r}, but "
+                    "ACCOUNTS_CLIENT_SECRET_KEYS is not set, so every sign-in with them fails.",
+                    hint="Set ACCOUNTS_CLIENT_SECRET_KEYS (manage.py oidc_secrets generate-key makes a key), or "
+                    "turn store_tokens off (docs/provider-tokens.md).",
+                    id="oidc_signin.E021",
+                )
+            )
+    return found

@@ -49,3 +49,7 @@ class Action(models.TextChoices):
     SIGN_IN = "login", _("Sign-in")
     CONNECT = "connect", _("Connect another provider")
     BACKCHANNEL_LOGOUT = "backchannel-logout", _("Back-channel logout")
+    #: Stored provider tokens revoked at the provider and deleted (``accounts.provider_tokens``).
+    TOKENS_REVOKED = "tokens-revoked", _("Provider tokens revoked")
+    #: A refresh of stored provider tokens failed for good (``invalid_grant``).
+    TOKEN_REFRESH = "token-refresh", _("Provider token refresh")

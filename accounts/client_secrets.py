@@ -173,3 +173,39 @@ def reveal(stored: str, *, owner: str) -> str:
                 "(was its key removed?)"
             ) from None
     return stored
+
+
+# --- provider tokens (``accounts.provider_tokens``): always encrypted, never a reference -----------
+
+
+@sensitive_variables("value")
+def encrypt(value: str) -> str:
+    """``value`` encrypted with the newest key, whatever it looks like (``""`` stays ``""``).
+
+    Unlike ``seal``, nothing is taken for an already stored form: a provider's token that happens
+    to begin with ``env:`` or ``fernet:`` is encrypted like any other. Raises ``NoSecretKey``.
+    """
+    if not value:
+        return ""
+    return ENCRYPTED_PREFIX + _fernet().encrypt(value.encode()).decode()
+
+
+@sensitive_variables("value")
+def decrypt(stored: str, *, owner: str) -> str:
+    """The plain value of what ``encrypt`` returned; ``owner`` names it in errors, never the value.
+
+    Raises ``ClientSecretUnavailable`` when no configured key decrypts it.
+    """
+    if not stored:
+        return ""
+    if form_of(stored) != SecretForm.ENCRYPTED:
+        raise ClientSecretUnavailable(f"{owner} is not stored encrypted")
+    if not keys_configured():
+        raise ClientSecretUnavailable(f"{owner} is encrypted and ACCOUNTS_CLIENT_SECRET_KEYS is not set")
+    try:
+        value = _fernet().decrypt(stored.removeprefix(ENCRYPTED_PREFIX).encode()).decode()
+    except (InvalidToken, UnicodeError):
+        raise ClientSecretUnavailable(
+            f"{owner} cannot be decrypted with any key of ACCOUNTS_CLIENT_SECRET_KEYS (was its key removed?)"
+        ) from None
+    return value

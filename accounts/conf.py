@@ -236,6 +236,14 @@ class AppSettings:
     #: How long a session token handed to an app that keeps no cookies lasts, in seconds.
     APP_SESSION_TTL = Setting[int](3600, _whole, "a whole number of seconds")
 
+    #: Stored provider tokens (``accounts.provider_tokens``): an access token that expires within
+    #: this many seconds is refreshed before it is handed out, so a call made with it does not fail
+    #: on its way to the provider.
+    PROVIDER_TOKENS_REFRESH_MARGIN = Setting[int](60, _whole, "a whole number of seconds")
+    #: The longest the token vault waits for another process's refresh of the same identity (the
+    #: row lock), in seconds, on PostgreSQL (``lock_timeout``); SQLite waits its busy timeout.
+    PROVIDER_TOKENS_LOCK_TIMEOUT = Setting[float](15.0, _number, "a number of seconds")
+
     @classmethod
     def all(cls) -> list[Setting[Any]]:
         return [value for value in vars(cls).values() if isinstance(value, Setting)]

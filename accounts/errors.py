@@ -260,3 +260,42 @@ class TooManyAttempts(SignInError):
     code = "too_many_attempts"
     title = _("Too many attempts")
     message = _("Too many sign-in attempts came from your network. Please wait a minute and try again.")
+
+
+# --- stored provider tokens (``accounts.provider_tokens``) ----------------------------------------------
+
+
+class ProviderTokenError(SignInError):
+    """A stored provider token cannot be had: none is stored, or the provider withdrew the grant.
+
+    Raised by ``accounts.provider_tokens`` outside any sign-in as well (a view calling an API, a
+    background job); ``reconnect_url`` is where a view can send the person to grant access again.
+    """
+
+    status = 409
+    code = "provider_token_unavailable"
+    title = _("Access to your account at the provider is needed")
+    message = _("This site has no valid access to your account at the provider. Please connect it again.")
+    reconnect_url: str = ""
+
+
+class NoProviderToken(ProviderTokenError):
+    """Nothing is stored for this identity: ``store_tokens`` was off when it signed in, or it was removed."""
+
+    code = "no_provider_token"
+
+
+class ProviderTokenExpired(ProviderTokenError):
+    """The access token has expired and there is no refresh token to get another one with."""
+
+    code = "provider_token_expired"
+
+
+class ProviderGrantRevoked(ProviderTokenError):
+    """The provider answered ``invalid_grant`` to a refresh: the grant was revoked or has expired there."""
+
+    code = "provider_grant_revoked"
+    message = _(
+        "The provider no longer lets this site act on your behalf (the access was revoked or has expired). "
+        "Please connect it again."
+    )

@@ -78,3 +78,24 @@ class EncryptedSecretField(models.CharField):
     def get_prep_value(self, value: Any) -> Any:
         value = super().get_prep_value(value)
         return client_secrets.seal(value) if isinstance(value, str) else value
+
+
+class EncryptedTokenField(models.TextField):
+    """A provider token, always held (in the instance and the database) as ``client_secrets.encrypt`` made it.
+
+    The token vault (``accounts.provider_tokens``) encrypts before it assigns; this field refuses to
+    write anything else, so a code path that forgot to encrypt fails loudly instead of storing a
+    token in clear. Not editable: no form, and so no admin page, ever shows it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("blank", True)
+        kwargs.setdefault("default", "")
+        kwargs.setdefault("editable", False)
+        super().__init__(*args, **kwargs)
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        if isinstance(value, str) and value and client_secrets.form_of(value) != SecretForm.ENCRYPTED:
+            raise ValueError(f"{self.name} must be stored encrypted (accounts.client_secrets.encrypt)")
+        return value

@@ -23,7 +23,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 from django.views.decorators.debug import sensitive_variables
 
-from . import admission, audit, login, provider_sessions
+from . import admission, audit, login, provider_sessions, provider_tokens
 from . import pending as pending_logins
 from .adapter import get_adapter
 from .choices import Action, Outcome
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
     from django.http import HttpRequest
 
-    from .models import Provider
+    from .models import Identity, Provider
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,7 @@ def _finish_sign_in(request: HttpRequest, attempt: SignInAttempt, provider: Prov
     if verified.id_token:
         request.session[ID_TOKEN_SESSION_KEY] = verified.id_token
     provider_sessions.remember(request, provider, result.user, verified.claims)  # the session's one write
+    _keep_tokens(provider, result.identity, verified)
     attempt.user = result.user
 
 
@@ -179,7 +180,7 @@ def _finish_connect(request: HttpRequest, attempt: SignInAttempt, provider: Prov
     pending = attempt.pending
     if not user.is_authenticated or pending is None or str(user.pk) != pending.connect_user:
         raise InvalidRequest("connect callback arrived in a session of another (or no) user")
-    connect_identity(
+    identity = connect_identity(
         request=request,
         provider=provider,
         user=user,
@@ -187,7 +188,14 @@ def _finish_connect(request: HttpRequest, attempt: SignInAttempt, provider: Prov
         subject=verified.subject,
         claims=verified.claims,
     )
+    _keep_tokens(provider, identity, verified)
     attempt.user = user
+
+
+def _keep_tokens(provider: Provider, identity: Identity, verified: VerifiedLogin) -> None:
+    """The provider's tokens, kept encrypted for API calls when its ``store_tokens`` is on."""
+    if provider.store_tokens and verified.token_response:
+        provider_tokens.store(identity, verified.token_response, requested_scopes=provider.scope_list)
 
 
 def session_backend() -> str:

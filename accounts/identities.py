@@ -214,6 +214,28 @@ def connect_identity(
     return identity
 
 
+def update_from_provider(*, request: HttpRequest | None, identity: Identity, claims: dict[str, Any]) -> None:
+    """Claims read from the provider on demand ("Update from <provider>"), applied as a sign-in would.
+
+    The identity's stored claims and email follow them; the user's profile follows when the
+    provider's ``profile_sync`` says so, and the adapter's ``update_user`` runs. The last sign-in
+    time is left alone: nobody signed in.
+    """
+    email, email_verified = verified_email(claims)
+    user = identity.user
+    try:
+        with transaction.atomic():
+            _refresh(identity, claims, email, email_verified, identity.last_login_at)
+            if identity.provider.profile_sync == Provider.ProfileSync.FOLLOW:
+                _sync_profile(request, user, claims, email_verified)
+            _update_user(request, user, claims, created=False)
+    except IntegrityError:
+        raise AccountConflict(
+            f"updating user {user.pk} from {identity.provider.slug} collides with another account's unique field",
+            message=_("Your profile from this provider matches another account on this site, so it was not updated."),
+        ) from None
+
+
 @dataclass(frozen=True)
 class Disconnected:
     identity: Identity

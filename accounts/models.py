@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from . import client_secrets
 from .choices import Action, EmailLinking, Kind, Outcome, ProfileSync, Userinfo
 from .conf import DEFAULT_ALGORITHMS
-from .fields import EncryptedSecretField
+from .fields import EncryptedSecretField, EncryptedTokenField
 from .oidc.clients import CLIENT_CLASSES, sign_in_kinds
 from .oidc.profiles import PROFILE_CHOICES, ProfileName, profile_named
 from .oidc.quirks import TENANT_PLACEHOLDER
@@ -282,6 +282,16 @@ class Provider(models.Model):
         ),
     )
 
+    # Stored provider tokens (accounts.provider_tokens): off unless the site calls the provider's APIs.
+    store_tokens = models.BooleanField(
+        _("store tokens"),
+        default=False,
+        help_text=_(
+            "Keep each person's access and refresh tokens (encrypted) so the site can call this provider's "
+            "APIs for them (accounts.provider_tokens.access_token). Off: only the sign-in is used."
+        ),
+    )
+
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -418,6 +428,10 @@ class Provider(models.Model):
             raise ValidationError(problems)
         if any(a.startswith("HS") for a in self.algorithms) and not self.client_secret:
             raise ValidationError({"allowed_algorithms": _("HMAC algorithms need a client secret.")})
+        if self.store_tokens and not client_secrets.keys_configured():
+            raise ValidationError(
+                {"store_tokens": _("Tokens are stored encrypted: this site needs ACCOUNTS_CLIENT_SECRET_KEYS first.")}
+            )
 
     def _clean_issuer(self) -> None:
         """A URL, except for a token issuer with its own key-set URL, whose issuer is whatever its tokens say."""
@@ -613,3 +627,44 @@ class SpentToken(models.Model):
 
     def __str__(self) -> str:
         return f"spent token {self.digest[:12]}"
+
+
+class ProviderToken(models.Model):
+    """The provider's tokens for one identity, kept so the site can call the provider's APIs for its owner.
+
+    Written only by ``accounts.provider_tokens`` (the vault): both tokens are encrypted with the keys
+    of ``ACCOUNTS_CLIENT_SECRET_KEYS`` before they are assigned, and never rendered -- the admin shows
+    the status fields only. The row is also the refresh lock: a refresh holds it (``SELECT ... FOR
+    UPDATE``, or SQLite's write lock) from reading the refresh token until the rotated one is stored.
+    Deleting the identity (disconnect, user deletion) deletes it, after revoking it at the provider.
+    """
+
+    identity = models.OneToOneField(
+        Identity, verbose_name=_("identity"), on_delete=models.CASCADE, related_name="provider_token"
+    )
+    access_token = EncryptedTokenField(_("access token"))
+    refresh_token = EncryptedTokenField(_("refresh token"))
+    token_type = models.CharField(_("token type"), max_length=40, default="Bearer")
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True, help_text=_("Empty: never expires."))
+    scopes = models.CharField(_("granted scopes"), max_length=2000, blank=True)
+    created_at = models.DateTimeField(_("stored"), auto_now_add=True)
+    last_refresh_at = models.DateTimeField(_("last refresh"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    revoked_at = models.DateTimeField(
+        _("revoked"), null=True, blank=True, help_text=_("The provider refused a refresh: the person must reconnect.")
+    )
+
+    class Meta:
+        verbose_name = _("provider token")
+        verbose_name_plural = _("provider tokens")
+
+    def __str__(self) -> str:
+        return f"tokens of {self.identity}"
+
+    @property
+    def has_refresh_token(self) -> bool:
+        return bool(self.refresh_token)
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()

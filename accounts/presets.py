@@ -83,7 +83,14 @@ PRESETS: dict[str, Preset] = {
             issuer="https://accounts.google.com",
             scopes="openid email profile",
             extra_auth_params={"prompt": "select_account"},
-            quirks=Quirks(issuer_without_scheme=True),
+            quirks=Quirks(
+                issuer_without_scheme=True,
+                offline_access_params=(
+                    ("access_type", "offline"),
+                    ("prompt", "consent"),
+                    ("include_granted_scopes", "true"),
+                ),
+            ),
         ),
         Preset(
             key=PresetKey.GITHUB,
@@ -98,6 +105,8 @@ PRESETS: dict[str, Preset] = {
                 "emails_endpoint": "{api}/user/emails",
             },
             userinfo=None,
+            # Stored tokens need no quirk: a GitHub App's user tokens say they expire (expires_in, eight
+            # hours) and come with a refresh token; an OAuth App's send neither and never expire.
             help="For GitHub Enterprise Server give its base URL, e.g. https://github.example.com.",
         ),
         Preset(
@@ -106,7 +115,7 @@ PRESETS: dict[str, Preset] = {
             issuer="https://login.microsoftonline.com/{tenant}/v2.0",
             scopes="openid email profile",
             extra_auth_params={"prompt": "select_account"},
-            quirks=Quirks(tenant_issuer=True),
+            quirks=Quirks(tenant_issuer=True, offline_access_scopes=("offline_access",)),
             help="Tenant: 'common' (work, school and personal accounts), 'organizations', 'consumers' or a tenant id.",
         ),
         Preset(

@@ -21,3 +21,8 @@ identity_disconnected = Signal()
 #: provider itself is unknown), ``code`` (a short machine-readable reason, see accounts.errors),
 #: ``reason`` (the log line; never a token or a secret).
 sign_in_failed = Signal()
+
+#: The stored tokens of an identity became unusable: the provider answered ``invalid_grant`` to a
+#: refresh (the grant was revoked there, or a reused refresh token made it revoke the grant).
+#: Arguments: ``sender`` (the ProviderToken class), ``user``, ``identity``, ``reason`` (never a token).
+provider_tokens_revoked = Signal()

@@ -14,6 +14,8 @@ urlpatterns = [
     path("<slug:slug>/connect/", views.connect, name="connect"),
     path("<slug:slug>/credential/", views.credential, name="credential"),
     path("<slug:slug>/token/", views.app_token, name="token"),
+    path("<slug:slug>/refresh-profile/", views.refresh_profile, name="refresh_profile"),
+    path("<slug:slug>/reconnect/", views.reconnect, name="reconnect"),
     path("<slug:slug>/backchannel-logout/", views.backchannel_logout, name="backchannel_logout"),
     path("identities/<int:identity_id>/disconnect/", views.disconnect, name="disconnect"),
 ]

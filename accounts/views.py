@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import app_sessions, audit, flow, login, no_redirect, pending, provider_sessions, signals
+from . import app_sessions, audit, flow, login, no_redirect, pending, provider_sessions, provider_tokens, signals
 from .adapter import get_adapter
 from .choices import Action, Outcome
 from .errors import (
@@ -38,10 +38,10 @@ from .errors import (
     printable,
 )
 from .flow import SignInAttempt
-from .identities import disconnect_identity
+from .identities import disconnect_identity, update_from_provider
 from .logout import backchannel_logout as end_backchannel_sessions
 from .logout import end_session_url
-from .models import Identity, Provider, ProviderSession
+from .models import Identity, Provider, ProviderSession, ProviderToken
 
 #: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
 #: may work). Integrity and programming errors are bugs and are left to surface as such.
@@ -387,6 +387,68 @@ def connect(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
     return HttpResponseRedirect(flow.begin_login(request, attempt, next_url=next_url))
 
 
+# --- stored provider tokens: reconnect, and the profile's "Update from <provider>" ------------------
+
+
+@require_http_methods(["GET", "POST"])
+@_signed_in_or_back_to_profile
+@_sign_in_view(Action.CONNECT)
+def reconnect(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
+    """Grant this site access at the provider again, or more of it (``provider_tokens.reconnect_url``).
+
+    GET: a page that says why and asks for a click, so a link or a redirect alone never sends
+    anyone to the provider. POST (CSRF-protected): the connect flow with ``prompt=consent`` and
+    the extra ``scope`` asked for (incremental authorization); the granted scopes are merged.
+    """
+    source = request.POST if request.method == "POST" else request.GET
+    scopes = provider_tokens.requested_scopes(source.get("scope", ""))
+    provider = attempt.provider
+    assert provider is not None  # the decorator found it
+    if request.method != "POST":
+        context = {"provider": provider, "scope": " ".join(scopes), "next": source.get("next", "")}
+        return render(request, "oidc_signin/reconnect.html", context)
+    attempt.provider = provider_tokens.asking_for_more(provider, scopes)
+    next_url = source.get("next") or reverse("oidc_signin:profile")
+    return HttpResponseRedirect(flow.begin_login(request, attempt, next_url=next_url))
+
+
+@require_POST
+@_signed_in_or_back_to_profile
+@_busy_database_page
+def refresh_profile(request: HttpRequest, slug: str) -> HttpResponse:
+    """The profile's "Update from <provider>": read the person's details there with the stored token.
+
+    Through the token vault, so an expired token is refreshed first (single-flight) and a 401
+    refreshes once; a grant the provider withdrew sends the person to reconnect.
+    """
+    user = _user(request)
+    identity = (
+        Identity.objects.filter(user_id=user.pk, provider__slug=slug, provider__enabled=True)
+        .select_related("provider", "user")
+        .order_by("pk")
+        .first()
+    )
+    if identity is None:
+        messages.error(request, _("That provider is not connected to your account."))
+        return redirect("oidc_signin:profile")
+    name = identity.provider.name
+    try:
+        claims = provider_tokens.fetch_profile(identity)
+        update_from_provider(request=request, identity=identity, claims=claims)
+    except SignInError as error:
+        logger.warning(  # the reason is escaped already (SignInError), and never holds a token
+            "profile update failed: provider=%s code=%s reason=%s", identity.provider.slug, error.code, error.reason
+        )
+        reconnect_to = getattr(error, "reconnect_url", "")
+        if reconnect_to:
+            messages.warning(request, error.message)
+            return redirect(reconnect_to)
+        messages.error(request, _("Could not update from %(name)s: %(why)s") % {"name": name, "why": error.message})
+        return redirect("oidc_signin:profile")
+    messages.success(request, _("Your details were updated from %(name)s.") % {"name": name})
+    return redirect("oidc_signin:profile")
+
+
 @require_http_methods(["GET", "POST"])
 @_signed_in_or_back_to_profile
 @_busy_database_page
@@ -516,6 +578,9 @@ def profile(request: HttpRequest) -> HttpResponse:
         .order_by("provider__display_order", "created_at")
     )
     connected = {i.provider_id for i in identities}
+    tokens = {t.identity_id: t for t in ProviderToken.objects.filter(identity__in=identities)}
+    for identity in identities:
+        setattr(identity, "token_status", tokens.get(identity.pk))  # noqa: B010 -- status only, never a token
     context = {
         "identities": identities,
         # The last sign-in method cannot be removed unless the account has a password to fall back on.

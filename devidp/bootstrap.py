@@ -106,6 +106,8 @@ def _sync_provider(client: Client, *, issuer: str, changes: list[str]) -> Provid
         "scopes": SCOPES,
         "enabled": True,
         "display_order": 0,
+        # The demo's profile has "Update from Dev IdP": it reads userinfo with the stored tokens.
+        "store_tokens": True,
     }
     provider = Provider.objects.filter(slug=PROVIDER_SLUG).first()
     if provider is None:

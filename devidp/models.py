@@ -22,12 +22,15 @@ from django.utils import timezone
 
 #: How long an authorization code may wait for the token request (RFC 6749 4.1.2: "short").
 CODE_LIFETIME = timedelta(seconds=60)
-#: How long an access token lets the relying party read userinfo.
-TOKEN_LIFETIME = timedelta(hours=1)
+#: How long an access token lets the relying party read userinfo: short, so that the demo's
+#: "Update from Dev IdP" shows a refresh (accounts.provider_tokens) within minutes.
+TOKEN_LIFETIME = timedelta(minutes=10)
+#: How long a refresh token stays usable, and a spent one is remembered (to catch its reuse).
+REFRESH_TOKEN_LIFETIME = timedelta(days=30)
 
 SIGNING_ALGORITHMS = ("RS256", "ES256")
 #: The grants of the token endpoint (also its discovery metadata's ``grant_types_supported``).
-GRANT_TYPES = ("authorization_code", "client_credentials")
+GRANT_TYPES = ("authorization_code", "client_credentials", "refresh_token")
 
 
 def _new_sub() -> str:
@@ -195,6 +198,12 @@ class Token(models.Model, TokenMixin):
     issued_at = models.PositiveBigIntegerField(default=_now_seconds)
     expires_in = models.PositiveIntegerField()
     revoked = models.BooleanField(default=False)
+    #: SHA-256 of the refresh token issued with it ("" for none). Refresh tokens rotate: each is
+    #: good for one refresh (``refresh_used``), and presenting a spent one revokes the whole grant.
+    refresh_token = models.CharField(max_length=64, blank=True, db_index=True)
+    refresh_used = models.BooleanField(default=False)
+    #: The grant (one code exchange and every refresh after it) the token belongs to.
+    grant_id = models.CharField(max_length=40, blank=True, db_index=True)
 
     def __str__(self) -> str:
         return f"token for {self.user or 'the client itself'} at {self.client}"

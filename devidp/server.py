@@ -38,6 +38,7 @@ from joserfc.jwk import KeySet
 from . import keys
 from .models import (
     CODE_LIFETIME,
+    REFRESH_TOKEN_LIFETIME,
     SIGNING_ALGORITHMS,
     TOKEN_LIFETIME,
     AuthorizationCode,
@@ -197,6 +198,41 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
+class RefreshGrant(grants.RefreshTokenGrant):
+    """RFC 6749 section 6 with rotation and reuse detection, as Auth0, Okta and Keycloak do it.
+
+    Every refresh issues a new refresh token and spends the old one; a spent one presented again
+    means two parties hold it (a leak, or a client refreshing twice at once), so the whole grant is
+    revoked -- every access and refresh token of it -- and the client must sign the person in again.
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        client = self.request.client  # authenticated already: another client's token is simply unknown
+        found = (
+            Token.objects.select_related("user", "client")
+            .filter(refresh_token=token_digest(refresh_token), client=client)
+            .first()
+        )
+        if found is None:
+            return None
+        expired = found.issued_at + REFRESH_TOKEN_LIFETIME.total_seconds() < time.time()
+        # Spend it in the same step (compare and set), so two refreshes racing cannot both use it.
+        spent_now = Token.objects.filter(pk=found.pk, refresh_used=False, revoked=False).update(refresh_used=True)
+        if not spent_now:
+            Token.objects.filter(grant_id=found.grant_id).update(revoked=True, refresh_used=True)
+            return None
+        return None if expired else found
+
+    def authenticate_user(self, refresh_token: Token) -> DevUser | None:
+        return refresh_token.user
+
+    def revoke_old_credential(self, refresh_token: Token) -> None:
+        """Nothing left to do: ``authenticate_refresh_token`` spent it already."""
+
+
 class DevAuthorizationServer(AuthorizationServer):
     """Authlib's Django server with this app's models and one-hour RFC 9068 access tokens."""
 
@@ -205,7 +241,9 @@ class DevAuthorizationServer(AuthorizationServer):
 
     def create_bearer_token_generator(self) -> BearerTokenGenerator:
         return BearerTokenGenerator(
-            access_token_generator=jwt_access_token, expires_generator=int(TOKEN_LIFETIME.total_seconds())
+            access_token_generator=jwt_access_token,
+            refresh_token_generator=lambda **_: generate_token(48),
+            expires_generator=int(TOKEN_LIFETIME.total_seconds()),
         )
 
     def create_token_response(self, request: Any = None) -> Any:
@@ -217,9 +255,17 @@ class DevAuthorizationServer(AuthorizationServer):
             _token_request_site.reset(reset)
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> Token:
+        # Keep the table small; spent refresh tokens are kept as long as they could come back.
         expired_before = int(time.time() - TOKEN_LIFETIME.total_seconds())
-        Token.objects.filter(Q(issued_at__lt=expired_before) | Q(revoked=True)).delete()  # keep the table small
+        forgotten_before = int(time.time() - REFRESH_TOKEN_LIFETIME.total_seconds())
+        Token.objects.filter(
+            Q(issued_at__lt=forgotten_before)
+            | (Q(refresh_token="") & (Q(issued_at__lt=expired_before) | Q(revoked=True)))
+        ).delete()
+        previous = getattr(request, "refresh_token", None)
         return Token.objects.create(
+            refresh_token=token_digest(token["refresh_token"]) if token.get("refresh_token") else "",
+            grant_id=previous.grant_id if isinstance(previous, Token) else generate_token(24),
             access_token=token_digest(token["access_token"]),
             token_type=token["token_type"],
             client=request.client,
@@ -253,6 +299,7 @@ class DigestBearerTokenValidator(BearerTokenValidator):
 server = DevAuthorizationServer()
 server.register_grant(CodeGrant, [S256CodeChallenge(required=True), DevOpenIDCode(require_nonce=False)])
 server.register_grant(ClientCredentialsGrant)
+server.register_grant(RefreshGrant)
 server.register_endpoint(DevEndSessionEndpoint)
 
 #: Guards the userinfo endpoint: a valid, unexpired bearer token with the "openid" scope.

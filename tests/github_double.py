@@ -21,6 +21,7 @@ and ``errors``; this module only says what each endpoint answers.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from collections.abc import Mapping
@@ -54,6 +55,14 @@ class GitHubDouble(HTTPDouble):
         self.callback_iss: str | None = None
         self._codes: dict[str, dict[str, str]] = {}
         self._tokens: set[str] = set()
+        #: A GitHub App's user tokens expire after eight hours and come with a refresh token (rotated,
+        #: each good once); an OAuth App's (the default) never expire and have none.
+        self.github_app = False
+        self.refreshes = 0
+        self.reuse_detected = 0
+        self._refresh_tokens: dict[str, bool] = {}  # refresh token -> spent
+        #: Access tokens whose grant was deleted through ``DELETE /applications/{client_id}/grant``.
+        self.deleted_grants: list[str] = []
 
     def authorize(self, params: Mapping[str, str]) -> dict[str, str]:
         """What GitHub's authorize page does once the person clicks "Authorize"."""
@@ -73,6 +82,7 @@ class GitHubDouble(HTTPDouble):
             ("POST", "/login/oauth/access_token"): self._serve_token,
             ("GET", "/api/v3/user"): self._serve_api,
             ("GET", "/api/v3/user/emails"): self._serve_api,
+            ("DELETE", f"/api/v3/applications/{self.client_id}/grant"): self._serve_delete_grant,
         }
 
     def _unrouted(self, request: Request, routes: Mapping[tuple[str, str], Route]) -> Response:
@@ -85,18 +95,54 @@ class GitHubDouble(HTTPDouble):
             grant = self._codes.pop(form.get("code", ""), None)
         if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
             answer = {"error": "incorrect_client_credentials"}
+        elif form.get("grant_type") == "refresh_token":
+            answer = self._refresh(form.get("refresh_token", ""))
         elif grant is None or grant["redirect_uri"] != form.get("redirect_uri"):
             answer = {"error": "bad_verification_code"}
         elif create_s256_code_challenge(form.get("code_verifier", "")) != grant.get("code_challenge"):
             answer = {"error": "bad_verification_code", "error_description": "PKCE verification failed"}
         else:
-            token = "gho_" + secrets.token_urlsafe(20)
-            with self._lock:
-                self._tokens.add(token)
-            answer = {"access_token": token, "token_type": "bearer", "scope": grant.get("scope", "")}
+            answer = self._issue(grant.get("scope", ""))
         if "application/json" in request.headers.get("Accept", ""):
             return Response.json(answer)
         return Response(200, urlencode(answer).encode(), "application/x-www-form-urlencoded")
+
+    def _issue(self, scope: str) -> dict[str, Any]:
+        token = ("ghu_" if self.github_app else "gho_") + secrets.token_urlsafe(20)
+        answer: dict[str, Any] = {"access_token": token, "token_type": "bearer", "scope": scope}
+        with self._lock:
+            self._tokens.add(token)
+            if self.github_app:
+                refresh = "ghr_" + secrets.token_urlsafe(40)
+                self._refresh_tokens[refresh] = False
+                answer.update(expires_in=28800, refresh_token=refresh, refresh_token_expires_in=15811200)
+        return answer
+
+    def _refresh(self, refresh_token: str) -> dict[str, Any]:
+        """GitHub answers a bad refresh token with HTTP 200 and ``bad_refresh_token``."""
+        with self._lock:
+            spent = self._refresh_tokens.get(refresh_token)
+            if spent is None:
+                return {"error": "bad_refresh_token"}
+            if spent:
+                self.reuse_detected += 1
+                return {"error": "bad_refresh_token"}
+            self._refresh_tokens[refresh_token] = True
+            self.refreshes += 1
+        return self._issue("")
+
+    def _serve_delete_grant(self, request: Request) -> Response:
+        """``DELETE /applications/{client_id}/grant``: Basic auth with the app's credentials, the token in JSON."""
+        expected = "Basic " + base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return Response.json({"message": "Requires authentication"}, 401)
+        token = json.loads(request.body or "{}").get("access_token", "")
+        with self._lock:
+            if token not in self._tokens:
+                return Response.json({"message": "Validation Failed"}, 422)
+            self._tokens.discard(token)
+            self.deleted_grants.append(token)
+        return Response(204, b"", "text/plain")
 
     def _serve_api(self, request: Request) -> Response:
         if self.rate_limited:

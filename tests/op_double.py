@@ -129,6 +129,19 @@ class _Grant:
 class _AccessToken:
     user: dict[str, Any]
     expires_at: float
+    #: The grant (code exchange and its refreshes) the token belongs to; revoking the grant kills it.
+    grant_id: str = ""
+
+
+@dataclass
+class _RefreshToken:
+    """One refresh token of a grant; with rotation each is good for one refresh only."""
+
+    grant_id: str
+    client_id: str
+    user: dict[str, Any]
+    scope: str
+    used: bool = False
 
 
 @dataclass
@@ -353,6 +366,21 @@ class OpenIDProviderDouble(HTTPDouble):
         self.issued_tokens: list[dict[str, Any]] = []
         self.logout_requests: list[dict[str, str]] = []
 
+        #: Refresh tokens (RFC 6749 section 6): issued with every code exchange when set; rotated
+        #: (each good once, a new one with every refresh) when ``rotate_refresh_tokens``; presenting
+        #: a spent one revokes the whole grant, as Auth0, Okta, Keycloak and GitHub Apps do.
+        self.issue_refresh_tokens = True
+        self.rotate_refresh_tokens = True
+        #: Successful refreshes; refresh requests however they ended; grants revoked (by reuse or RFC 7009).
+        self.refreshes = 0
+        self.refresh_requests = 0
+        self.revoked_grants: set[str] = set()
+        self.reuse_detected = 0
+        #: What reached the revocation endpoint (RFC 7009): the hint and whether the token was known.
+        self.revocations: list[dict[str, Any]] = []
+        self._refresh_tokens: dict[str, _RefreshToken] = {}
+        self._grant_ids = itertools.count(1)
+
         self._codes: dict[str, _Grant] = {}
         self._access_tokens: dict[str, _AccessToken] = {}
         self._kids = itertools.count(2)
@@ -491,6 +519,7 @@ class OpenIDProviderDouble(HTTPDouble):
             ("GET", "/userinfo"): self._serve_userinfo,
             ("POST", "/userinfo"): self._serve_userinfo,
             ("GET", "/logout"): self._serve_logout,
+            ("POST", "/revoke"): self._serve_revoke,
         }
 
     def _route(self, request: Request) -> Response:
@@ -509,9 +538,10 @@ class OpenIDProviderDouble(HTTPDouble):
             "userinfo_endpoint": self.issuer + "/userinfo",
             "jwks_uri": self.issuer + "/jwks",
             "end_session_endpoint": self.issuer + "/logout",
+            "revocation_endpoint": self.issuer + "/revoke",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "ES256", "HS256"],
             "userinfo_signing_alg_values_supported": ["RS256"],
@@ -543,8 +573,10 @@ class OpenIDProviderDouble(HTTPDouble):
         """The code exchange of OpenID Connect Core 3.1.3: client auth, one-time code, PKCE."""
         form = _single_values(request.body)
         client_id = self._authenticate_client(request.headers.get("Authorization"), form)
+        if form.get("grant_type") == "refresh_token":
+            return Response.json(self._refresh(form, client_id), **{"Cache-Control": "no-store", "Pragma": "no-cache"})
         if form.get("grant_type") != "authorization_code":
-            raise _OAuthError("unsupported_grant_type", "only authorization_code is supported")
+            raise _OAuthError("unsupported_grant_type", "only authorization_code and refresh_token are supported")
         grant = self._redeem_code(form.get("code"), client_id)
         if form.get("redirect_uri") != grant.redirect_uri:
             raise _OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
@@ -556,7 +588,7 @@ class OpenIDProviderDouble(HTTPDouble):
         token = _bearer_token(request.headers.get("Authorization"))
         with self._lock:
             record = self._access_tokens.get(token) if token else None
-        if record is None or record.expires_at < time.time():
+        if record is None or record.expires_at < time.time() or record.grant_id in self.revoked_grants:
             challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             return Response.json({"error": "invalid_token"}, 401, **challenge)
         info = copy.deepcopy(record.user)
@@ -611,10 +643,11 @@ class OpenIDProviderDouble(HTTPDouble):
             raise _OAuthError("invalid_grant", "code expired")
         return grant
 
-    def _issue_tokens(self, grant: _Grant) -> dict[str, Any]:
+    def _issue_tokens(self, grant: _Grant, *, grant_id: str | None = None, refresh: bool = True) -> dict[str, Any]:
         access_token = secrets.token_urlsafe(32)
         with self._lock:
-            self._access_tokens[access_token] = _AccessToken(grant.user, time.time() + self.token_lifetime)
+            grant_id = grant_id or f"grant-{next(self._grant_ids)}"
+            self._access_tokens[access_token] = _AccessToken(grant.user, time.time() + self.token_lifetime, grant_id)
         response = {
             "access_token": access_token,
             "token_type": "Bearer",
@@ -622,9 +655,56 @@ class OpenIDProviderDouble(HTTPDouble):
             "id_token": self._id_token(grant, access_token),
             "scope": grant.scope,
         }
+        if self.issue_refresh_tokens and refresh:
+            refresh_token = secrets.token_urlsafe(32)
+            with self._lock:
+                self._refresh_tokens[refresh_token] = _RefreshToken(grant_id, grant.client_id, grant.user, grant.scope)
+            response["refresh_token"] = refresh_token
         with self._lock:
             self.issued_tokens.append(dict(response))
         return response
+
+    def _refresh(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        """RFC 6749 section 6, with rotation and reuse detection: a spent refresh token revokes the grant."""
+        with self._lock:
+            self.refresh_requests += 1
+            record = self._refresh_tokens.get(form.get("refresh_token") or "")
+            if record is None or record.client_id != client_id:
+                raise _OAuthError("invalid_grant", "unknown refresh token")
+            if record.grant_id in self.revoked_grants:
+                raise _OAuthError("invalid_grant", "the grant was revoked")
+            if record.used:
+                self.revoked_grants.add(record.grant_id)
+                self.reuse_detected += 1
+                raise _OAuthError("invalid_grant", "refresh token reused: the whole grant is revoked")
+            if self.rotate_refresh_tokens:
+                record.used = True
+            self.refreshes += 1
+        grant = _Grant(
+            client_id=client_id, redirect_uri="", code_challenge="", nonce=None, scope=record.scope,
+            user=copy.deepcopy(record.user), expires_at=0,
+        )  # fmt: skip
+        answer = self._issue_tokens(grant, grant_id=record.grant_id, refresh=self.rotate_refresh_tokens)
+        return answer
+
+    def _serve_revoke(self, request: Request) -> Response:
+        """RFC 7009: revoke a refresh token's (or an access token's) whole grant; 200 whether known or not."""
+        form = _single_values(request.body)
+        self._authenticate_client(request.headers.get("Authorization"), form)
+        token = form.get("token", "")
+        with self._lock:
+            refresh = self._refresh_tokens.get(token)
+            access = self._access_tokens.get(token)
+            grant_id = refresh.grant_id if refresh is not None else access.grant_id if access is not None else None
+            if grant_id is not None:
+                self.revoked_grants.add(grant_id)
+            self.revocations.append({"token_type_hint": form.get("token_type_hint"), "known": grant_id is not None})
+        return Response(200, b"", "text/plain")
+
+    def grant_of(self, refresh_token: str) -> str | None:
+        """The grant a refresh token belongs to (for asserting it was, or was not, revoked)."""
+        record = self._refresh_tokens.get(refresh_token)
+        return record.grant_id if record is not None else None
 
     def _id_token(self, grant: _Grant, access_token: str) -> str:
         """Build, let the test tamper with, and sign the ID token (OpenID Connect Core 2, 3.1.3.6)."""
@@ -714,6 +794,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
         self._serve()
 
     def _serve(self) -> None:

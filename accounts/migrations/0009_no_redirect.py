@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('oidc_signin', '0007_token_profiles'),
+        ('oidc_signin', '0008_token_vault'),
     ]
 
     operations = [

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.auth import ClientAuth
@@ -34,7 +35,15 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from ..errors import InvalidRequest, ProviderDenied, ProviderMisconfigured, TokenRejected, UnknownProvider
+from ..errors import (
+    InvalidRequest,
+    ProviderDenied,
+    ProviderGrantRevoked,
+    ProviderMisconfigured,
+    SignInError,
+    TokenRejected,
+    UnknownProvider,
+)
 from . import discovery, github, tokens
 from .config import UserinfoPolicy
 from .http import ProviderHTTPError, request_json, require_secure_url
@@ -115,6 +124,9 @@ class VerifiedLogin:
     id_token: str | None = field(repr=False)  # a bearer credential (id_token_hint): never in a repr
     issuer: str
     subject: str
+    #: The token endpoint's whole answer (access and refresh tokens): what ``accounts.provider_tokens``
+    #: stores when the provider's ``store_tokens`` is on. Never in a repr, a log or a session.
+    token_response: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 class ProviderClient:
@@ -179,12 +191,18 @@ class ProviderClient:
 
     def authorization_params(self, pending: PendingLogin) -> dict[str, str]:
         """The authorization request's parameters; the flow's own always win over the extra ones."""
+        scopes = list(self.provider.scope_list)
+        offline: dict[str, str] = {}
+        if getattr(self.provider, "store_tokens", False):  # a refresh token is wanted: the preset says how
+            offline = dict(self.quirks.offline_access_params)
+            scopes += [s for s in self.quirks.offline_access_scopes if s not in scopes]
         params = {
             **self.provider.extra_auth_params,
+            **offline,
             "response_type": "code",
             "client_id": self.provider.client_id,
             "redirect_uri": pending.redirect_uri,
-            "scope": " ".join(self.provider.scope_list),
+            "scope": " ".join(scopes),
             "state": pending.state,
             "code_challenge": create_s256_code_challenge(pending.code_verifier),
             "code_challenge_method": "S256",
@@ -221,7 +239,9 @@ class ProviderClient:
         """
         code = self.check_authorization_response(params)
         token = self.exchange_code(code=code, pending=pending)
-        return self.verified_login(token, pending)
+        verified = self.verified_login(token, pending)
+        verified.token_response = token
+        return verified
 
     @sensitive_variables("params", "code")
     def check_authorization_response(self, params: dict[str, str]) -> str:
@@ -249,17 +269,34 @@ class ProviderClient:
         if iss != self.callback_issuer():
             raise InvalidRequest("callback iss parameter names another issuer (RFC 9207 mix-up defence)")
 
-    @sensitive_variables("code", "body", "headers", "auth", "secret")
+    @sensitive_variables("code", "token")
     def exchange_code(self, *, code: str, pending: PendingLogin) -> dict[str, Any]:
         """Trade the code for tokens at the token endpoint (RFC 6749 4.1.3, RFC 7636 4.5).
 
         JSON is asked for explicitly: GitHub answers form-encoded unless told otherwise.
         """
+        token = self.token_request(
+            "authorization_code",
+            refused=_code_refused,
+            code=code,
+            redirect_uri=pending.redirect_uri,
+            code_verifier=pending.code_verifier,
+        )
+        if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
+            raise ProviderMisconfigured("token response lacks a bearer access_token")
+        return token
+
+    @sensitive_variables("params", "body", "headers", "auth", "secret", "resp", "token")
+    def token_request(self, grant_type: str, *, refused: Callable[[str], SignInError], **params: str) -> dict[str, Any]:
+        """One authenticated call to the token endpoint; ``refused(error)`` is raised for the grant's refusal.
+
+        The client authenticates as the provider supports (``token_endpoint_auth_method``); an
+        ``invalid_client`` answer blames the site's configuration, not the person. GitHub reports a
+        refused grant with HTTP 200 and an ``error``, so that is a refusal too.
+        """
         provider, endpoint = self.provider, self.metadata["token_endpoint"]
         method = self.token_endpoint_auth_method()
-        body = prepare_token_request(
-            "authorization_code", code=code, redirect_uri=pending.redirect_uri, code_verifier=pending.code_verifier
-        )
+        body = prepare_token_request(grant_type, **params)
         secret = provider.reveal_client_secret()  # decrypted (or read from its variable) only here
         if method == "client_secret_basic":
             # RFC 6749 2.3.1: id and secret are form-encoded before they are joined for Basic auth.
@@ -279,14 +316,64 @@ class ProviderClient:
                     "provider's client id and secret)"
                 ) from exc
             if exc.http_status == 400 and isinstance(error, str):
-                raise _code_refused(error) from exc
+                raise refused(error) from exc
             raise
         token = resp.data
         if isinstance(token.get("error"), str):  # GitHub reports a bad code with HTTP 200
-            raise _code_refused(token["error"])
-        if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
-            raise ProviderMisconfigured("token response lacks a bearer access_token")
+            raise refused(token["error"])
         return token
+
+    # --- stored tokens: refresh and revocation (``accounts.provider_tokens``) -------------------
+
+    @sensitive_variables("refresh_token", "token")
+    def refresh(self, *, refresh_token: str, issuer: str, subject: str) -> dict[str, Any]:
+        """New tokens for a refresh token (RFC 6749 section 6), checked to be for the same person.
+
+        ``issuer`` and ``subject`` are the identity the tokens were stored for. Raises
+        ``ProviderGrantRevoked`` when the provider answers ``invalid_grant`` (revoked, expired, or a
+        reused rotated refresh token), ``TokenRejected`` for an answer about someone else.
+        """
+        token = self.token_request("refresh_token", refused=_refresh_refused, refresh_token=refresh_token)
+        if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
+            raise ProviderMisconfigured("refresh answer lacks a bearer access_token")
+        self.check_refreshed(token, issuer=issuer, subject=subject)
+        return token
+
+    def check_refreshed(self, token: dict[str, Any], *, issuer: str, subject: str) -> None:
+        """Whatever a refresh answer says about who it is for must be the stored identity (no rule here)."""
+
+    def fetch_profile(self, *, access_token: str) -> dict[str, Any]:
+        """The person's claims now, read with a stored access token ("Update from <provider>")."""
+        raise ProviderMisconfigured(f"{self.provider.slug} has no profile to read")
+
+    def revocation_endpoint(self) -> str:
+        """Where RFC 7009 revocation requests go, or "" when the provider has none."""
+        endpoint = self.metadata.get("revocation_endpoint")
+        return endpoint if isinstance(endpoint, str) else ""
+
+    @sensitive_variables("access_token", "refresh_token", "token", "body", "headers", "auth", "secret")
+    def revoke(self, *, access_token: str, refresh_token: str) -> bool:
+        """Revoke the grant at the provider (RFC 7009); False when the provider offers no way to.
+
+        The refresh token is revoked when there is one: RFC 7009 2.1 says revoking it also revokes
+        the access tokens of the same grant. Raises ``ProviderUnavailable`` (or a subclass) when
+        the provider refuses or cannot be reached; callers treat it as best effort.
+        """
+        endpoint = self.revocation_endpoint()
+        token, hint = (refresh_token, "refresh_token") if refresh_token else (access_token, "access_token")
+        if not endpoint or not token:
+            return False
+        provider, method = self.provider, self.token_endpoint_auth_method()
+        secret = provider.reveal_client_secret()
+        if method == "client_secret_basic":
+            auth = ClientAuth(quote_plus(provider.client_id), quote_plus(secret), method)
+        else:
+            auth = ClientAuth(provider.client_id, secret, method)
+        body = urlencode({"token": token, "token_type_hint": hint})
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        _uri, headers, body = auth.prepare("POST", endpoint, headers, body)
+        request_json("POST", endpoint, what="revocation endpoint", data=body, headers=headers, allow_empty=True)
+        return True
 
     def token_endpoint_auth_method(self) -> str:
         """client_secret_basic unless the provider supports only client_secret_post (Discovery 1.0 section 3)."""
@@ -432,6 +519,40 @@ class OpenIDConnectClient(ProviderClient):
     def verify_logout_token(self, raw: str) -> dict[str, Any]:
         return tokens.verify_logout_token(self.provider, raw, jwks_uri=self.metadata["jwks_uri"])
 
+    def fetch_profile(self, *, access_token: str) -> dict[str, Any]:
+        if not self.metadata.get("userinfo_endpoint"):
+            raise ProviderMisconfigured(f"{self.provider.slug} has no userinfo endpoint")
+        return self.fetch_userinfo(access_token=access_token)
+
+    def check_refreshed(self, token: dict[str, Any], *, issuer: str, subject: str) -> None:
+        """An ID token in a refresh answer is verified like any, and must keep iss, sub and aud (Core 12.2).
+
+        Its signature, issuer, audience and times are checked as at sign-in (no nonce: none was
+        sent); then its issuer and subject must be the stored identity's, or the provider is
+        handing this identity's tokens to somebody else.
+        """
+        provider, metadata = self.provider, self.metadata
+        raw = token.get("id_token")
+        if raw is None:
+            return
+        if not isinstance(raw, str):
+            raise TokenRejected("refresh answer's id_token is not a string")
+        what = "refreshed ID token"
+        _header, claims = tokens.verify_signed_jwt(
+            provider, raw, jwks_uri=metadata["jwks_uri"], what=what, origin=discovery.KeyOrigin.BACK_CHANNEL
+        )
+        tokens.check_claims(
+            claims,
+            issuers=self.quirks.accepted_issuers(provider.issuer, metadata, claims),
+            client_id=provider.client_id,
+            what=what,
+            sub={"essential": True},
+        )
+        if self.quirks.canonical_issuer(provider.issuer, claims["iss"]) != issuer:
+            raise TokenRejected(f"{what} iss differs from the identity's issuer (Core 12.2)")
+        if not isinstance(claims["sub"], str) or not tokens.same_text(claims["sub"], subject):
+            raise TokenRejected(f"{what} sub differs from the identity's subject (Core 12.2)")
+
 
 class GitHubClient(ProviderClient):
     """OAuth 2.0 with the identity from a REST API (GitHub, GitHub Enterprise Server, look-alikes)."""
@@ -458,6 +579,17 @@ class GitHubClient(ProviderClient):
     def verified_login(self, token: dict[str, Any], pending: PendingLogin) -> VerifiedLogin:
         claims = github.fetch_identity(self.provider, access_token=token["access_token"])
         return VerifiedLogin(claims=claims, id_token=None, issuer=claims["iss"], subject=claims["sub"])
+
+    def fetch_profile(self, *, access_token: str) -> dict[str, Any]:
+        return github.fetch_identity(self.provider, access_token=access_token)
+
+    @sensitive_variables("access_token", "refresh_token")
+    def revoke(self, *, access_token: str, refresh_token: str) -> bool:
+        """GitHub has no RFC 7009 endpoint: deleting the app's grant revokes every token of it."""
+        if not access_token:
+            return False
+        github.delete_grant(self.provider, access_token=access_token)
+        return True
 
 
 class TokenIssuerClient(ProviderClient):
@@ -503,6 +635,13 @@ def client_class(kind: str) -> type[ProviderClient]:
         return CLIENT_CLASSES[kind]
     except KeyError:
         raise ProviderMisconfigured(f"no client for provider kind {kind!r}") from None
+
+
+def _refresh_refused(error: str) -> SignInError:
+    """``invalid_grant`` (GitHub: ``bad_refresh_token``) means the grant is gone; anything else is unexpected."""
+    if error in ("invalid_grant", "bad_refresh_token"):
+        return ProviderGrantRevoked(f"token endpoint refused the refresh token: error={error[:64]!r}")
+    return TokenRejected(f"token endpoint refused the refresh: error={error[:64]!r}")
 
 
 def _code_refused(error: str) -> TokenRejected:

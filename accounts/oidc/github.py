@@ -16,7 +16,10 @@ There is no ID token to verify, so the identity is only as good as the API calls
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
@@ -93,6 +96,30 @@ def fetch_identity(provider: Provider, *, access_token: str) -> dict[str, Any]:
         email = primary_verified_email(_api_get(provider, provider.emails_endpoint, access_token, what="emails API"))
         claims.update(email=email, email_verified=bool(email))
     return {k: v for k, v in claims.items() if v is not None}
+
+
+def api_base(provider: Provider) -> str:
+    """The REST API's root, from the configured user API endpoint (``.../user``)."""
+    return provider.userinfo_endpoint.rstrip("/").removesuffix("/user")
+
+
+@sensitive_variables("access_token", "secret", "credentials", "headers", "body")
+def delete_grant(provider: Provider, *, access_token: str) -> None:
+    """Revoke the app's whole grant for this person: ``DELETE /applications/{client_id}/grant``.
+
+    GitHub's way to revoke an OAuth (or GitHub App) user token and its refresh token: the app
+    authenticates with its client id and secret (Basic), the token goes in the JSON body.
+    """
+    secret = provider.reveal_client_secret()
+    credentials = base64.b64encode(f"{provider.client_id}:{secret}".encode()).decode("ascii")
+    url = f"{api_base(provider)}/applications/{quote(provider.client_id, safe='')}/grant"
+    headers = {
+        **API_HEADERS,
+        "Authorization": f"Basic {credentials}",
+        "Content-Type": "application/json",
+    }
+    body = json.dumps({"access_token": access_token})
+    request_json("DELETE", url, what="grant deletion API", data=body, headers=headers, allow_empty=True)
 
 
 def primary_verified_email(emails: Any) -> str:

@@ -140,6 +140,7 @@ def request_json(
     headers: dict[str, str] | None = None,
     accept_jwt: bool = False,
     allow_list: bool = False,
+    allow_empty: bool = False,
 ) -> Response:
     """Make one call to a provider and return its decoded JSON body.
 
@@ -148,7 +149,8 @@ def request_json(
     deep), ``ProviderHTTPError`` for a 4xx/5xx answer, or ``ProviderMisconfigured`` for a URL that
     is not https; never anything that is not a ``SignInError``. Redirects are not followed: a
     provider endpoint that redirects is misconfigured, and following it would send credentials
-    somewhere nobody configured.
+    somewhere nobody configured. ``allow_empty`` accepts a success with no body at all (``data`` is
+    then None): what a revocation endpoint answers (RFC 7009 2.2, GitHub's 204).
     """
     require_secure_url(url, what=what)
     limit = conf.OIDC_MAX_RESPONSE_BYTES
@@ -195,7 +197,7 @@ def request_json(
 
     text = body.decode("utf-8", errors="replace")
     content_type = resp_headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if accept_jwt and content_type == "application/jwt":
+    if (accept_jwt and content_type == "application/jwt") or (allow_empty and not text.strip()):
         parsed: Any = None
     else:
         try:

@@ -28,6 +28,13 @@ class Quirks:
     #: The discovery document's issuer has a ``{tenantid}`` placeholder and each token carries its
     #: tenant's own issuer, chosen by its ``tid`` claim (Microsoft's multi-tenant endpoints).
     tenant_issuer: bool = False
+    #: Authorization parameters the provider needs before it issues a refresh token, sent when the
+    #: site stores tokens (``store_tokens``). Google: ``access_type=offline``, and ``prompt=consent``
+    #: (it sends a refresh token only on a consent screen); ``include_granted_scopes=true`` keeps the
+    #: scopes granted before when more are asked for (incremental authorization).
+    offline_access_params: tuple[tuple[str, str], ...] = ()
+    #: Scopes the provider needs before it issues a refresh token (Microsoft: ``offline_access``).
+    offline_access_scopes: tuple[str, ...] = ()
 
     def metadata_issuer_matches(self, configured: str, metadata_issuer: str) -> bool:
         """Discovery 4.3 demands an exact match; a tenant template is the documented exception."""

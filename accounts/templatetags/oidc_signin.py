@@ -47,6 +47,18 @@ def oidc_connect_url(provider: Provider | str, next: str | None = None) -> str:
     return _with_next(reverse("oidc_signin:connect", args=[_slug(provider)]), next)
 
 
+@register.simple_tag
+def oidc_reconnect_url(provider: Provider | str, scope: str = "", next: str | None = None) -> str:
+    """A page that asks for access at the provider again, or for more of it (incremental authorization).
+
+    ``scope`` adds scopes to the provider's own (space separated); the page POSTs the connect flow
+    with ``prompt=consent``, and the scopes granted are merged into the stored tokens'.
+    """
+    url = reverse("oidc_signin:reconnect", args=[_slug(provider)])
+    query = {k: v for k, v in (("scope", scope), ("next", next)) if v}
+    return f"{url}?{urlencode(query)}" if query else url
+
+
 def _slug(provider: Provider | str) -> str:
     return provider.slug if isinstance(provider, Provider) else str(provider)
 

@@ -43,14 +43,14 @@ def client_credentials(http, client_row: Client, **data):
 
 def test_discovery_lists_the_client_credentials_grant(client, idp):
     data = client.get("/devidp/.well-known/openid-configuration").json()
-    assert data["grant_types_supported"] == ["authorization_code", "client_credentials"]
+    assert data["grant_types_supported"] == ["authorization_code", "client_credentials", "refresh_token"]
 
 
 def test_client_credentials_give_the_client_an_rfc_9068_token_of_its_own(client, idp):
     response = client_credentials(client, idp, scope="openid")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 600
     assert "refresh_token" not in body and "id_token" not in body
     token = decoded(body["access_token"])
     assert token.header["typ"] == "at+jwt"
@@ -60,7 +60,7 @@ def test_client_credentials_give_the_client_an_rfc_9068_token_of_its_own(client,
     assert claims["aud"] == "http://localhost/api/"
     assert claims["sub"] == claims["client_id"] == idp.client_id  # RFC 9068 2.2: the client itself
     assert claims["scope"] == "openid"
-    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["exp"] - claims["iat"] == 600
     assert len(claims["jti"]) >= 24
 
 

@@ -230,7 +230,7 @@ def test_someone_else_with_a_bad_email_shows_the_form_again(client, idp):
 def test_token_response_carries_a_verifiable_rs256_id_token(client, idp, alice):
     request, token = code_flow_at_devidp(client, idp, alice)
 
-    assert token["token_type"] == "Bearer" and token["expires_in"] == 3600
+    assert token["token_type"] == "Bearer" and token["expires_in"] == 600
     assert token["scope"] == "openid email profile"
     raw = token["id_token"]
     header = jws.extract_compact(raw.encode()).headers()

@@ -108,6 +108,12 @@ class Command(BaseCommand):
             help="Comma-separated redirect URIs of the apps' own authorization requests whose codes the token "
             "endpoint redeems.",
         )
+        add.add_argument(
+            "--store-tokens",
+            action="store_true",
+            help="Keep each person's access and refresh tokens (encrypted) to call the provider's APIs for them "
+            "(accounts.provider_tokens); needs ACCOUNTS_CLIENT_SECRET_KEYS.",
+        )
         add.add_argument("--disabled", action="store_true", help="Add it switched off.")
         add.add_argument("--update", action="store_true", help="Update the provider if the slug exists.")
         sub.add_parser("list", help="List providers.")
@@ -137,6 +143,8 @@ class Command(BaseCommand):
             provider.enter_client_secret(client_secret)
         provider.enabled = not options["disabled"]
         self._no_redirect_options(provider, options)
+        if options.get("store_tokens"):
+            provider.store_tokens = True
         self._save(provider)
         self.stdout.write(f"{'Updated' if existing else 'Added'} provider {slug!r} ({provider.name}).")
         if provider.client_secret_cleared:

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from accounts import client_secrets
-from accounts.models import Provider
+from accounts.models import Provider, ProviderToken
 
 
 class Command(BaseCommand):
@@ -66,8 +66,40 @@ class Command(BaseCommand):
                 Provider.objects.filter(pk=pk).update(client_secret=renewed)
                 changed += 1
         self.stdout.write(f"Re-encrypted {changed} client secret(s) with the newest key.")
+        tokens, unreadable_tokens = self._reencrypt_provider_tokens()
+        self.stdout.write(f"Re-encrypted the stored provider tokens of {tokens} identit(ies) with the newest key.")
+        if unreadable_tokens:
+            self.stderr.write(
+                f"No configured key decrypts the stored provider tokens of {unreadable_tokens} identit(ies); "
+                "they cannot be used until their key is back (or their owners connect again)."
+            )
         if unreadable:
             raise CommandError(
                 f"No configured key decrypts the client secret of: {', '.join(unreadable)}. Put the key they were "
                 "encrypted with back into ACCOUNTS_CLIENT_SECRET_KEYS, or enter those secrets again."
             )
+
+    @staticmethod
+    def _reencrypt_provider_tokens() -> tuple[int, int]:
+        """The stored provider tokens (``accounts.provider_tokens``) moved to the newest key, row by row.
+
+        Each row is locked while it is rewritten, as a refresh locks it, so a refresh running at the
+        same moment never has its rotated token overwritten with the old one.
+        """
+        changed = unreadable = 0
+        for pk in ProviderToken.objects.values_list("pk", flat=True).iterator():
+            with transaction.atomic():
+                row = ProviderToken.objects.select_for_update().filter(pk=pk).first()
+                if row is None:
+                    continue
+                try:
+                    renewed = {
+                        name: client_secrets.reencrypt(getattr(row, name)) if getattr(row, name) else ""
+                        for name in ("access_token", "refresh_token")
+                    }
+                except InvalidToken:
+                    unreadable += 1
+                    continue
+                ProviderToken.objects.filter(pk=pk).update(**renewed)
+                changed += 1
+        return changed, unreadable
