@@ -20,11 +20,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.drf import BearerTokenAuthentication, RequiredScopes
-from tests.test_api import AUDIENCE, access_token, alice, assert_refused, call, doc_example, machine_token
+from tests.test_api import (
+    AUDIENCE,
+    _discovered,
+    access_token,
+    alice,
+    assert_refused,
+    call,
+    doc_example,
+    machine_token,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api_drf")]
 
-__all__ = ["alice"]  # the fixture, shared with tests/test_api.py
+__all__ = ["_discovered", "alice"]  # the fixtures, shared with tests/test_api.py
 
 
 class Whoami(APIView):
