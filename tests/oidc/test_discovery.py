@@ -11,12 +11,12 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from joserfc.jwk import OKPKey
 
-from accounts.errors import ProviderMisconfigured, ProviderUnavailable, TokenRejected
+from accounts.errors import ProviderMisconfigured, ProviderRecentlyFailed, ProviderUnavailable, TokenRejected
 from accounts.oidc import discovery
 from accounts.oidc.quirks import Quirks
 from accounts.oidc.tokens import verify_id_token, verify_logout_token
 from tests.conftest import claims_for, logout_claims, made_up_kid_token
-from tests.op_double import OpenIDProviderDouble
+from tests.op_double import HangingServer, OpenIDProviderDouble
 
 pytestmark = pytest.mark.django_db
 
@@ -938,3 +938,105 @@ def test_a_fetch_that_finished_between_two_reads_of_the_waiter_is_still_taken(op
     monkeypatch.setattr(discovery, "_cache", lambda: shared)
     assert discovery.get_metadata(provider.issuer)["issuer"] == op.issuer
     assert shared.done and op.hits[DISCOVERY] == 1
+
+
+# --- delay, don't deny; and a provider that hangs costs one call --------------------------------------
+
+
+def test_tokens_anyone_can_post_never_wait_for_their_budget(op, provider, settings, skipping_clock):
+    """Only the back channel waits: a logout token under a made-up kid, its budget spent, is refused at once."""
+    settings.ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL = 5
+    verify(op, provider, op.sign(claims_for(op)))
+    for i in range(5):
+        with pytest.raises(TokenRejected, match="matches no RS256 key"):
+            verify_logout(op, provider, made_up_kid_token(logout_claims(op), f"made-up-{i}"))
+    assert skipping_clock.skipped == 0
+    assert op.hits["/jwks"] == 2
+
+
+def test_a_back_channel_token_whose_kid_a_fetch_since_its_arrival_lacks_is_refused_without_waiting(
+    op, provider, settings, skipping_clock, monkeypatch
+):
+    """The set fetched after the token arrived is as fresh as a fetch of its own: waiting could not help."""
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 5
+    url = op.metadata["jwks_uri"]
+    verify(op, provider, op.sign(claims_for(op)))
+    real = discovery._last_refetch_age
+
+    def another_process_refetches_first(url_, origin):
+        age = real(url_, origin)
+        if age is None:  # the first look: another process refetches (same keys) and spends the cooldown
+            caches["default"].set(origin.budget_key(url_), discovery.time.time())
+            discovery._fetch(url_, what="JWKS")
+            return real(url_, origin)
+        return age
+
+    monkeypatch.setattr(discovery, "_last_refetch_age", another_process_refetches_first)
+    with pytest.raises(TokenRejected, match="kid 'made-up' matches no RS256 key"):
+        verify(op, provider, made_up_kid_token(claims_for(op), "made-up"))
+    assert skipping_clock.skipped == 0
+    assert op.hits["/jwks"] == 2
+    assert discovery.in_process(url) is not None
+
+
+def test_a_failed_fetch_is_remembered_in_the_shared_cache_for_other_processes(op, provider):
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    with pytest.raises(ProviderUnavailable, match=r"^discovery document answered HTTP 503$"):
+        discovery.get_metadata(provider.issuer)
+    forget_this_process()  # another process: only the shared cache
+    with pytest.raises(ProviderRecentlyFailed, match=r"failed [\d.]+s ago \(discovery document answered HTTP 503\)"):
+        discovery.get_metadata(provider.issuer)
+    assert op.hits[DISCOVERY] == 1
+
+
+def test_failures_are_remembered_for_the_setting_give_or_take_a_jitter(op, provider, settings, monkeypatch):
+    """Jittered, so the documents and providers that failed together are not all asked again at once."""
+    settings.ACCOUNTS_OIDC_FETCH_FAILURE_TTL = 10
+    spy = TimeoutSpy(discovery._cache())
+    monkeypatch.setattr(discovery, "_cache", lambda: spy)
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    url = discovery.discovery_url(provider.issuer)
+    retries = set()
+    for _ in range(20):
+        with pytest.raises(ProviderUnavailable):
+            discovery.get_metadata(provider.issuer)
+        with pytest.raises(ProviderRecentlyFailed) as remembered:
+            discovery.get_metadata(provider.issuer)
+        retries.add(remembered.value.retry_after)
+        assert 8 <= spy.timeouts[discovery._key("failed", url)] <= 12
+        discovery.forget(url)  # as `oidc_provider refresh` does: ask again now
+    assert op.hits[DISCOVERY] == 20
+    assert len(retries) > 1 and retries <= set(range(8, 13)), retries
+
+
+def test_a_zero_failure_ttl_remembers_nothing(op, provider, settings):
+    settings.ACCOUNTS_OIDC_FETCH_FAILURE_TTL = 0
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable, match=r"^discovery document answered HTTP 503$"):
+            discovery.get_metadata(provider.issuer)
+    assert op.hits[DISCOVERY] == 3
+
+
+def test_parallel_requests_to_a_hanging_provider_make_one_call_and_all_fail_fast(db, settings):
+    """Six at once: one holds the fetch lock and times out; the others wait for it, then see its failure."""
+    settings.ACCOUNTS_OIDC_HTTP_TIMEOUT = (0.3, 0.3)
+    with HangingServer() as hanging:
+        outcomes: list[tuple[str, float]] = []
+
+        def attempt() -> None:
+            started = time.monotonic()
+            try:
+                discovery.get_metadata(hanging.base_url)
+                outcomes.append(("fetched", time.monotonic() - started))
+            except ProviderUnavailable as exc:
+                outcomes.append((exc.code, time.monotonic() - started))
+
+        threads = [threading.Thread(target=attempt) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert hanging.accepted == 1
+    assert sorted(code for code, _ in outcomes) == ["provider_timeout"] + ["provider_unavailable"] * 5
+    assert all(seconds < 1 for _, seconds in outcomes), outcomes
