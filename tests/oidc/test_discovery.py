@@ -983,6 +983,7 @@ def test_a_failed_fetch_is_remembered_in_the_shared_cache_for_other_processes(op
     op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
     with pytest.raises(ProviderUnavailable, match=r"^discovery document answered HTTP 503$"):
         discovery.get_metadata(provider.issuer)
+    assert isinstance(caches["default"].get(discovery._key("failed", discovery.discovery_url(provider.issuer))), dict)
     forget_this_process()  # another process: only the shared cache
     with pytest.raises(ProviderRecentlyFailed, match=r"failed [\d.]+s ago \(discovery document answered HTTP 503\)"):
         discovery.get_metadata(provider.issuer)
