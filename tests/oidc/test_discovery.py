@@ -1041,3 +1041,24 @@ def test_parallel_requests_to_a_hanging_provider_make_one_call_and_all_fail_fast
         assert hanging.accepted == 1
     assert sorted(code for code, _ in outcomes) == ["provider_timeout"] + ["provider_unavailable"] * 5
     assert all(seconds < 1 for _, seconds in outcomes), outcomes
+
+
+def test_a_newer_set_from_another_process_that_still_lacks_the_kid_is_not_the_last_word(
+    op, provider, settings, skipping_clock
+):
+    """Two rotations in moments: another process refetched after the first (spending the cooldown), this
+    process still holds the set before it, and the token is signed with the second rotation's key.
+    Adopting the other process's set is not enough: the token waits out the cooldown and refetches."""
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 2
+    url = op.metadata["jwks_uri"]
+    verify(op, provider, op.sign(claims_for(op)))
+    before_rotations = discovery.in_process(url)
+    op.rotate("RSA")
+    caches["default"].set(discovery.KeyOrigin.BACK_CHANNEL.budget_key(url), discovery.time.time())
+    discovery._fetch(url, what="JWKS")  # "another process" refetched after the first rotation
+    discovery.forget_in_process(url)
+    discovery.remember_in_process(before_rotations)  # this process still holds the set before it
+    op.rotate("RSA")
+    assert verify(op, provider, op.sign(claims_for(op)))["sub"] == "user-1"
+    assert op.hits["/jwks"] == 3
+    assert 1.5 <= skipping_clock.skipped <= 2
