@@ -44,10 +44,10 @@ from . import app_sessions, replay, token_profiles
 from .adapter import get_adapter
 from .admission import admit, returning_claims
 from .conf import conf
-from .errors import SignInError, SignInRefused, TokenRejected, printable
+from .errors import ProviderRecentlyFailed, SignInError, SignInRefused, TokenRejected, printable
 from .identities import sign_in_identity
 from .models import Identity, Provider
-from .oidc import profiles, tokens
+from .oidc import discovery, profiles, tokens
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -159,10 +159,18 @@ class AccessDenied(BearerError):
 
 
 class ServiceUnavailable(BearerError):
-    """Not the token's fault: the issuer's keys or this site's database cannot be reached right now."""
+    """Not the token's fault: the issuer's keys or this site's database cannot be reached right now.
+
+    ``retry_after`` is the ``Retry-After`` answered, in whole seconds: when a fetch from the issuer
+    failed moments ago, how long until it is tried again (``ACCOUNTS_OIDC_FETCH_FAILURE_TTL``).
+    """
 
     status = 503
     error = None
+
+    def __init__(self, reason: str, *, description: str, retry_after: int = 5) -> None:
+        super().__init__(reason, description=description)
+        self.retry_after = max(int(retry_after), 1)
 
 
 # --- who is calling ----------------------------------------------------------------------------
@@ -320,6 +328,7 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
                 f"access token iss {issuer[:_QUOTED]!r} is no enabled provider",
                 description="The access token was not issued by an issuer this API trusts.",
             )
+        _require_cached_discovery(provider)
         jwks_uri = get_adapter().get_client(provider).metadata.get("jwks_uri")
         if not isinstance(jwks_uri, str):
             raise InvalidToken(
@@ -338,7 +347,9 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
         raise InvalidToken(exc.reason, description=str(exc.message)) from exc
     except SignInError as exc:  # the issuer's documents: unreachable, garbage, misconfigured
         raise ServiceUnavailable(
-            f"keys unavailable: {exc.reason}", description="The access token cannot be checked right now; try again."
+            f"keys unavailable: {exc.reason}",
+            description="The access token cannot be checked right now; try again.",
+            retry_after=exc.retry_after if isinstance(exc, ProviderRecentlyFailed) else 5,
         ) from exc
     return provider, claims
 
@@ -354,6 +365,24 @@ def _read(provider: Provider, claims: dict[str, Any], audiences: Collection[str]
         )
     except TokenRejected as exc:
         raise InvalidToken(exc.reason, description=str(exc.message)) from exc
+
+
+def _require_cached_discovery(provider: Provider) -> None:
+    """Bearer requests never fetch an issuer's discovery document: a sign-in or ``oidc_provider check`` does.
+
+    Anyone can send a bearer token naming any enabled issuer; if its metadata had to be fetched
+    first, a provider that hangs would hold a worker per anonymous request. Its keys, once the
+    metadata names them, are fetched as usual (single-flight, failures remembered).
+    """
+    if not get_adapter().client_class(provider).discovers:
+        return
+    if discovery.cached_data(discovery.discovery_url(provider.issuer)) is None:
+        raise ServiceUnavailable(
+            f"discovery document of {provider.slug} is not cached and bearer requests do not fetch it "
+            "(a sign-in or `manage.py oidc_provider check` does)",
+            description="The access token cannot be checked right now; try again.",
+            retry_after=math.ceil(conf.OIDC_FETCH_FAILURE_TTL),
+        )
 
 
 def _app_session_principal(request: HttpRequest, raw: str, policy: BearerPolicy) -> UserPrincipal:
@@ -521,7 +550,7 @@ def error_response(request: HttpRequest, error: BearerError) -> HttpResponse:
     log_refusal(request, error)
     response = JsonResponse(error_body(error), status=error.status)
     if isinstance(error, ServiceUnavailable):
-        response["Retry-After"] = "5"
+        response["Retry-After"] = str(error.retry_after)
     elif not isinstance(error, AccessDenied):
         response["WWW-Authenticate"] = challenge(error)
     response["Cache-Control"] = "no-store"

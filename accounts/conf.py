@@ -181,14 +181,21 @@ class AppSettings:
     #: A token whose key id is not in the cached JWKS makes the app refetch it, within a budget per
     #: key set that depends on where the token came from (``accounts.oidc.discovery.KeyOrigin``).
     #: ID tokens and signed userinfo come from the provider over the back channel, so an unknown kid
-    #: means a key rotation: refetch at most once per this many seconds (keep it a few seconds: a
-    #: rotation within the cooldown fails sign-ins until it has passed).
+    #: means a key rotation: refetch at most once per this many seconds. A token meeting the
+    #: cooldown waits for it to end and then refetches (keep it a few seconds: that is how long such
+    #: a sign-in may be delayed).
     OIDC_JWKS_REFETCH_COOLDOWN = Setting[float](2.0, _number, "a number of seconds")
     #: Tokens anyone can submit (back-channel logout tokens, bearer tokens) refetch at most once per
     #: this many seconds, a budget of their own that never delays the above.
     OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL = Setting[float](
         60, _number, "a number of seconds", former="ACCOUNTS_OIDC_JWKS_REFETCH_INTERVAL"
     )
+    #: A discovery or JWKS fetch that failed (unreachable, timed out, an error answer, garbage) is
+    #: remembered for about this many seconds (with up to 20% jitter either way), in the shared cache:
+    #: meanwhile a request that needs the document and has no copy of it is answered at once (502 for
+    #: a page, 503 with Retry-After for an API) instead of each calling a provider that hangs.
+    #: 0 turns the memory off.
+    OIDC_FETCH_FAILURE_TTL = Setting[float](10.0, _number, "a number of seconds")
     #: How long a request waits for another process's in-flight fetch of the same document.
     OIDC_FETCH_WAIT = Setting[float](5.0, _number, "a number of seconds")
     #: Django cache alias for discovery/JWKS documents, refetch budgets and the fetch lock.

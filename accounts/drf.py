@@ -39,7 +39,7 @@ class BearerTokenRefused(exceptions.APIException):
         super().__init__(detail=api.error_body(error))
         self.status_code = error.status
         if isinstance(error, api.ServiceUnavailable):
-            self.wait = 5
+            self.wait = error.retry_after
         elif not isinstance(error, api.AccessDenied):  # a refused holder: no challenge, as in accounts.api
             self.auth_header = api.challenge(error)
 

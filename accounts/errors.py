@@ -165,6 +165,19 @@ class ProviderTimeout(ProviderUnavailable):
     message = _("The provider took too long to answer. Please try again in a few minutes.")
 
 
+class ProviderRecentlyFailed(ProviderUnavailable):
+    """A fetch of this provider document failed moments ago: it is not asked again until ``retry_after`` passes.
+
+    A provider that hangs would otherwise hold a worker for the whole timeout on every request that
+    needs it; remembering the failure (``ACCOUNTS_OIDC_FETCH_FAILURE_TTL``) makes it cost one call.
+    """
+
+    def __init__(self, reason: str, *, retry_after: int) -> None:
+        super().__init__(reason)
+        #: Whole seconds until the provider is asked again (an API's ``Retry-After``).
+        self.retry_after = retry_after
+
+
 class SignInRefused(SignInError):
     """This site's own policy refuses the identity (a domain or tenant restriction, an adapter rule)."""
 

@@ -61,6 +61,37 @@ def _fresh_document_caches():
     discovery.forget_in_process()
 
 
+class SkippingClock:
+    """``time`` as discovery sees it, where ``sleep`` returns at once and moves both clocks on instead.
+
+    Waiting out a refetch cooldown then costs a test nothing, while every reading of the clocks still
+    moves as real time does; ``skipped`` says how long discovery slept, in all.
+    """
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.skipped
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def sleep(self, seconds: float) -> None:
+        self.skipped += seconds
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+@pytest.fixture
+def skipping_clock(monkeypatch) -> SkippingClock:
+    """Discovery's clock, where its sleeps are skipped (``SkippingClock``)."""
+    clock = SkippingClock()
+    monkeypatch.setattr(discovery, "time", clock)
+    return clock
+
+
 @pytest.fixture
 def op():
     with OpenIDProviderDouble() as double:

@@ -38,6 +38,7 @@ import itertools
 import json
 import re
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -57,6 +58,7 @@ __all__ = [
     "DISCOVERY_PATH",
     "AuthorizationRequestError",
     "HTTPDouble",
+    "HangingServer",
     "OpenIDProviderDouble",
     "Request",
     "Response",
@@ -960,3 +962,48 @@ def _garbage_json(size: int) -> bytes:
     if size < len(head) + len(tail):
         return b"x" * size
     return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+class HangingServer:
+    """A provider that hangs: it accepts every connection on 127.0.0.1 and never answers a byte.
+
+    ``accepted`` counts the connections made to it (every outbound call is one: the app's requests
+    session cannot reuse a connection that never answered). Connections are held open until
+    ``stop()`` (prefer ``with``); the accepting thread checks for it every 50 ms.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.base_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="hanging provider", daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _address = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(conn)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        for conn in [*self._held, self._listener]:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -163,6 +163,15 @@ def assert_denied(response, caplog, reason: str, *, no_store: bool = True) -> No
     assert reason in lines[0], lines[0]
 
 
+@pytest.fixture(autouse=True)
+def _discovered(request):
+    """As on a running site, a sign-in or ``oidc_provider check`` has fetched the provider's discovery
+    document: bearer requests never fetch it themselves (see the tests of unreachable providers)."""
+    for name in ("provider", "second"):
+        if name in request.fixturenames:
+            discovery.get_metadata(request.getfixturevalue(name).issuer)
+
+
 @pytest.fixture
 def alice(client, op, provider):
     """Alice, signed in once with a browser: her identity (issuer, user-1) exists."""

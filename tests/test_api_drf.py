@@ -23,6 +23,7 @@ from accounts.drf import BearerTokenAuthentication, RequiredScopes
 from tests.test_api import (
     AUDIENCE,
     access_claims,
+    _discovered,
     access_token,
     alice,
     assert_refused,
@@ -33,7 +34,7 @@ from tests.test_api import (
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api_drf")]
 
-__all__ = ["alice"]  # the fixture, shared with tests/test_api.py
+__all__ = ["_discovered", "alice"]  # the fixtures, shared with tests/test_api.py
 
 
 class Whoami(APIView):

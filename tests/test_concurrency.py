@@ -8,6 +8,7 @@ test client serialises everything and the test database lives in memory: neither
 from __future__ import annotations
 
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -96,4 +97,28 @@ def test_parallel_sign_ins_right_after_a_key_rotation_all_succeed_with_one_jwks_
     results = finish_all_at_once(site_process, flows)
 
     assert [status for status, _ in results] == [302] * 10, site_process.log()[-3000:]
-    assert op.hits["/jwks"] - fetches_before == 1
+    assert op.hits["/jwks"] - fetches_before == 1, site_process.log()[-6000:]
+
+
+def test_parallel_first_sign_ins_after_a_rotation_within_the_cooldown_all_wait_for_one_fetch(site_process, op):
+    """An unknown kid made the site refetch; under a second later the provider rotates (removing the old
+    key) and ten people sign in for the first time at once. Delay, don't deny: each waits for what is
+    left of the cooldown (2 s), then one of them refetches and all take its result."""
+    flows = []
+    for n in range(12):
+        op.next_user = {**DEFAULT_USER, "sub": f"delayed-{n}", "preferred_username": f"delayed{n}", "email": ""}
+        flows.append(site_process.start_sign_in(op, "test-op"))
+    assert site_process.finish_sign_in(flows[0])[0] == 302  # the keys are cached
+    op.rotate()
+    fetches_before = op.hits["/jwks"]
+    assert site_process.finish_sign_in(flows[1])[0] == 302  # the unknown kid: a refetch, the cooldown starts
+    refetched = time.monotonic()
+    assert op.hits["/jwks"] == fetches_before + 1
+    op.rotate()
+    assert time.monotonic() - refetched < 1
+
+    results = finish_all_at_once(site_process, flows[2:])
+
+    assert [status for status, _ in results] == [302] * 10, site_process.log()[-3000:]
+    assert sorted(username for _, username in results) == sorted(f"delayed{n}" for n in range(2, 12))
+    assert op.hits["/jwks"] == fetches_before + 2, site_process.log()[-3000:]

@@ -113,6 +113,33 @@ def test_after_a_key_rotation_concurrent_sign_ins_on_both_instances_cause_one_jw
     assert op.hits["/.well-known/openid-configuration"] == 0
 
 
+def test_a_rotation_within_the_cooldown_of_a_refetch_waits_on_every_instance_for_one_fetch(instances, op):
+    """Delay, don't deny, across processes: instance A refetched for an unknown kid; under a second later
+    the provider rotates again and sign-ins arrive at both instances. The cooldown and the fetch lock
+    are in the shared cache: every worker waits for the cooldown to end, then one fetch serves all."""
+    a, b = instances
+    sign_in_everywhere(instances, op)
+    pairs = []
+    for n in range(PARALLEL // 2):
+        site = (a, b)[n % 2]
+        op.next_user = {**DEFAULT_USER, "sub": f"delayed-{n}", "preferred_username": f"delayed{n}"}
+        pairs.append((site, site.start_sign_in(op, "test-op")))
+    op.next_user = {**DEFAULT_USER, "sub": "first-after-rotation", "preferred_username": "firstafter"}
+    first = a.start_sign_in(op, "test-op")
+    op.rotate("RSA")
+    fetches = op.hits["/jwks"]
+    assert a.finish_sign_in(first)[0] == 302, a.log()[-2000:]  # the unknown kid: a refetch, the cooldown starts
+    refetched = time.monotonic()
+    assert op.hits["/jwks"] == fetches + 1
+    op.rotate("RSA")
+    assert time.monotonic() - refetched < 1
+
+    results = finish_all_at_once(pairs)
+
+    assert [status for status, _ in results] == [302] * (PARALLEL // 2), a.log()[-2000:] + b.log()[-2000:]
+    assert op.hits["/jwks"] == fetches + 2
+
+
 def test_concurrent_first_sign_ins_of_one_identity_on_both_instances_make_one_user(instances, op):
     a, b = instances
     op.next_user = {**DEFAULT_USER, "sub": "same-everywhere", "preferred_username": "sameeverywhere"}

@@ -14,10 +14,19 @@ attacker's invention; which is likelier depends on where the token came from (``
 otherwise refetches, with a lock in the shared cache so concurrent requests wait for that one
 fetch, within a budget per origin and key set:
 
-* a token from the back channel (ID token, signed userinfo) may always cause a refetch, held back
-  only by ``ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN`` (seconds) against a misbehaving provider;
+* a token from the back channel (ID token, signed userinfo) may always cause a refetch, spaced
+  by ``ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN`` (seconds) against a misbehaving provider. Delay, don't
+  deny: a token that meets the cooldown waits for it to end (single-flight with any fetch in
+  flight, across processes through the shared lock) and then refetches; it is refused only if the
+  fresh set still lacks its kid;
 * a token anyone can submit (logout token, bearer token) gets its own, stricter budget,
-  ``ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL``, which never delays the back channel's.
+  ``ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL``, which never delays the back channel's; it is
+  refused when that budget is spent, and never waits for it.
+
+A fetch that fails (unreachable, timed out, an error answer, garbage) is remembered per URL in the
+shared cache for ``ACCOUNTS_OIDC_FETCH_FAILURE_TTL`` seconds, give or take a jitter: meanwhile a
+request that needs the document and has no copy of it fails at once (``ProviderRecentlyFailed``)
+instead of calling again, so a provider that hangs costs one call per period, not one per request.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import hashlib
 import json
 import logging
 import math
+import random
 import re
 import threading
 import time
@@ -39,7 +49,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, KeySetSerialization
 
 from ..conf import conf
-from ..errors import ProviderMisconfigured, SignInError
+from ..errors import ProviderMisconfigured, ProviderRecentlyFailed, ProviderUnavailable, SignInError
 from .http import request_json, require_secure_url
 from .quirks import STANDARD, Quirks
 
@@ -61,6 +71,9 @@ class Document:
     #: Until when an expired copy may stand in while the provider cannot be reached (see
     #: ``ACCOUNTS_OIDC_CACHE_STALE_WINDOW``); 0 for copies cached before this existed.
     usable_until: float = 0.0
+    #: When the fetch that brought this copy was sent: a fetch sent after a token arrived is as fresh
+    #: as one of the token's own (0 for copies cached before this existed).
+    requested_at: float = 0.0
     #: Parsed key set (JWKS documents) -- parsed once per process and version.
     keys: KeySet | None = field(default=None, compare=False)
     #: For which issuer and quirks the metadata was validated (discovery documents): once per process and version.
@@ -76,6 +89,7 @@ class Document:
             "fetched_at": self.fetched_at,
             "expires_at": self.expires_at,
             "usable_until": self.usable_until,
+            "requested_at": self.requested_at,
         }
 
     def usable(self, now: float) -> bool:
@@ -125,7 +139,12 @@ def _remember(doc: Document) -> Document:
 
 
 def _fetch(url: str, *, what: str) -> Document:
-    resp = request_json("GET", url, what=what)
+    requested = time.time()
+    try:
+        resp = request_json("GET", url, what=what)
+    except ProviderUnavailable as exc:
+        _remember_failure(url, reason=exc.reason)
+        raise
     now = time.time()
     ttl = cache_ttl(resp.headers.get("Cache-Control"))
     canonical = json.dumps(resp.data, sort_keys=True, separators=(",", ":"))
@@ -137,11 +156,43 @@ def _fetch(url: str, *, what: str) -> Document:
         fetched_at=now,
         expires_at=now + ttl,
         usable_until=now + ttl + window,
+        requested_at=requested,
     )
     # Kept past its expiry, for the stale window: every process can fall back on it in an outage.
     _cache().set(_key("doc", url), doc.to_cache(), timeout=math.ceil(ttl + window))
     logger.info("fetched %s %s (cached %ss)", what, url, ttl)
     return _remember(doc)
+
+
+def _remember_failure(url: str, *, reason: str) -> None:
+    """Note in the shared cache that fetching ``url`` just failed, for ``ACCOUNTS_OIDC_FETCH_FAILURE_TTL``.
+
+    The period is jittered (0.8 to 1.2 times the setting) so that the documents of a provider, and
+    the providers of a site, that failed together are not all asked again in the same instant. The
+    failing request logs its own error; the requests that meet the memory log theirs.
+    """
+    ttl = float(conf.OIDC_FETCH_FAILURE_TTL)
+    if ttl <= 0:
+        return
+    hold = ttl * random.uniform(0.8, 1.2)  # noqa: S311 -- spreads retries, nothing secret
+    memory = {"at": time.time(), "until": time.time() + hold, "reason": reason}
+    _cache().set(_key("failed", url), memory, timeout=math.ceil(hold))
+
+
+def _raise_if_failed_recently(url: str, *, what: str) -> None:
+    """Raise ``ProviderRecentlyFailed`` while a failed fetch of ``url`` is remembered (see above)."""
+    memory = _cache().get(_key("failed", url))
+    if not isinstance(memory, dict):
+        return
+    now = time.time()
+    left = float(memory.get("until", 0)) - now
+    if left <= 0:
+        return
+    ago = max(now - float(memory.get("at", now)), 0.0)
+    raise ProviderRecentlyFailed(
+        f"{what} {url} failed {ago:.1f}s ago ({memory.get('reason', '?')}); not asked again for {left:.1f}s",
+        retry_after=math.ceil(left),
+    )
 
 
 class KeyOrigin(enum.Enum):
@@ -153,19 +204,26 @@ class KeyOrigin(enum.Enum):
     * ``BACK_CHANNEL`` -- the token is the answer to our own request to the provider (the token
       endpoint's ID token, a signed userinfo response), over a TLS connection we opened to a host
       we authenticated. Nobody else could have put it there, so an unknown kid is evidence that the
-      provider rotated its keys: a refetch is always allowed, held back only by a cooldown of
-      seconds (``ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN``) in case the provider misbehaves. Blocking
-      it for longer would fail real sign-ins after a rotation.
+      provider rotated its keys: a refetch is always allowed, spaced by a cooldown of seconds
+      (``ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN``) in case the provider misbehaves. A token that meets
+      the cooldown waits for it to end (``waits``) and then refetches: refusing it would fail a
+      real sign-in after a second rotation, or after a refetch some other token caused.
     * ``ANYONE`` -- the token was handed to us by whoever sent a request (a back-channel logout
       POST, a bearer access token). Its kid may be invented to make us fetch, so its refetches get
       their own budget (``ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL``) that such requests can
       spend but that is never the back channel's: an anonymous POST cannot block key rotation.
+      Such a token never waits for its budget: it is refused at once.
 
     Both share the fetch lock: a fetch in flight is a real fetch, so either kind may wait for it.
     """
 
     BACK_CHANNEL = "back-channel"
     ANYONE = "anyone"
+
+    @property
+    def waits(self) -> bool:
+        """Whether a token of this origin that meets its spent budget waits for it, rather than being refused."""
+        return self is KeyOrigin.BACK_CHANNEL
 
     @property
     def refetch_interval(self) -> float:
@@ -189,15 +247,49 @@ def _last_refetch_age(url: str, origin: KeyOrigin) -> float | None:
     return age if age < origin.refetch_interval else None  # a clock ahead of ours counts as recent
 
 
+def _newer_shared(url: str, seen_version: str | None) -> Document | None:
+    """The shared copy of ``url`` if it is not ``seen_version`` (another process fetched it), else None."""
+    shared = _shared(url)
+    if shared is not None and shared.version != seen_version:
+        return _remember(shared)
+    return None
+
+
+def _fetched_since(url: str, moment: float) -> bool:
+    """Whether the shared copy of ``url`` was requested at or after ``moment``: as fresh as a fetch of ours."""
+    shared = _shared(url)
+    return shared is not None and shared.requested_at >= moment
+
+
 def _newer_or_refused(
     url: str, *, what: str, origin: KeyOrigin, age: float, seen_version: str | None
 ) -> Document | None:
     """The budget is spent; but the refetch that spent it may have just finished, with what we came for."""
-    shared = _shared(url)
-    if shared is not None and shared.version != seen_version:
-        return _remember(shared)
+    newer = _newer_shared(url, seen_version)
+    if newer is not None:
+        return newer
     _refuse_refetch(url, what=what, origin=origin, age=age)
     return None
+
+
+def _wait_out_cooldown(url: str, *, what: str, origin: KeyOrigin, age: float) -> None:
+    """Delay, don't deny: sleep until ``origin``'s refetch interval, ``age`` seconds old, has passed.
+
+    Bounded by the interval itself, whatever the clocks say (a budget written by a clock ahead of
+    ours has a negative age).
+    """
+    interval = origin.refetch_interval
+    pause = min(max(interval - age, 0.0), interval)
+    logger.info(
+        "waiting %.2fs to refetch %s %s for a token from %s: refetched %.1fs ago, at most every %ss",
+        pause,
+        what,
+        url,
+        origin.value,
+        age,
+        interval,
+    )
+    time.sleep(pause)
 
 
 def _refuse_refetch(url: str, *, what: str, origin: KeyOrigin, age: float) -> None:
@@ -215,28 +307,48 @@ def _fetch_single_flight(url: str, *, what: str, seen_version: str | None, origi
     """Fetch ``url`` once across all processes; others wait for the result.
 
     Returns a document other than ``seen_version`` when one is (or becomes) available, else
-    ``None``. With an ``origin``, a fetch must also fit that origin's budget (see ``KeyOrigin``).
-    A request that waited on another's fetch takes its result as its own; if the lock holder did
-    not fetch (its budget was spent), the waiter tries again within its own budget.
+    ``None``. With an ``origin``, a fetch must also fit that origin's budget (see ``KeyOrigin``):
+    a back-channel token whose budget is spent waits (once) for it to end, then refetches unless a
+    fetch sent since it arrived already answered; any other is refused. A request that waited on
+    another's fetch takes its result as its own; if the lock holder did not fetch (its budget was
+    spent), the waiter tries again within its own budget. A failure of the lock holder's fetch, or
+    one remembered from moments ago, raises ``ProviderRecentlyFailed`` instead of a call of our own.
     """
     cache = _cache()
     lock_key = _key("lock", url)
     wait = conf.OIDC_FETCH_WAIT
     started, deadline = time.time(), time.monotonic() + wait
+    waited = False  # whether this request waited out its cooldown already: it does so once at most
     while True:
-        if origin is not None:
+        _raise_if_failed_recently(url, what=what)
+        if origin is not None and not waited:
             age = _last_refetch_age(url, origin)
             if age is not None and cache.get(lock_key) is None:  # spent, and nothing in flight to wait for
-                return _newer_or_refused(url, what=what, origin=origin, age=age, seen_version=seen_version)
+                if not origin.waits:
+                    return _newer_or_refused(url, what=what, origin=origin, age=age, seen_version=seen_version)
+                newer = _newer_shared(url, seen_version)
+                if newer is not None or _fetched_since(url, started):
+                    return newer  # None: a fetch sent after this token arrived found no newer set
+                _wait_out_cooldown(url, what=what, origin=origin, age=age)
+                waited, deadline = True, time.monotonic() + wait
+                continue
         token = uuid.uuid4().hex
         if cache.add(lock_key, token, timeout=int(wait) + 5):
             try:
                 if origin is not None:
-                    age = _last_refetch_age(url, origin)  # again: another process may have fetched meanwhile
+                    # Again: another process may have fetched meanwhile.
+                    age = None if waited else _last_refetch_age(url, origin)
                     if age is not None:
-                        return _newer_or_refused(url, what=what, origin=origin, age=age, seen_version=seen_version)
+                        if not origin.waits:
+                            return _newer_or_refused(url, what=what, origin=origin, age=age, seen_version=seen_version)
+                        continue  # the lock is released (finally), and the loop waits out the cooldown
+                    if waited:
+                        newer = _newer_shared(url, seen_version)
+                        if newer is not None or _fetched_since(url, started):
+                            return newer
                     # Spent before fetching, so a provider that fails or hangs is not asked again at once.
                     cache.set(origin.budget_key(url), time.time(), timeout=math.ceil(origin.refetch_interval) + 1)
+                _raise_if_failed_recently(url, what=what)  # a fetch may have failed while we took the lock
                 doc = _fetch(url, what=what)
                 return doc if doc.version != seen_version else None
             finally:
@@ -252,9 +364,10 @@ def _fetch_single_flight(url: str, *, what: str, seen_version: str | None, origi
         shared = _shared(url)
         if shared is not None and shared.version != seen_version:
             return _remember(shared)
+        _raise_if_failed_recently(url, what=what)  # the fetch we waited for failed: ours would too
         if origin is None or time.monotonic() >= deadline:
             return None
-        if shared is not None and shared.fetched_at >= started:
+        if shared is not None and shared.requested_at >= started:
             return None  # fetched while we waited: as fresh as a fetch of our own would be
 
 
@@ -305,8 +418,11 @@ def cached_data(url: str) -> dict[str, Any] | None:
 
 
 def forget(url: str) -> None:
-    """Drop a document from the shared cache and from this process (``oidc_provider refresh``)."""
-    _cache().delete(_key("doc", url))
+    """Drop a document from the shared cache and from this process (``oidc_provider refresh``).
+
+    A remembered failure to fetch it is dropped too: whoever refreshes means to ask the provider now.
+    """
+    _cache().delete_many([_key("doc", url), _key("failed", url)])
     forget_in_process(url)
 
 

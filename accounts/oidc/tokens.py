@@ -194,13 +194,23 @@ def _hmac_key(provider: Provider, alg: str) -> OctKey:
         raise TokenRejected(f"client secret of {provider.slug} cannot be an HMAC key") from exc
 
 
+#: How many newer key sets one token may look at: another process's newer copy (which may predate the
+#: token's key, when keys rotated twice in moments), then a refetch, and one more in case the refetch
+#: it waited for was another's, sent before the token arrived.
+_KEY_SET_LOOKS = 3
+
+
 def _provider_key(header: dict[str, Any], alg: str, jwks_uri: str, what: str, origin: KeyOrigin) -> Key:
-    doc = discovery.get_keys(jwks_uri)
-    candidates = matching_keys(doc.keys, header, alg)
-    if not candidates:
-        newer = discovery.keys_after_unknown_kid(jwks_uri, doc, origin=origin)
-        if newer is not None:
-            candidates = matching_keys(newer.keys, header, alg)
+    current = discovery.get_keys(jwks_uri)
+    candidates = matching_keys(current.keys, header, alg)
+    doc: discovery.JWKS | None = current
+    for _look in range(_KEY_SET_LOOKS):
+        if candidates or doc is None:
+            break
+        # Each look is a set newer than the last, or None when there is none to be had.
+        doc = discovery.keys_after_unknown_kid(jwks_uri, doc, origin=origin)
+        if doc is not None:
+            candidates = matching_keys(doc.keys, header, alg)
     if not candidates:
         raise TokenRejected(f"{what} kid {header.get('kid')!r} matches no {alg} key of the provider")
     if len(candidates) > 1:

@@ -11,12 +11,12 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from joserfc.jwk import OKPKey
 
-from accounts.errors import ProviderMisconfigured, ProviderUnavailable, TokenRejected
+from accounts.errors import ProviderMisconfigured, ProviderRecentlyFailed, ProviderUnavailable, TokenRejected
 from accounts.oidc import discovery
 from accounts.oidc.quirks import Quirks
 from accounts.oidc.tokens import verify_id_token, verify_logout_token
 from tests.conftest import claims_for, logout_claims, made_up_kid_token
-from tests.op_double import OpenIDProviderDouble
+from tests.op_double import HangingServer, OpenIDProviderDouble
 
 pytestmark = pytest.mark.django_db
 
@@ -172,19 +172,21 @@ def verify_logout(op, provider, token):
     return verify_logout_token(provider, token, jwks_uri=op.metadata["jwks_uri"])
 
 
-def test_back_channel_unknown_kids_are_held_back_by_the_cooldown(op, provider, settings):
-    """Thirty ID tokens naming made-up keys within moments: one refetch per cooldown, not thirty."""
+def test_back_channel_unknown_kids_are_spaced_by_the_cooldown(op, provider, settings, skipping_clock):
+    """Thirty ID tokens naming made-up keys at once: each waits out the cooldown (never longer) before
+    its refetch, so the provider sees one refetch per cooldown, not thirty in a moment."""
     settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 2.0
     verify(op, provider, op.sign(claims_for(op)))
     assert op.hits["/jwks"] == 1
     forged = [made_up_kid_token(claims_for(op), f"made-up-{i}") for i in range(30)]
-    started = time.monotonic()
     for token in forged:
+        waited_before = skipping_clock.skipped
         with pytest.raises(TokenRejected, match=r"kid 'made-up-\d+' matches no RS256 key"):
             verify(op, provider, token)
-    elapsed = time.monotonic() - started
-    # Thirty refusals take milliseconds: the first load and one refetch (one more per cooldown passed).
-    assert 2 <= op.hits["/jwks"] <= 2 + int(elapsed // 2.0)
+        assert skipping_clock.skipped - waited_before <= 2.0
+    # The first load, then one refetch per token, each a cooldown after the one before.
+    assert op.hits["/jwks"] == 31
+    assert 29 * 1.9 <= skipping_clock.skipped <= 29 * 2.0
 
 
 class LaterClock:
@@ -200,19 +202,17 @@ class LaterClock:
         return getattr(time, name)
 
 
-def test_back_channel_refetch_is_allowed_again_after_the_cooldown(op, provider, settings, monkeypatch):
-    settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 5  # long enough for a loaded machine, passed by the clock
+def test_a_rotation_within_the_back_channel_cooldown_waits_for_it_and_signs_in(op, provider, settings, skipping_clock):
+    """Delay, don't deny: the new key appears moments after a refetch; the ID token waits, then refetches."""
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 5
     verify(op, provider, op.sign(claims_for(op)))
     with pytest.raises(TokenRejected, match="matches no RS256 key"):
         verify(op, provider, made_up_kid_token(claims_for(op), "made-up"))  # a refetch: the cooldown starts
+    assert skipping_clock.skipped == 0
     op.rotate("RSA")
-    rotated = op.sign(claims_for(op))
-    with pytest.raises(TokenRejected, match="matches no RS256 key"):
-        verify(op, provider, rotated)  # within the cooldown: held back
-    assert op.hits["/jwks"] == 2
-    monkeypatch.setattr(discovery, "time", LaterClock(6))
-    assert verify(op, provider, rotated)["sub"] == "user-1"
+    assert verify(op, provider, op.sign(claims_for(op)))["sub"] == "user-1"  # within the cooldown: waits
     assert op.hits["/jwks"] == 3
+    assert 4.5 <= skipping_clock.skipped <= 5  # for what was left of the cooldown, no longer
 
 
 def test_untrusted_unknown_kids_are_bounded_by_their_own_budget(op, provider, caplog):
@@ -400,21 +400,22 @@ def test_a_discovered_endpoint_that_is_not_a_string_is_refused_by_name(op, provi
         discovery.get_metadata(provider.issuer)
 
 
-def test_a_refetch_held_back_is_logged_naming_the_key_set(op, provider, settings, caplog):
+def test_a_refetch_held_back_is_logged_naming_the_key_set(op, provider, settings, caplog, skipping_clock):
     settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 60
     verify(op, provider, op.sign(claims_for(op)))
-    for kid in ("made-up-1", "made-up-2"):  # the first refetches, the second is held back
+    for kid in ("made-up-1", "made-up-2"):  # the first refetches, the second waits for the cooldown first
         with pytest.raises(TokenRejected):
             verify(op, provider, made_up_kid_token(claims_for(op), kid))
     url = op.metadata["jwks_uri"]
     assert any(
         re.fullmatch(
-            rf"not refetching JWKS {re.escape(url)} for a token from back-channel: refetched [\d.]+s ago, "
-            r"at most every 60.0s",
+            rf"waiting [\d.]+s to refetch JWKS {re.escape(url)} for a token from back-channel: refetched [\d.]+s "
+            r"ago, at most every 60.0s",
             r.getMessage(),
         )
         for r in caplog.records
     ), caplog.messages
+    assert op.hits["/jwks"] == 3
 
 
 # --- boundaries, budgets spent by another process, and the small API around the caches ----------------
@@ -459,8 +460,8 @@ def test_a_stale_copy_stands_in_until_not_at_the_end_of_its_window(op, provider,
     op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
     clock.now += 59
     assert discovery.get_metadata(provider.issuer)["issuer"] == op.issuer  # within the window
-    clock.now += 1
-    with pytest.raises(ProviderUnavailable, match=r"^discovery document answered HTTP 503"):
+    clock.now += 1  # the failure that stood the copy in is still remembered: no second call to say so
+    with pytest.raises(ProviderUnavailable, match=r"failed 1.0s ago \(discovery document answered HTTP 503\)"):
         discovery.get_metadata(provider.issuer)
 
 
@@ -937,3 +938,127 @@ def test_a_fetch_that_finished_between_two_reads_of_the_waiter_is_still_taken(op
     monkeypatch.setattr(discovery, "_cache", lambda: shared)
     assert discovery.get_metadata(provider.issuer)["issuer"] == op.issuer
     assert shared.done and op.hits[DISCOVERY] == 1
+
+
+# --- delay, don't deny; and a provider that hangs costs one call --------------------------------------
+
+
+def test_tokens_anyone_can_post_never_wait_for_their_budget(op, provider, settings, skipping_clock):
+    """Only the back channel waits: a logout token under a made-up kid, its budget spent, is refused at once."""
+    settings.ACCOUNTS_OIDC_JWKS_UNTRUSTED_REFETCH_INTERVAL = 5
+    verify(op, provider, op.sign(claims_for(op)))
+    for i in range(5):
+        with pytest.raises(TokenRejected, match="matches no RS256 key"):
+            verify_logout(op, provider, made_up_kid_token(logout_claims(op), f"made-up-{i}"))
+    assert skipping_clock.skipped == 0
+    assert op.hits["/jwks"] == 2
+
+
+def test_a_back_channel_token_whose_kid_a_fetch_since_its_arrival_lacks_is_refused_without_waiting(
+    op, provider, settings, skipping_clock, monkeypatch
+):
+    """The set fetched after the token arrived is as fresh as a fetch of its own: waiting could not help."""
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 5
+    url = op.metadata["jwks_uri"]
+    verify(op, provider, op.sign(claims_for(op)))
+    real = discovery._last_refetch_age
+
+    def another_process_refetches_first(url_, origin):
+        age = real(url_, origin)
+        if age is None:  # the first look: another process refetches (same keys) and spends the cooldown
+            caches["default"].set(origin.budget_key(url_), discovery.time.time())
+            discovery._fetch(url_, what="JWKS")
+            return real(url_, origin)
+        return age
+
+    monkeypatch.setattr(discovery, "_last_refetch_age", another_process_refetches_first)
+    with pytest.raises(TokenRejected, match="kid 'made-up' matches no RS256 key"):
+        verify(op, provider, made_up_kid_token(claims_for(op), "made-up"))
+    assert skipping_clock.skipped == 0
+    assert op.hits["/jwks"] == 2
+    assert discovery.in_process(url) is not None
+
+
+def test_a_failed_fetch_is_remembered_in_the_shared_cache_for_other_processes(op, provider):
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    with pytest.raises(ProviderUnavailable, match=r"^discovery document answered HTTP 503$"):
+        discovery.get_metadata(provider.issuer)
+    assert isinstance(caches["default"].get(discovery._key("failed", discovery.discovery_url(provider.issuer))), dict)
+    forget_this_process()  # another process: only the shared cache
+    with pytest.raises(ProviderRecentlyFailed, match=r"failed [\d.]+s ago \(discovery document answered HTTP 503\)"):
+        discovery.get_metadata(provider.issuer)
+    assert op.hits[DISCOVERY] == 1
+
+
+def test_failures_are_remembered_for_the_setting_give_or_take_a_jitter(op, provider, settings, monkeypatch):
+    """Jittered, so the documents and providers that failed together are not all asked again at once."""
+    settings.ACCOUNTS_OIDC_FETCH_FAILURE_TTL = 10
+    spy = TimeoutSpy(discovery._cache())
+    monkeypatch.setattr(discovery, "_cache", lambda: spy)
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    url = discovery.discovery_url(provider.issuer)
+    retries = set()
+    for _ in range(20):
+        with pytest.raises(ProviderUnavailable):
+            discovery.get_metadata(provider.issuer)
+        with pytest.raises(ProviderRecentlyFailed) as remembered:
+            discovery.get_metadata(provider.issuer)
+        retries.add(remembered.value.retry_after)
+        assert 8 <= spy.timeouts[discovery._key("failed", url)] <= 12
+        discovery.forget(url)  # as `oidc_provider refresh` does: ask again now
+    assert op.hits[DISCOVERY] == 20
+    assert len(retries) > 1 and retries <= set(range(8, 13)), retries
+
+
+def test_a_zero_failure_ttl_remembers_nothing(op, provider, settings):
+    settings.ACCOUNTS_OIDC_FETCH_FAILURE_TTL = 0
+    op.faults[DISCOVERY] = {"status": 503, "body": "down", "content_type": "text/plain"}
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable, match=r"^discovery document answered HTTP 503$"):
+            discovery.get_metadata(provider.issuer)
+    assert op.hits[DISCOVERY] == 3
+
+
+def test_parallel_requests_to_a_hanging_provider_make_one_call_and_all_fail_fast(db, settings):
+    """Six at once: one holds the fetch lock and times out; the others wait for it, then see its failure."""
+    settings.ACCOUNTS_OIDC_HTTP_TIMEOUT = (0.3, 0.3)
+    with HangingServer() as hanging:
+        outcomes: list[tuple[str, float]] = []
+
+        def attempt() -> None:
+            started = time.monotonic()
+            try:
+                discovery.get_metadata(hanging.base_url)
+                outcomes.append(("fetched", time.monotonic() - started))
+            except ProviderUnavailable as exc:
+                outcomes.append((exc.code, time.monotonic() - started))
+
+        threads = [threading.Thread(target=attempt) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert hanging.accepted == 1
+    assert sorted(code for code, _ in outcomes) == ["provider_timeout"] + ["provider_unavailable"] * 5
+    assert all(seconds < 1 for _, seconds in outcomes), outcomes
+
+
+def test_a_newer_set_from_another_process_that_still_lacks_the_kid_is_not_the_last_word(
+    op, provider, settings, skipping_clock
+):
+    """Two rotations in moments: another process refetched after the first (spending the cooldown), this
+    process still holds the set before it, and the token is signed with the second rotation's key.
+    Adopting the other process's set is not enough: the token waits out the cooldown and refetches."""
+    settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 2
+    url = op.metadata["jwks_uri"]
+    verify(op, provider, op.sign(claims_for(op)))
+    before_rotations = discovery.in_process(url)
+    op.rotate("RSA")
+    caches["default"].set(discovery.KeyOrigin.BACK_CHANNEL.budget_key(url), discovery.time.time())
+    discovery._fetch(url, what="JWKS")  # "another process" refetched after the first rotation
+    discovery.forget_in_process(url)
+    discovery.remember_in_process(before_rotations)  # this process still holds the set before it
+    op.rotate("RSA")
+    assert verify(op, provider, op.sign(claims_for(op)))["sub"] == "user-1"
+    assert op.hits["/jwks"] == 3
+    assert 1.5 <= skipping_clock.skipped <= 2

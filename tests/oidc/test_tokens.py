@@ -768,13 +768,14 @@ def test_es256_token_without_kid_passes_over_a_p384_key(op, provider):
     assert verify(op, provider, op.sign(claims_for(op), alg="ES256", header={"alg": "ES256"}))["sub"] == "user-1"
 
 
-def test_id_token_unknown_kids_are_held_back_by_the_back_channel_cooldown(op, provider, settings):
+def test_id_token_unknown_kids_are_spaced_by_the_back_channel_cooldown(op, provider, settings, skipping_clock):
     settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 60
     verify(op, provider, op.sign(claims_for(op)))
     for i in range(3):
         token = made_up_kid_token(claims_for(op), f"made-up-{i}")
         rejected(op, provider, token, f"ID token kid 'made-up-{i}' matches no RS256 key of the provider")
-    assert op.hits["/jwks"] == 2  # the first load and one refetch
+    assert op.hits["/jwks"] == 4  # the first load and one refetch each, a cooldown apart
+    assert 2 * 59 <= skipping_clock.skipped <= 2 * 60
 
 
 def test_logout_token_unknown_kids_are_held_back_by_their_own_budget(op, provider, settings):

@@ -130,10 +130,11 @@ def test_userinfo_unknown_kid_refetches_on_the_back_channel_budget(op, provider)
     assert op.hits["/jwks"] == 3
 
 
-def test_userinfo_unknown_kids_are_held_back_by_the_back_channel_cooldown(op, provider, settings):
+def test_userinfo_unknown_kids_are_spaced_by_the_back_channel_cooldown(op, provider, settings, skipping_clock):
     settings.ACCOUNTS_OIDC_JWKS_REFETCH_COOLDOWN = 60
     verify(op, provider, op.sign(info_claims(op)))
     for i in range(3):
         reason = reason_of(op, provider, made_up_kid_token(info_claims(op), f"made-up-{i}"))
         assert reason == f"userinfo kid 'made-up-{i}' matches no RS256 key of the provider"
-    assert op.hits["/jwks"] == 2  # the first load and one refetch
+    assert op.hits["/jwks"] == 4  # the first load and one refetch each, a cooldown apart
+    assert 2 * 59 <= skipping_clock.skipped <= 2 * 60
