@@ -30,6 +30,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import math
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field

@@ -22,8 +22,8 @@ from rest_framework.views import APIView
 from accounts.drf import BearerTokenAuthentication, RequiredScopes
 from tests.test_api import (
     AUDIENCE,
-    access_claims,
     _discovered,
+    access_claims,
     access_token,
     alice,
     assert_refused,
