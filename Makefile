@@ -60,7 +60,8 @@ $(AXE_STAMP): tests/browser/package.json tests/browser/package-lock.json
 		|| echo "npm ci failed in tests/browser: the accessibility checks will be skipped."; fi
 
 # First pass: the embedded defaults (SQLite, local-memory cache), every test.
-# Second pass: the tests that need a real PostgreSQL and a shared Redis cache.
+# Second pass: the whole suite again on PostgreSQL and a shared Redis cache (the `services` tests,
+# which need them, run only here).
 test: $(VENV)/.dev browser-deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -68,7 +69,7 @@ test: $(VENV)/.dev browser-deps
 	DJANGO_DEBUG=0 $(PY) -m pytest
 	@if $(PY) -c "import socket; [socket.create_connection(a, timeout=2).close() for a in (('127.0.0.1', 5432), ('127.0.0.1', 6379))]" 2>/dev/null || [ -n "$$CI" ]; then \
 		echo "Second pass: PostgreSQL + Redis"; \
-		DJANGO_DEBUG=0 DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) $(PY) -m pytest -m services; \
+		DJANGO_DEBUG=0 DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) $(PY) -m pytest; \
 	else \
 		echo "PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not reachable: second pass skipped (CI always runs it)."; \
 	fi
