@@ -111,6 +111,7 @@ def test_bearer_token_whose_unverified_iss_is_unstorable_is_401_before_any_query
     assert len(refusals) == 1 and "reason=access token iss claim contains a " in refusals[0], refusals
 
 
+@pytest.mark.usefixtures("discovered")  # bearer requests only read a cached discovery document
 @pytest.mark.services
 @pytest.mark.parametrize("claim", ["sub", "jti", "client_id"])
 def test_bearer_token_with_an_unstorable_key_claim_is_401(op, provider, caplog, claim):
@@ -265,6 +266,7 @@ def test_bearer_path_never_fails_with_a_500_whatever_the_header_says(op, provide
     assert written()["User"] == 0
 
 
+@pytest.mark.usefixtures("discovered")  # bearer requests only read a cached discovery document
 @pytest.mark.services
 @BOUNDED
 @given(claims=st.dictionaries(st.sampled_from(ACCESS_TOKEN_CLAIMS), HOSTILE, min_size=1, max_size=3))
