@@ -168,6 +168,20 @@ def second(db, op2) -> Provider:
     )  # fmt: skip
 
 
+@pytest.fixture
+def discovered(request) -> None:
+    """The discovery documents of the test's ``provider`` and ``second`` (those it uses), fetched already.
+
+    On a running site a sign-in or ``manage.py oidc_provider check`` has fetched them; bearer requests
+    never fetch them themselves (``accounts.api._require_cached_discovery``) and answer 503 without
+    them. API tests that are not about that rule ask for this fixture (a module can say
+    ``pytestmark = pytest.mark.usefixtures("discovered")``); the tests of that rule do not.
+    """
+    for name in ("provider", "second"):
+        if name in request.fixturenames:
+            discovery.get_metadata(request.getfixturevalue(name).issuer)
+
+
 def pending_flows(client) -> dict[str, dict[str, Any]]:
     """The started sign-ins this test browser keeps (``accounts.pending``'s cookies), by state."""
     flows = {}
