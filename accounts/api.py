@@ -41,7 +41,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import app_sessions, replay, token_profiles
+from . import app_sessions, replay, token_cache, token_profiles
 from .adapter import get_adapter
 from .admission import admit, returning_claims
 from .conf import conf
@@ -321,6 +321,23 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
 
 
 def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tuple[Provider, dict[str, Any]]:
+    """The token's provider and verified claims: from ``accounts.token_cache`` when it holds them, else verified.
+
+    Single-use tokens (``refuse_replay``) are never served from nor put in the cache: the cache
+    would skip the check that spends their ``jti``.
+    """
+    if policy.refuse_replay:
+        return _verify(raw, audiences, policy, remember=False)
+    hit = token_cache.lookup(raw, audiences)
+    if hit is not None:
+        return hit.provider, dict(hit.claims)  # a copy: a view changing its claims changes no other request's
+    return _verify(raw, audiences, policy, remember=True)
+
+
+def _verify(
+    raw: str, audiences: Collection[str], policy: BearerPolicy, *, remember: bool
+) -> tuple[Provider, dict[str, Any]]:
+    providers_version = token_cache.providers_version() if remember else 0
     try:
         issuer = tokens.unverified_issuer(raw)
         provider = token_profiles.provider_for_issuer(issuer, raw)
@@ -336,6 +353,7 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
                 f"provider {provider.slug} publishes no keys, so it signs no access tokens",
                 description="The access token was not issued by an issuer this API trusts.",
             )
+        keys = discovery.get_keys(jwks_uri) if remember else None  # its version, read before verifying
         claims = tokens.verify_access_token(
             provider,
             raw,
@@ -344,6 +362,11 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
             require_jti=policy.refuse_replay,
             profile=token_profiles.profile_of(provider),
         )
+        if remember and keys is not None:
+            token_cache.remember(
+                raw, audiences, provider=provider, claims=dict(claims), jwks_uri=jwks_uri,
+                keys_version=keys.version, providers_version_seen=providers_version,
+            )  # fmt: skip
     except TokenRejected as exc:
         raise InvalidToken(exc.reason, description=str(exc.message)) from exc
     except SignInError as exc:  # the issuer's documents: unreachable, garbage, misconfigured
