@@ -36,6 +36,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -640,6 +641,9 @@ def bearer_token_required(
     )
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        if iscoroutinefunction(view):
+            return csrf_exempt(_async_wrapper(view, policy))
+
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             return _authenticated(request, policy) or view(request, *args, **kwargs)
@@ -649,20 +653,59 @@ def bearer_token_required(
     return decorator(view) if view is not None else decorator
 
 
+# --- async views (ASGI) --------------------------------------------------------------------------
+#
+# The checks read the database and, on a key rotation, fetch the issuer's keys over the network:
+# both block. Under ASGI they run in Django's sync thread (``sync_to_async``, thread-sensitive as
+# Django runs sync middleware), never on the event loop; the key fetch stays single-flight, as its
+# lock lives in the shared cache, not in the caller's thread.
+
+_authenticated_off_loop = sync_to_async(lambda request, policy: _authenticated(request, policy))
+
+
+def _async_wrapper(view: Callable[..., Any], policy: BearerPolicy) -> Callable[..., Any]:
+    """``view``, an ``async def`` view, behind ``policy``: the token is checked off the event loop."""
+
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refused = await _authenticated_off_loop(request, policy)
+        if refused is not None:
+            return refused
+        return await view(request, *args, **kwargs)
+
+    return wrapper
+
+
 class BearerTokenMiddleware:
     """Protect every path under the prefixes of ``ACCOUNTS_API_PREFIXES``, each with its own options.
 
     Place it after ``AuthenticationMiddleware``, whose ``request.user`` it replaces. The longest
     matching prefix decides; paths under none pass untouched (a browser's session works as before).
+    Sync and async capable: under ASGI with async views it checks tokens off the event loop.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    sync_capable = True
+    async_capable = True
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
         policy = policy_for_path(request.path_info)
         if policy is not None:
             refused = _authenticated(request, policy)
             if refused is not None:
                 return refused
         return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        policy = policy_for_path(request.path_info)
+        if policy is not None:
+            refused = await _authenticated_off_loop(request, policy)
+            if refused is not None:
+                return refused
+        return await self.get_response(request)
