@@ -12,8 +12,8 @@ What an entry may never outlive, checked on every hit:
   verification grants is not extended to cached entries);
 * the issuer's key set: the version (content hash) of the JWKS the token was verified against;
   a rotation that drops the key turns the next hit into a miss and a full verification;
-* the provider rows: a version kept in the shared cache (``providers_version``), bumped by every
-  save or delete of a ``Provider`` (admin, ``oidc_provider`` command, a disable), so every
+* the provider rows: the version ``accounts.provider_cache`` keeps in the shared cache, bumped by
+  every save or delete of a ``Provider`` (admin, ``oidc_provider`` command, a disable), so every
   process sees the change on its next request.
 
 Not cached, by design: single-use tokens (``refuse_replay``): their ``jti`` must be spent on each
@@ -32,16 +32,13 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.core.cache import caches
-
+from . import provider_cache
 from .conf import conf
 from .oidc import discovery
+from .provider_cache import PROVIDERS_VERSION_KEY, providers_version
 
 if TYPE_CHECKING:
     from .models import Provider
-
-#: Shared-cache key of the provider rows' version (bumped on every save or delete of a provider).
-PROVIDERS_VERSION_KEY = "oidc_signin:providers:version"
 
 
 @dataclass(frozen=True)
@@ -54,32 +51,6 @@ class Entry:
     jwks_uri: str
     keys_version: str
     providers_version: int
-
-
-def _cache():
-    return caches[conf.OIDC_CACHE_ALIAS]
-
-
-def providers_version() -> int:
-    """The provider rows' version in the shared cache (0 until a first change)."""
-    value = _cache().get(PROVIDERS_VERSION_KEY)
-    return value if isinstance(value, int) else 0
-
-
-def bump_providers_version(**_signal: Any) -> None:
-    """A provider row changed: every process's cached verifications of its tokens are void from now on.
-
-    Connected to ``post_save`` and ``post_delete`` of ``Provider`` (``apps.py``). ``add`` then
-    ``incr`` keeps it atomic on a shared cache; a version evicted from the cache starts again at a
-    value no entry holds (entries remember the version they saw, and any difference is a miss).
-    """
-    cache = _cache()
-    cache.add(PROVIDERS_VERSION_KEY, 0, timeout=None)
-    try:
-        cache.incr(PROVIDERS_VERSION_KEY)
-    except ValueError:  # evicted between add and incr
-        cache.set(PROVIDERS_VERSION_KEY, int(time.time() * 1000), timeout=None)
-    _verified.clear()
 
 
 class VerifiedTokens:
@@ -138,6 +109,7 @@ class VerifiedTokens:
 
 #: This process's verified tokens.
 _verified = VerifiedTokens()
+provider_cache.on_forget(_verified.clear)  # a provider changed: every entry is void
 
 
 def lookup(raw: str, audiences: Collection[str]) -> Entry | None:
@@ -177,3 +149,6 @@ def clear() -> None:
 
 def size() -> int:
     return len(_verified)
+
+
+__all__ = ["PROVIDERS_VERSION_KEY", "clear", "lookup", "providers_version", "remember", "size"]
