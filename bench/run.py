@@ -145,8 +145,11 @@ def peer_venv(key: str) -> tuple[Path, dict[str, str]]:
 class Server:
     """gunicorn with 2 sync workers on 127.0.0.1, as ``make serve`` runs ours (no access log for anyone)."""
 
-    def __init__(self, python: Path, wsgi: str, *, cwd: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, python: Path, wsgi: str, *, cwd: Path, env: dict[str, str], log_path: Path, worker_class: str = ""
+    ) -> None:
         self.python, self.wsgi, self.cwd, self.env, self.log_path = python, wsgi, cwd, env, log_path
+        self.worker_class = worker_class
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -156,6 +159,7 @@ class Server:
             str(self.python), "-m", "gunicorn", self.wsgi, "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(WORKERS), "--timeout", "30", "--graceful-timeout", "5",
             "--no-control-socket",  # gunicorn's default socket path is per user: never clobber another server's
+            *(["--worker-class", self.worker_class] if self.worker_class else []),
         ]  # fmt: skip
         with self.log_path.open("w") as log_file:
             self.process = subprocess.Popen(cmd, cwd=self.cwd, env=self.env, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: S603
@@ -653,7 +657,11 @@ def world_goals(everything: list[System], systems: list[System]) -> list[str]:
 
 
 def render(
-    systems: list[System], micro_result: dict[str, Any] | None, machine: dict[str, str], everything: list[System]
+    systems: list[System],
+    micro_result: dict[str, Any] | None,
+    machine: dict[str, str],
+    everything: list[System],
+    api_result: dict[str, Any] | None = None,
 ) -> str:
     ours = systems[0]
     peers = [s for s in systems[1:] if s.failed is None and s.callbacks]
@@ -707,7 +715,8 @@ def render(
         )
     lines += ["", "## Goals (this app)", ""]
     lines += [f"- {verdict}" for verdict in [*world_goals(everything, systems), *goals(ours, faster, micro_result)]]
-    lines += ["", "## Details", ""]
+    lines += ["", *api_section(micro_result, api_result)]
+    lines += ["## Details", ""]
     if micro_result:
         rsa, ec = micro_result["raw_rsa_verify"], micro_result["raw_ec_verify"]
         lines += [
@@ -853,6 +862,150 @@ def goals(ours: System, faster: System | None, micro_result: dict[str, Any] | No
     return out
 
 
+# --- the API side: one bearer token checked per request --------------------------------------------
+
+API_AUDIENCE = "https://api.bench.example"  # bench/peers/ours_urls.py's
+API_ENDPOINTS = ["decorator", "mw", "drf", "async"]
+
+
+def api_token(op: OpenIDProviderDouble, sub: str) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": op.issuer, "sub": sub, "aud": API_AUDIENCE, "exp": now + 3600, "iat": now,
+        "jti": os.urandom(8).hex(), "client_id": op.client_id, "scope": "openid",
+    }  # fmt: skip
+    return op.sign(claims, alg="RS256", header={"typ": "at+jwt", "kid": op.signing_key_for("RS256").kid})
+
+
+def api_ready(system: System, path: str, token: str) -> None:
+    """Sign in until every worker has the discovery document (bearer requests never fetch it)."""
+    ok = 0
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(80):  # a new connection each time: uvicorn keeps one on the worker that accepted it
+        status = requests.get(system.url + path, headers=headers, timeout=TIMEOUT).status_code
+        if status == 200:
+            ok += 1
+            if ok >= 20:
+                return
+            continue
+        ok = 0
+        system.sign_in(system.users[0])
+    raise SignInFailed(f"{path} never answered 200 on every worker (last {status})")
+
+
+def api_throughput(ours: System, workroot: Path) -> dict[str, Any]:
+    """Requests per second through gunicorn (2 workers) for each way of protecting a view, interleaved.
+
+    Each of THREADS clients sends its own user's token again and again (as an app does for the
+    token's lifetime), keep-alive where the server allows it. ``async`` is the same decorator on an
+    ``async def`` view, served by gunicorn's uvicorn workers from the same project and database.
+    """
+    import dataclasses
+
+    assert ours.server is not None
+    asgi_server = Server(
+        ours.server.python, "project.asgi", cwd=ours.server.cwd, env=ours.server.env,
+        log_path=workroot / "asgi.log", worker_class="uvicorn_worker.UvicornWorker",
+    )  # fmt: skip
+    asgi_server.start()
+    try:
+        asgi = dataclasses.replace(ours, server=asgi_server)
+        token = api_token(ours.op, ours.users[0]["sub"])
+        for endpoint in API_ENDPOINTS:
+            api_ready(asgi if endpoint == "async" else ours, f"/bench-api/{endpoint}/", token)
+        done: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
+        seconds: Counter[str] = Counter()
+        for slice_no in range(SLICES):
+            order = API_ENDPOINTS[slice_no % 4 :] + API_ENDPOINTS[: slice_no % 4]
+            for endpoint in order:
+                system = asgi if endpoint == "async" else ours
+                url = f"{system.url}/bench-api/{endpoint}/"
+                deadline = time.monotonic() + SLICE_SECONDS
+                tally = threading.Lock()
+
+                def client(
+                    n: int, url: str = url, endpoint: str = endpoint, deadline: float = deadline, tally=tally
+                ) -> None:
+                    session = requests.Session()
+                    headers = {"Authorization": f"Bearer {api_token(ours.op, ours.users[n % len(ours.users)]['sub'])}"}
+                    while time.monotonic() < deadline:
+                        try:
+                            ok = session.get(url, headers=headers, timeout=TIMEOUT).status_code == 200
+                        except requests.RequestException:
+                            ok = False
+                        with tally:
+                            (done if ok else failed)[endpoint] += 1
+
+                start = time.monotonic()
+                with ThreadPoolExecutor(max_workers=THREADS) as pool:
+                    list(pool.map(client, range(THREADS)))
+                seconds[endpoint] += time.monotonic() - start
+            rates = ", ".join(f"{e} {done[e] / seconds[e]:.0f}/s" for e in API_ENDPOINTS if seconds[e])
+            log(f"API slice {slice_no + 1}/{SLICES}: {rates}")
+        return {e: {"rps": done[e] / seconds[e], "failed": failed[e], "done": done[e]} for e in API_ENDPOINTS}
+    finally:
+        asgi_server.stop()
+
+
+def api_section(micro_result: dict[str, Any] | None, api: dict[str, Any] | None) -> list[str]:
+    """The API rows and goals: µs per protected request in-process, requests per second through gunicorn."""
+    lines = ["## The API side: one bearer token per request", ""]
+    goals_out = []
+
+    def verdict(ok: bool | None, text: str) -> str:
+        return f"{'NOT MEASURED' if ok is None else 'PASS' if ok else 'FAIL'}: {text}"
+
+    if micro_result and "api_machine_new_token" in micro_result:
+        m = micro_result
+        raw = m["raw_rsa_verify"]
+        lines += [
+            "In-process, µs per `api.authenticate` call (what the decorator, the middleware and DRF call), median "
+            "of interleaved batches, SQLite in memory, local-memory cache:",
+            "",
+            "| case | µs/request | ÷ raw verify |",
+            "| --- | ---: | ---: |",
+        ]
+        for key, text in (
+            ("api_machine_new_token", "machine client's token, new (full verification, provider row kept)"),
+            ("api_machine_repeated_token", "machine client's token, repeated (verified-token cache)"),
+            ("api_user_new_token", "user's token, new (+ identity and user read, admission)"),
+            ("api_user_repeated_token", "user's token, repeated (identity and user still read, admission asked)"),
+        ):
+            lines.append(f"| {text} | {m[key]:.1f} | {m[key] / raw:.2f} |")
+        lines += [f"| raw `cryptography` RSA-2048 PKCS1v15 SHA-256 verify (same key size) | {raw:.1f} | 1.00 |", ""]
+        repeated, new = m["api_machine_repeated_token"], m["api_machine_new_token"]
+        goals_out.append(
+            verdict(repeated <= 20, f"a repeated token costs at most 20 µs of our code ({repeated:.1f} µs)")
+        )
+        goals_out.append(
+            verdict(new <= 3 * raw, f"a new token at most 3x a raw verification ({new:.1f} µs: {new / raw:.2f}x)")
+        )
+    else:
+        goals_out += [verdict(None, "a repeated token costs at most 20 µs"), verdict(None, "a new token at most 3x")]
+    if api:
+        lines += [
+            f"Through gunicorn ({WORKERS} workers; async: uvicorn workers), {THREADS} clients each repeating its "
+            "user's token, requests per second:",
+            "",
+            "| system | requests/s | failed |",
+            "| --- | ---: | ---: |",
+        ]
+        names = {
+            "decorator": "this app, `bearer_token_required`",
+            "mw": "this app, `BearerTokenMiddleware`",
+            "drf": "this app, DRF `BearerTokenAuthentication`",
+            "async": "this app, `bearer_token_required` on an `async def` view (ASGI)",
+        }
+        for key, row in api.items():
+            lines.append(f"| {names.get(key, key)} | {row['rps']:.0f} | {row['failed']} |")
+        lines.append("")
+    goals_out.append(
+        verdict(None, "requests per second at least 1.5x drf-oidc-auth's (the peers' API rows are not in this run)")
+    )
+    return [*lines, "Goals (API):", "", *[f"- {g}" for g in goals_out], ""]
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -872,6 +1025,7 @@ def bench(workroot: Path) -> int:
     load_start = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
     log(f"bench: {ROUNDS}x{PER_ROUND} timed sign-ins and {SLICES}x{SLICE_SECONDS:g}s parallel per system")
     micro_result: dict[str, Any] | None = None
+    api_result: dict[str, Any] | None = None
     machine: dict[str, str] = {"sqlite_options": "?"}
     systems: list[System] = []
     tls, ca_bundle = self_signed_tls(workroot)
@@ -928,6 +1082,13 @@ def bench(workroot: Path) -> int:
             latency_rounds(running)
             running = [s for s in running if s.failed is None]
             throughput(running)
+            api_system = next((s for s in running if s.key == "ours" and s.world == WORLDS[-1]), None)
+            if api_system is not None and os.environ.get("BENCH_API", "1") == "1":
+                log("API: requests per second through gunicorn")
+                try:
+                    api_result = api_throughput(api_system, workroot)
+                except (SignInFailed, requests.RequestException, RuntimeError) as exc:
+                    log(f"    API not measured: {str(exc)[:500]}")
             for system in [s for s in running if s.world == WORLDS[0]]:
                 rotation(system)
                 log(f"{system.key}: after a key rotation {system.rotation}")
@@ -944,7 +1105,7 @@ def bench(workroot: Path) -> int:
         "load_end": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?",
         "sqlite": __import__("sqlite3").sqlite_version,
     }
-    report = render(systems, micro_result, machine, everything)
+    report = render(systems, micro_result, machine, everything, api_result)
     RESULTS.write_text(report)
     print("\n" + report, flush=True)
     log(f"written to {RESULTS}")
