@@ -431,6 +431,11 @@ def warm_up(system: System) -> None:
 # --- the measurements ----------------------------------------------------------------------------
 
 
+def profiles() -> str:
+    """``bench/profiles.py``'s summary: what remains of a callback and of an API call, by part."""
+    return run([sys.executable, str(BENCH / "profiles.py")], cwd=ROOT, env=dict(os.environ), timeout=300).strip()
+
+
 def micro() -> dict[str, Any]:
     output = run([sys.executable, str(BENCH / "micro.py")], cwd=ROOT, env=dict(os.environ), timeout=300)
     return json.loads(output.strip().splitlines()[-1])
@@ -664,6 +669,7 @@ def render(
     machine: dict[str, str],
     everything: list[System],
     api_result: dict[str, Any] | None = None,
+    profile_text: str = "",
 ) -> str:
     ours = systems[0]
     peers = [s for s in systems[1:] if s.failed is None and s.callbacks]
@@ -718,6 +724,8 @@ def render(
     lines += ["", "## Goals (this app)", ""]
     lines += [f"- {verdict}" for verdict in [*world_goals(everything, systems), *goals(ours, faster, micro_result)]]
     lines += ["", *api_section(micro_result, api_result)]
+    if profile_text:
+        lines += ["## What remains: a profile", "", profile_text, ""]
     lines += ["## Details", ""]
     if micro_result:
         rsa, ec = micro_result["raw_rsa_verify"], micro_result["raw_ec_verify"]
@@ -1146,7 +1154,14 @@ def bench(workroot: Path) -> int:
         "load_end": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?",
         "sqlite": __import__("sqlite3").sqlite_version,
     }
-    report = render(systems, micro_result, machine, everything, api_result)
+    profile_text = ""
+    if os.environ.get("BENCH_PROFILE", "1") == "1":
+        log("profile of a callback and an API call (bench/profiles.py)")
+        try:
+            profile_text = profiles()
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            log(f"    not profiled: {str(exc)[:500]}")
+    report = render(systems, micro_result, machine, everything, api_result, profile_text)
     RESULTS.write_text(report)
     print("\n" + report, flush=True)
     log(f"written to {RESULTS}")
