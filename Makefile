@@ -35,11 +35,18 @@ run: $(VENV)/.runtime
 
 # Production: gunicorn with WhiteNoise for static files. Needs DJANGO_SECRET_KEY and
 # DJANGO_ALLOWED_HOSTS (and DATABASE_URL / CACHE_URL for several instances); see the README.
+# ASGI=1 serves project.asgi with uvicorn workers instead (async views; see docs/api.md).
 WORKERS ?= 2
+ASGI ?= 0
+ifeq ($(ASGI),1)
+SERVE_APP := project.asgi --worker-class uvicorn_worker.UvicornWorker
+else
+SERVE_APP := project.wsgi
+endif
 serve: $(VENV)/.production
 	DJANGO_DEBUG=0 $(PY) manage.py migrate --noinput
 	DJANGO_DEBUG=0 $(PY) manage.py collectstatic --noinput --verbosity 0
-	DJANGO_DEBUG=0 $(VENV)/bin/gunicorn project.wsgi --bind 127.0.0.1:$(PORT) --workers $(WORKERS) \
+	DJANGO_DEBUG=0 $(VENV)/bin/gunicorn $(SERVE_APP) --bind 127.0.0.1:$(PORT) --workers $(WORKERS) \
 		--access-logfile - --timeout 30
 
 # Browser tests drive Debian's Chromium; install it when missing and possible (they skip otherwise).

@@ -22,7 +22,9 @@ from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, SessionBase
 from django.db import DatabaseError
+from django.utils.crypto import get_random_string
 from django.utils.http import http_date
 
 if TYPE_CHECKING:
@@ -60,7 +62,7 @@ def save(request: HttpRequest) -> str:
     ``send_session_cookie`` sends it.
     """
     session = request.session
-    session.save()
+    _save(session)
     session.modified = False
     setattr(request, _SAVED, True)
     key = session.session_key
@@ -116,3 +118,23 @@ def undo(request: HttpRequest) -> None:
         session.clear()
     if hasattr(request, "user"):
         request.user = AnonymousUser()
+
+
+def _save(session: SessionBase) -> None:
+    """``session.save()``, minus the query a new session's key costs.
+
+    Saving a session without a key makes Django pick one and first ask the database whether a row
+    has it (a SELECT per sign-in); the INSERT that follows (``must_create``) refuses a taken key
+    all the same. So a new session gets a fresh random key here and is inserted at once; should the
+    key exist (32 random characters: it will not), Django's own ``create()`` picks another.
+    """
+    if session.session_key is not None:
+        session.save()
+        return
+    # Django's own setter (it validates the key), as create() sets it.
+    session._session_key = get_random_string(32, VALID_KEY_CHARS)
+    try:
+        session.save(must_create=True)
+    except CreateError:
+        session._session_key = None
+        session.create()

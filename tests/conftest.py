@@ -44,7 +44,7 @@ from django.test import Client
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from accounts import pending
+from accounts import pending, provider_cache
 from accounts.models import Provider, SignInEvent
 from accounts.oidc import discovery
 from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
@@ -57,8 +57,10 @@ def _fresh_document_caches():
     for cache in caches.all(initialized_only=True):
         cache.clear()
     discovery.forget_in_process()
+    provider_cache.forget_in_process()
     yield
     discovery.forget_in_process()
+    provider_cache.forget_in_process()
 
 
 class SkippingClock:
