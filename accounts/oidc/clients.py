@@ -498,10 +498,14 @@ class ProviderClient:
         self, endpoint: str, params: dict[str, str], *, what: str, proof: Any = None, allow_empty: bool = False
     ) -> Response:
         """One client-authenticated form POST; with ``proof`` (a DPoP key), a DPoP proof and one nonce retry."""
-        headers, body = self.client_authentication(endpoint, params)
         if proof is None:
+            headers, body = self.client_authentication(endpoint, params)
             return request_json("POST", endpoint, what=what, data=body, headers=headers, allow_empty=allow_empty)
-        return self.dpop_request("POST", endpoint, what=what, data=body, headers=headers, allow_empty=allow_empty)
+        # A retry for a nonce gets a new client assertion too: the provider spent the first one's jti.
+        return self.dpop_request(
+            "POST", endpoint, what=what, build=lambda: self.client_authentication(endpoint, params),
+            allow_empty=allow_empty,
+        )  # fmt: skip
 
     @sensitive_variables("headers", "data", "access_token")
     def dpop_request(
@@ -510,13 +514,14 @@ class ProviderClient:
         url: str,
         *,
         what: str,
-        headers: dict[str, str],
-        data: str | None = None,
+        build: Callable[[], tuple[dict[str, str], str | None]],
         access_token: str | None = None,
         allow_empty: bool = False,
         accept_jwt: bool = False,
     ) -> Response:
         """A request with a fresh DPoP proof; a ``use_dpop_nonce`` answer is retried once with the nonce.
+
+        ``build`` makes the headers and body of each attempt (a client assertion is single use).
 
         RFC 9449 section 8 (authorization server: 400 ``use_dpop_nonce``) and section 9 (resource
         server: 401 with ``WWW-Authenticate: DPoP error="use_dpop_nonce"``); the nonce is kept per
@@ -524,6 +529,7 @@ class ProviderClient:
         """
         origin = "{0.scheme}://{0.netloc}".format(urlsplit_(url))
         for attempt in (1, 2):
+            headers, data = build()
             proof = dpop.make_proof(
                 self.dpop_key, htm=method, htu=url, access_token=access_token, nonce=self.dpop_nonces.get(origin)
             )
@@ -660,9 +666,10 @@ class OpenIDConnectClient(ProviderClient):
         """Claims from the userinfo endpoint (section 5.3), plain JSON or a signed JWT."""
         endpoint = self.metadata["userinfo_endpoint"]
         if self.dpop_key is not None:  # RFC 9449 7.1: the DPoP scheme, and a proof with the token's hash
+            scheme = {"Authorization": f"DPoP {access_token}"}
             resp = self.dpop_request(
-                "GET", endpoint, what="userinfo endpoint", headers={"Authorization": f"DPoP {access_token}"},
-                access_token=access_token, accept_jwt=True,
+                "GET", endpoint, what="userinfo endpoint", build=lambda: (scheme, None), access_token=access_token,
+                accept_jwt=True,
             )  # fmt: skip
         else:
             resp = request_json(
