@@ -44,7 +44,8 @@ def provider_keys() -> dict:
     rsa, ec = RSAKey.generate_key(2048, private=True), ECKey.generate_key("P-256", private=True)
     keys = []
     for key, alg in ((rsa, "PS256"), (ec, "ES256")):
-        keys.append({**key.as_dict(private=True), "kid": f"{alg.lower()}-{key.thumbprint()[:8]}", "alg": alg, "use": "sig"})
+        kid = f"{alg.lower()}-{key.thumbprint()[:8]}"
+        keys.append({**key.as_dict(private=True), "kid": kid, "alg": alg, "use": "sig"})
     return {"keys": keys}
 
 

@@ -17,7 +17,7 @@ from accounts import site_keys
 from accounts.models import Identity, Provider, SiteKey
 from accounts.oidc import clients, discovery
 
-from .certified import PLAIN_SECRET, CertifiedProvider, unavailable_reason
+from .certified import PLAIN_SECRET, REDIRECT_URI, CertifiedProvider, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
 
@@ -80,7 +80,7 @@ def test_dpop_bound_token_and_proofs_with_nonce_retry(certified, fapi, monkeypat
 
     monkeypatch.setattr(clients, "request_json", spy)
     client = clients.client_class("oidc").for_provider(fapi)
-    url, pending = client.authorization_url(redirect_uri="http://testserver/accounts/fapi/callback/", next_url="/", now=0)
+    url, pending = client.authorization_url(redirect_uri=REDIRECT_URI, next_url="/", now=0)
     params = dict(parse_qsl(urlsplit(certified.walk(url)).query))
     verified = client.complete(params, pending)
     assert verified.token_response["token_type"] == "DPoP"
