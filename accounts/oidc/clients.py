@@ -129,6 +129,9 @@ class VerifiedLogin:
     #: The token endpoint's whole answer (access and refresh tokens): what ``accounts.provider_tokens``
     #: stores when the provider's ``store_tokens`` is on. Never in a repr, a log or a session.
     token_response: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The grant's DPoP private key as a JWK (``dpop.export_key``) when its tokens are DPoP-bound:
+    #: stored encrypted with them, since they are useless without it. Never in a repr.
+    dpop_key: str = field(default="", repr=False)
 
 
 class ProviderClient:
@@ -283,6 +286,8 @@ class ProviderClient:
         token = self.exchange_code(code=code, pending=pending)
         verified = self.verified_login(token, pending)
         verified.token_response = token
+        if self.dpop_key is not None:
+            verified.dpop_key = dpop.export_key(self.dpop_key)
         return verified
 
     @sensitive_variables("params", "code")

@@ -151,3 +151,36 @@ def test_discovery_advertises_what_the_site_needs(certified, fapi):
     assert metadata["require_pushed_authorization_requests"] is True
     assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
     assert metadata["authorization_response_iss_parameter_supported"] is True
+
+
+def test_vault_keeps_the_dpop_key_and_proves_it_on_refresh_userinfo_and_api_calls(client, certified, fapi):
+    from accounts import provider_tokens
+    from accounts.models import ProviderToken
+
+    Provider.objects.filter(pk=fapi.pk).update(store_tokens=True)
+    assert_signed_in(sign_in(client, certified, fapi), client)
+    identity = Identity.objects.get()
+    row = ProviderToken.objects.get(identity=identity)
+    assert row.token_type == "DPoP" and row.dpop_key.startswith("fernet:") and '"d"' not in row.dpop_key
+    old_access = provider_tokens.access_token(identity=identity)
+    new_access = provider_tokens.refresh(identity, rejected=old_access)  # a proof of the grant's key
+    assert new_access != old_access
+    assert ProviderToken.objects.get(identity=identity).token_type == "DPoP"
+    assert provider_tokens.fetch_profile(identity)["sub"] == identity.subject  # userinfo with a proof
+    metadata = discovery.get_metadata(certified.issuer)
+    answer = provider_tokens.api_session(identity).get(metadata["userinfo_endpoint"])
+    assert answer.status_code == 200, answer.headers  # the provider API call, nonce retried once
+    assert answer.json()["sub"] == identity.subject
+
+
+def test_a_stolen_dpop_bound_token_is_useless_as_a_bearer_token(client, certified, fapi):
+    import requests
+
+    from accounts import provider_tokens
+
+    Provider.objects.filter(pk=fapi.pk).update(store_tokens=True)
+    assert_signed_in(sign_in(client, certified, fapi), client)
+    token = provider_tokens.access_token(identity=Identity.objects.get())
+    metadata = discovery.get_metadata(certified.issuer)
+    stolen = requests.get(metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert stolen.status_code in (400, 401)
