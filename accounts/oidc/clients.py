@@ -486,7 +486,7 @@ class ProviderClient:
         claims = {
             "iss": self.provider.client_id,
             "sub": self.provider.client_id,
-            "aud": str(self.metadata["issuer"]),
+            "aud": self.assertion_audience(),
             "jti": secrets.token_urlsafe(32),
             "iat": issued,
             "exp": issued + min(conf.CLIENT_ASSERTION_LIFETIME, 60),
@@ -497,6 +497,19 @@ class ProviderClient:
         if sign is None:
             raise ProviderMisconfigured(f"{self.provider.slug} cannot sign client assertions (private_key_jwt)")
         return str(sign(claims, algorithms=algorithms))
+
+    def assertion_audience(self) -> str:
+        """The issuer identifier; the token endpoint only for a provider whose quirk says so, on its origin."""
+        issuer = str(self.metadata["issuer"])
+        if not self.quirks.assertion_audience_token_endpoint:
+            return issuer
+        endpoint = str(self.metadata["token_endpoint"])
+        same_origin = urlsplit_(endpoint)[:2] == urlsplit_(issuer)[:2]
+        if not same_origin:
+            raise ProviderMisconfigured(
+                f"{self.provider.slug}: token endpoint is not on the issuer's origin, so no assertion is made for it"
+            )
+        return endpoint
 
     @sensitive_variables("params", "body", "headers", "proof")
     def authenticated_post(
