@@ -262,7 +262,7 @@ class AppSettings:
     #: longer than any provider caches the site's JWKS (SITE_JWKS_MAX_AGE, and their own floors).
     SITE_KEY_PUBLISH_DELAY = Setting[int](900, _whole, "a whole number of seconds")
     #: Lifetime of a ``private_key_jwt`` client assertion, in seconds (at most 60).
-    CLIENT_ASSERTION_LIFETIME = Setting[int](60, lambda v: _whole(v) and v in range(1, 61), "1 to 60 seconds")
+    PRIVATE_KEY_JWT_LIFETIME = Setting[int](60, lambda v: _whole(v) and v in range(1, 61), "1 to 60 seconds")
     #: DPoP proofs an API accepts (``accounts.dpop``): ``iat`` at most this many seconds old (or ahead).
     DPOP_PROOF_MAX_AGE = Setting[int](60, _whole, "a whole number of seconds")
     #: Whether the APIs ask DPoP clients for a server nonce (RFC 9449 section 8), answering ``use_dpop_nonce``.

@@ -409,12 +409,6 @@ class Provider(models.Model):
         """The plain secret, for the one request that sends it (``accounts.client_secrets``); never keep it."""
         return client_secrets.reveal(self.client_secret, owner=self.slug)
 
-    def sign_client_assertion(self, claims: dict[str, Any], *, algorithms: list[str] | None) -> str:
-        """``claims`` signed with the site's current key (``private_key_jwt``), in one of ``algorithms``."""
-        from .site_keys import sign  # the site keys' module reads the models: imported when first signing
-
-        return sign(claims, algorithms=algorithms)
-
     @property
     def logo_template(self) -> str:
         """The small inline SVG drawn on this provider's button (no external requests from any page)."""

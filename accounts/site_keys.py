@@ -120,7 +120,7 @@ def retire_after(key: SiteKey) -> datetime | None:
     """When a retiring key may go: its last assertion's expiry plus the clock leeway (None: not retiring)."""
     if key.state != SiteKeyState.RETIRING or key.retiring_since is None:
         return None
-    return key.retiring_since + timedelta(seconds=conf.CLIENT_ASSERTION_LIFETIME + conf.OIDC_CLOCK_LEEWAY)
+    return key.retiring_since + timedelta(seconds=conf.PRIVATE_KEY_JWT_LIFETIME + conf.OIDC_CLOCK_LEEWAY)
 
 
 def retire(*, kid: str | None = None, now: datetime | None = None) -> list[str]:

@@ -52,7 +52,9 @@ def test_command_options_token_auth_par_dpop(db):
 def _client(preset: str, token_endpoint: str) -> clients.ProviderClient:
     provider = Provider(slug=preset, issuer="https://secure.login.gov/", client_id="urn:gov:gsa:site", preset=preset)
     metadata = {"issuer": "https://secure.login.gov/", "token_endpoint": token_endpoint}
-    return clients.OpenIDConnectClient(provider, metadata=metadata, quirks=quirks_for(preset))
+    client = clients.OpenIDConnectClient(provider, metadata=metadata, quirks=quirks_for(preset))
+    client.assertion_signer = site_keys.sign
+    return client
 
 
 def test_quirk_addresses_the_assertion_to_the_documented_token_endpoint(db):

@@ -110,7 +110,9 @@ def test_oidc_keys_command(db, capsys, settings):
 
 def _assertion_client(provider: Provider, **metadata) -> clients.ProviderClient:
     base = {"issuer": provider.issuer, "token_endpoint": provider.issuer + "/token"}
-    return clients.OpenIDConnectClient(provider, metadata={**base, **metadata})
+    client = clients.OpenIDConnectClient(provider, metadata={**base, **metadata})
+    client.assertion_signer = site_keys.sign
+    return client
 
 
 def test_client_assertion_by_rfc_7523_with_the_issuer_as_audience(site_key, provider, client):
@@ -128,7 +130,7 @@ def test_client_assertion_by_rfc_7523_with_the_issuer_as_audience(site_key, prov
 
 
 def test_client_assertion_lifetime_is_bounded_at_60_seconds(site_key, provider, settings):
-    settings.ACCOUNTS_CLIENT_ASSERTION_LIFETIME = 3600  # refused by the check, and capped anyway
+    settings.ACCOUNTS_PRIVATE_KEY_JWT_LIFETIME = 3600  # refused by the check, and capped anyway
     claims = jwt.decode(_assertion_client(provider).client_assertion(), KeySet.import_key_set(site_keys.public_jwks()))
     assert claims.claims["exp"] - claims.claims["iat"] == 60
 

@@ -160,6 +160,9 @@ class ProviderClient:
         self.dpop_key: Any = None
         #: The last ``DPoP-Nonce`` each of the provider's servers asked for (section 8), by origin.
         self.dpop_nonces: dict[str, str] = {}
+        #: Signs ``private_key_jwt`` assertions: ``sign(claims, algorithms=[...]) -> JWT``. The adapter
+        #: hands in the site's keys (``accounts.site_keys.sign``); the protocol layer never holds them.
+        self.assertion_signer: Callable[..., str] | None = None
 
     @classmethod
     def for_provider(cls, provider: Provider, *, quirks: Quirks = STANDARD) -> Self:
@@ -477,7 +480,7 @@ class ProviderClient:
         The audience is the provider's issuer identifier, never the endpoint's URL: an assertion
         meant for one endpoint must not be replayable at another server that shares a URL with it
         (the OpenID Foundation's 2025 advisory on audience confusion). It lives at most
-        ``ACCOUNTS_CLIENT_ASSERTION_LIFETIME`` (<= 60) seconds and is signed with an algorithm the
+        ``ACCOUNTS_PRIVATE_KEY_JWT_LIFETIME`` (<= 60) seconds and is signed with an algorithm the
         provider advertises (``token_endpoint_auth_signing_alg_values_supported``).
         """
         from ..conf import conf  # settings are read at call time
@@ -489,14 +492,13 @@ class ProviderClient:
             "aud": self.assertion_audience(),
             "jti": secrets.token_urlsafe(32),
             "iat": issued,
-            "exp": issued + min(conf.CLIENT_ASSERTION_LIFETIME, 60),
+            "exp": issued + min(conf.PRIVATE_KEY_JWT_LIFETIME, 60),
         }
         advertised = self.metadata.get("token_endpoint_auth_signing_alg_values_supported")
         algorithms = [a for a in advertised if isinstance(a, str)] if isinstance(advertised, list) else None
-        sign = getattr(self.provider, "sign_client_assertion", None)
-        if sign is None:
-            raise ProviderMisconfigured(f"{self.provider.slug} cannot sign client assertions (private_key_jwt)")
-        return str(sign(claims, algorithms=algorithms))
+        if self.assertion_signer is None:
+            raise ProviderMisconfigured(f"{self.provider.slug}: no signer for client assertions (private_key_jwt)")
+        return str(self.assertion_signer(claims, algorithms=algorithms))
 
     def assertion_audience(self) -> str:
         """The issuer identifier; the token endpoint only for a provider whose quirk says so, on its origin."""

@@ -14,6 +14,7 @@ import pytest
 from django.test import override_settings
 
 from accounts import site_keys
+from accounts.adapter import get_adapter
 from accounts.models import Identity, Provider, SiteKey
 from accounts.oidc import clients, discovery
 
@@ -79,7 +80,7 @@ def test_dpop_bound_token_and_proofs_with_nonce_retry(certified, fapi, monkeypat
         return real(method, url, what=what, headers=headers, **kwargs)
 
     monkeypatch.setattr(clients, "request_json", spy)
-    client = clients.client_class("oidc").for_provider(fapi)
+    client = get_adapter().get_client(fapi)
     url, pending = client.authorization_url(redirect_uri=REDIRECT_URI, next_url="/", now=0)
     params = dict(parse_qsl(urlsplit(certified.walk(url)).query))
     verified = client.complete(params, pending)
@@ -126,11 +127,10 @@ def test_assertion_with_the_token_endpoint_as_audience_is_refused(client, certif
     real = clients.ProviderClient.client_assertion
 
     def token_endpoint_audience(self, *, now=None):
-        sign = self.provider.sign_client_assertion
-        monkeypatch.setattr(
-            self.provider, "sign_client_assertion",
-            lambda claims, algorithms: sign({**claims, "aud": self.metadata["token_endpoint"]}, algorithms=algorithms),
-        )  # fmt: skip
+        sign = self.assertion_signer
+        self.assertion_signer = lambda claims, algorithms: sign(
+            {**claims, "aud": self.metadata["token_endpoint"]}, algorithms=algorithms
+        )
         return real(self, now=now)
 
     monkeypatch.setattr(clients.ProviderClient, "client_assertion", token_endpoint_audience)
