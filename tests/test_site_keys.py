@@ -176,3 +176,12 @@ def test_jwks_of_a_busy_database_is_a_503(client, db, monkeypatch):
     monkeypatch.setattr(site_keys, "public_jwks", busy)
     response = client.get("/accounts/jwks.json")
     assert response.status_code == 503 and response["Retry-After"] == "5"
+
+
+def test_check_reports_private_key_jwt_without_a_current_key(provider):
+    from accounts.checks import check_site_keys
+
+    Provider.objects.filter(pk=provider.pk).update(token_auth_method="private_key_jwt")
+    assert [m.id for m in check_site_keys(None, databases=["default"])] == ["oidc_signin.E040"]
+    site_keys.generate()
+    assert check_site_keys(None, databases=["default"]) == []
