@@ -196,3 +196,16 @@ def test_the_log_never_holds_the_proof(op, alice, key, caplog):
     with caplog.at_level(logging.INFO):
         dpop_call(token, caplog, proof=proof)
     assert proof.split(".")[2] not in caplog.text
+
+
+@pytest.mark.urls("tests.test_api_drf")
+def test_drf_accepts_a_dpop_proof_and_refuses_the_bearer_downgrade(op, alice, key, caplog):
+    token = bound_token(op, key)
+    url = "http://testserver/drf/whoami/"
+    proof = dpop.make_proof(key, htm="GET", htu=url, access_token=token)
+    ok = call("/drf/whoami/", token, caplog, header=f"DPoP {token}", HTTP_DPOP=proof)
+    assert ok.status_code == 200, ok.content
+    caplog.clear()
+    downgraded = call("/drf/whoami/", token, caplog)
+    assert downgraded.status_code == 401
+    assert downgraded["WWW-Authenticate"].startswith('DPoP error="invalid_token"')

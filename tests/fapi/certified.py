@@ -32,11 +32,22 @@ def unavailable_reason() -> str | None:
     """Why the certified provider cannot run here (None: it can). Only a missing node or npm skips."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         return "node and npm are needed for panva's oidc-provider (make fapi-deps installs it)"
-    if not INSTALLED.exists():
-        if os.environ.get("CI"):
-            return None  # CI installs it (make test): a missing install must fail there, not skip
-        return "oidc-provider is not installed in tests/fapi (run `make fapi-deps`)"
     return None
+
+
+def ensure_installed() -> None:
+    """Install the pinned oidc-provider (``npm ci``, as ``make fapi-deps`` does) when it is missing.
+
+    A failed install fails the tests rather than skipping them: only a missing node or npm skips.
+    """
+    if INSTALLED.exists():
+        return
+    done = subprocess.run(
+        ["npm", "ci", "--prefix", str(HERE), "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if done.returncode != 0 or not INSTALLED.exists():
+        raise RuntimeError(f"npm ci in tests/fapi failed: {done.stderr[-2000:]}")
 
 
 def provider_keys() -> dict:

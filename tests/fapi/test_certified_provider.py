@@ -18,13 +18,18 @@ from accounts.adapter import get_adapter
 from accounts.models import Identity, Provider, SiteKey
 from accounts.oidc import clients, discovery
 
-from .certified import PLAIN_SECRET, REDIRECT_URI, CertifiedProvider, unavailable_reason
+from .certified import PLAIN_SECRET, REDIRECT_URI, CertifiedProvider, ensure_installed, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
 
 
+@pytest.fixture(scope="session")
+def _installed():
+    ensure_installed()
+
+
 @pytest.fixture
-def certified(live_server):
+def certified(_installed, live_server):
     with CertifiedProvider(site_origin=live_server.url) as op:
         yield op
 
