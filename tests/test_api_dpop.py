@@ -93,6 +93,7 @@ def test_stale_or_future_iat_is_refused(op, alice, key, caplog, skew):
     )
 
 
+@pytest.mark.services
 def test_replayed_proof_is_refused(op, alice, key, caplog):
     token = bound_token(op, key)
     proof = dpop.make_proof(key, htm="GET", htu=URL, access_token=token)

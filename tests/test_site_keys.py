@@ -49,6 +49,7 @@ def test_jwks_publishes_every_live_key_without_private_members_and_with_cache_he
     KeySet.import_key_set(response.json())  # usable as it is
 
 
+@pytest.mark.services
 def test_rotate_waits_until_the_next_key_was_published_long_enough(site_key):
     rotation = site_keys.rotate()
     assert rotation.waiting is not None and rotation.current is None  # a next key was made, nothing changed hands
@@ -79,6 +80,7 @@ def test_the_current_key_cannot_be_retired(site_key):
         site_keys.retire(kid=site_key.kid)
 
 
+@pytest.mark.services
 def test_two_current_keys_are_impossible(site_key):
     other = site_keys.generate()
     with pytest.raises(IntegrityError):

@@ -61,6 +61,7 @@ def assert_signed_in(response, client) -> None:
     assert "_auth_user_id" in client.session
 
 
+@pytest.mark.services
 def test_fapi_sign_in_with_private_key_jwt_par_and_dpop(client, certified, fapi, caplog):
     location = start(client, fapi)
     # PAR: the browser carries only the client id and the pushed request's reference.
@@ -158,6 +159,7 @@ def test_discovery_advertises_what_the_site_needs(certified, fapi):
     assert metadata["authorization_response_iss_parameter_supported"] is True
 
 
+@pytest.mark.services
 def test_vault_keeps_the_dpop_key_and_proves_it_on_refresh_userinfo_and_api_calls(client, certified, fapi):
     from accounts import provider_tokens
     from accounts.models import ProviderToken
