@@ -27,8 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote_plus, urlencode
-from urllib.parse import urlsplit as urlsplit_
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.auth import ClientAuth
@@ -36,6 +35,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
+from ..conf import conf
 from ..errors import (
     InvalidRequest,
     ProviderDenied,
@@ -483,8 +483,6 @@ class ProviderClient:
         ``ACCOUNTS_PRIVATE_KEY_JWT_LIFETIME`` (<= 60) seconds and is signed with an algorithm the
         provider advertises (``token_endpoint_auth_signing_alg_values_supported``).
         """
-        from ..conf import conf  # settings are read at call time
-
         issued = int(time.time() if now is None else now)
         claims = {
             "iss": self.provider.client_id,
@@ -506,7 +504,7 @@ class ProviderClient:
         if not self.quirks.assertion_audience_token_endpoint:
             return issuer
         endpoint = str(self.metadata["token_endpoint"])
-        same_origin = urlsplit_(endpoint)[:2] == urlsplit_(issuer)[:2]
+        same_origin = urlsplit(endpoint)[:2] == urlsplit(issuer)[:2]
         if not same_origin:
             raise ProviderMisconfigured(
                 f"{self.provider.slug}: token endpoint is not on the issuer's origin, so no assertion is made for it"
@@ -547,7 +545,8 @@ class ProviderClient:
         server: 401 with ``WWW-Authenticate: DPoP error="use_dpop_nonce"``); the nonce is kept per
         origin for the next request of this client. A second nonce demand is the provider's error.
         """
-        origin = "{0.scheme}://{0.netloc}".format(urlsplit_(url))
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
         for attempt in (1, 2):
             headers, data = build()
             proof = dpop.make_proof(
