@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from accounts import site_keys
 from accounts.adapter import get_adapter
@@ -108,18 +109,26 @@ def test_plain_code_flow_with_a_client_secret_and_par_from_discovery(client, cer
 
 
 def test_site_key_rotation_keeps_signing_in(client, certified, fapi):
-    assert_signed_in(sign_in(client, certified, fapi), client)
+    """The next key is in the set the provider fetched at the first sign-in, so it may sign at once after."""
     first = SiteKey.objects.get()
-    with override_settings(ACCOUNTS_SITE_KEY_PUBLISH_DELAY=0, ACCOUNTS_SITE_JWKS_MAX_AGE=0):
-        waiting = site_keys.rotate()  # a next key is published first...
-        assert waiting.waiting is not None
-        rotation = site_keys.rotate()  # ...and signs once published long enough
+    site_keys.generate()  # published as next, before the provider's first fetch of the set
+    assert_signed_in(sign_in(client, certified, fapi), client)
+    with override_settings(ACCOUNTS_SITE_KEY_PUBLISH_DELAY=0):
+        rotation = site_keys.rotate()
     assert rotation.current is not None and rotation.retired is not None and rotation.retired.pk == first.pk
     client.logout()
-    # The provider cached the set without the new key for 60s at least: a key published before it
-    # signs is what makes it work. Restarting drops its cache, as its expiry would.
-    certified.restart()
+    assert_signed_in(sign_in(client, certified, fapi), client)  # the provider's cached set has the new key
+
+
+def test_a_key_that_signs_before_the_provider_has_it_is_refused(client, certified, fapi):
+    """Why rotate waits: a key made current at once is unknown to the provider's cached set."""
     assert_signed_in(sign_in(client, certified, fapi), client)
+    client.logout()
+    hasty = site_keys.generate()
+    SiteKey.objects.filter(state="current").update(state="retiring", retiring_since=timezone.now())
+    SiteKey.objects.filter(pk=hasty.pk).update(state="current")  # what rotate refuses to do
+    response = client.get(f"/accounts/{fapi.slug}/login/")
+    assert response.status_code == 502  # the pushed request's assertion: invalid_client
 
 
 def test_provider_key_rotation_keeps_signing_in(client, certified, fapi):
