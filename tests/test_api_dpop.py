@@ -15,9 +15,9 @@ from django.test import Client
 
 from accounts import dpop as api_dpop
 from accounts.oidc import dpop
-from tests.test_api import _discovered, access_token, alice, call  # noqa: F401 -- fixtures used by name
+from tests.test_api import access_token, alice, call  # noqa: F401 -- fixtures used by name
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api"), pytest.mark.usefixtures("discovered")]
 
 URL = "http://testserver/api/orders/"
 
