@@ -370,8 +370,9 @@ class Provider(models.Model):
     # --- the client secret stays with the provider it was issued by --------------------------------
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Provider:
-        instance = super().from_db(db, field_names, values)
+    def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> Provider:
+        # **kwargs: Django 6.1 passes fetch_mode, and warns about overrides that cannot take it.
+        instance = super().from_db(db, field_names, values, **kwargs)
         instance._remember_secret_binding()
         return instance
 
