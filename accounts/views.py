@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -25,7 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import app_sessions, audit, flow, login, no_redirect, pending, provider_sessions, provider_tokens, signals
+from . import app_sessions, audit, flow, no_redirect, pending, provider_tokens, session, signals
 from .adapter import get_adapter
 from .choices import Action, Outcome
 from .errors import (
@@ -124,8 +123,9 @@ def _sign_in_view(
 ) -> Callable[[Callable[[HttpRequest, SignInAttempt], HttpResponse]], Callable[..., HttpResponse]]:
     """Look the provider up by slug, start an attempt, and turn any ``SignInError`` into the error page.
 
-    Whatever the answer, it carries the flow cookies the attempt set or spent (``accounts.pending``):
-    a callback that ended on an error page, a 5xx one included, cannot be replayed.
+    Whatever the answer, ``accounts.session``'s middleware sends it with the flow cookies the attempt
+    set or spent (``accounts.pending``): a callback that ended on an error page, a 5xx one
+    included, cannot be replayed.
     """
 
     def decorator(view: Callable[[HttpRequest, SignInAttempt], HttpResponse]) -> Callable[..., HttpResponse]:
@@ -143,7 +143,6 @@ def _sign_in_view(
                 response = render_sign_in_error(request, _database_busy(exc), attempt)
             except Exception as exc:  # a bug: still audited and spent, and reported by Django as any other
                 response = _escaped_exception(request, exc, attempt)
-            pending.send_cookies(request, response)  # a started sign-in kept, a spent one gone: any answer
             return response
 
         return never_cache(wrapper)
@@ -228,9 +227,7 @@ def callback(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
         messages.success(request, _("%(name)s is now connected to your account.") % {"name": name})
     else:
         messages.success(request, _("Signed in with %(name)s.") % {"name": name})
-    response = HttpResponseRedirect(url)
-    login.send_session_cookie(request, response)  # the sign-in saved the session; the middleware will not
-    return response
+    return HttpResponseRedirect(url)
 
 
 @csrf_exempt  # Google posts from its own script: the g_csrf_token double-submit pair is the check (no_redirect)
@@ -242,9 +239,7 @@ def credential(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
     url = _landing_url(request, attempt)
     name = attempt.provider.name if attempt.provider is not None else ""
     messages.success(request, _("Signed in with %(name)s.") % {"name": name})
-    response = HttpResponseRedirect(url)
-    login.send_session_cookie(request, response)
-    return response
+    return HttpResponseRedirect(url)
 
 
 @csrf_exempt  # JSON only (no_redirect.json_body): no other site's page can send it without a preflight
@@ -278,9 +273,7 @@ def app_token(request: HttpRequest, slug: str) -> HttpResponse:
     }
     if signed_in.session is no_redirect.SessionKind.TOKEN:
         return JsonResponse({**body, **app_sessions.issue(request)}, headers={"Cache-Control": "no-store"})
-    response = JsonResponse(body, headers={"Cache-Control": "no-store"})
-    login.send_session_cookie(request, response)
-    return response
+    return JsonResponse(body, headers={"Cache-Control": "no-store"})
 
 
 def _revoke_app_session(request: HttpRequest) -> HttpResponse:
@@ -318,9 +311,7 @@ def _landing_url(request: HttpRequest, attempt: SignInAttempt) -> str:
             wanted = adapter.get_login_redirect_url(request, user, provider=provider, next_url=attempt.next_url)
     except SignInError:
         if attempt.action != Action.CONNECT:
-            session_key = request.session.session_key
-            auth_logout(request)
-            provider_sessions.forget(session_key)
+            session.sign_out(request)
         raise
     try:
         candidate = resolve_url(wanted) if isinstance(wanted, str) and wanted else ""
@@ -474,7 +465,7 @@ def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
     name = done.identity.provider.name
     if done.ended.includes_current:
         # This very session was signed in with the account just disconnected: it ends too.
-        auth_logout(request)
+        session.sign_out(request)
         messages.success(
             request,
             _("%(name)s was disconnected, and you were signed out because you signed in with it.") % {"name": name},
@@ -506,17 +497,12 @@ def _confirm_disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
 @_busy_database_page
 def logout(request: HttpRequest) -> HttpResponse:
     """Sign out here, then at the provider too when it supports RP-initiated logout."""
-    provider = Provider.objects.filter(slug=request.session.get(flow.PROVIDER_SESSION_KEY) or "").first()
-    id_token = request.session.get(flow.ID_TOKEN_SESSION_KEY)
-    session_key = request.session.session_key
-    auth_logout(request)
-    provider_sessions.forget(session_key)
+    signed_out = session.sign_out(request)
+    provider = Provider.objects.filter(slug=signed_out.provider_slug).first()
     pending.forget_all(request)  # nor does a sign-in or connect started before signing out finish after it
     messages.info(request, _("You have been signed out."))
-    url = end_session_url(request, provider, id_token) if provider is not None and provider.enabled else None
-    response = HttpResponseRedirect(url) if url else redirect(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login")
-    pending.send_cookies(request, response)
-    return response
+    url = end_session_url(request, provider, signed_out.id_token) if provider is not None and provider.enabled else None
+    return HttpResponseRedirect(url) if url else redirect(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login")
 
 
 @csrf_exempt

@@ -605,7 +605,7 @@ def test_sign_in_writes_commit_together_or_not_at_all(client, op, provider, monk
     def fails(*args, **kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr("accounts.provider_sessions.remember", fails)
+    monkeypatch.setattr("accounts.session._remember", fails)
     response = sign_in(client, op, provider)
     assert_error_page(
         response, 503, code="database_busy", reason="database unavailable (OperationalError: database is locked)"
@@ -621,7 +621,7 @@ def test_busy_database_when_signing_out_or_disconnecting_is_a_503_page(client, o
     def busy(*args, **kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr("accounts.views.auth_logout", busy)
+    monkeypatch.setattr("accounts.session.auth_logout", busy)
     monkeypatch.setattr("accounts.views.disconnect_identity", busy)
     assert_error_page(
         client.post(path), 503, "the site is busy right now",
@@ -996,7 +996,7 @@ def test_the_sign_in_is_kept_by_the_first_model_backend_not_the_first_backend(cl
 def test_without_a_model_backend_the_sign_in_names_the_check_that_says_so(settings):
     from django.core.exceptions import ImproperlyConfigured
 
-    from accounts.flow import session_backend
+    from accounts.session import session_backend
 
     settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.BaseBackend"]
     with pytest.raises(ImproperlyConfigured) as missing:

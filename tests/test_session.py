@@ -1,4 +1,4 @@
-"""accounts.login: Django's login() under a new key, the session written once, its cookie as Django's."""
+"""accounts.session: Django's login() under a new key, the session written once, its cookie as Django's."""
 
 from __future__ import annotations
 
