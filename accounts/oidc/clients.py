@@ -45,7 +45,7 @@ from ..errors import (
     UnknownProvider,
 )
 from . import discovery, github, tokens
-from .config import UserinfoPolicy
+from .config import ProviderKind, UserinfoPolicy
 from .http import ProviderHTTPError, request_json, require_secure_url
 from .quirks import STANDARD, Quirks
 
@@ -618,9 +618,9 @@ class TokenIssuerClient(ProviderClient):
 
 #: The client class of each ``Provider.Kind`` value.
 CLIENT_CLASSES: dict[str, type[ProviderClient]] = {
-    "oidc": OpenIDConnectClient,
-    "github": GitHubClient,
-    "token-issuer": TokenIssuerClient,
+    ProviderKind.OIDC: OpenIDConnectClient,
+    ProviderKind.GITHUB: GitHubClient,
+    ProviderKind.TOKEN_ISSUER: TokenIssuerClient,
 }
 
 

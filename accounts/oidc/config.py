@@ -10,6 +10,15 @@ import enum
 from typing import Any, Protocol
 
 
+class ProviderKind(enum.StrEnum):
+    """Which protocol a provider speaks: it chooses the client class (``clients.client_class``)."""
+
+    OIDC = "oidc"
+    GITHUB = "github"
+    #: Known by its issuer and JWKS URL alone: it signs access tokens for this site's APIs, nobody signs in with it.
+    TOKEN_ISSUER = "token-issuer"
+
+
 class UserinfoPolicy(enum.StrEnum):
     """When the OpenID Connect client calls userinfo (``Provider.userinfo`` stores these values)."""
 
