@@ -15,6 +15,7 @@ from __future__ import annotations
 import unicodedata
 from typing import TYPE_CHECKING
 
+from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
@@ -227,6 +228,17 @@ class DatabaseBusy(SignInError):
     code = "database_busy"
     title = _("The site is busy")
     message = _("We could not finish this because the site is busy right now. Please try again in a moment.")
+
+
+#: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
+#: may work). Integrity and programming errors are bugs and are left to surface as such.
+DATABASE_BUSY = (OperationalError, InterfaceError)
+
+
+def database_busy(exc: OperationalError | InterfaceError) -> DatabaseBusy:
+    """``exc`` (one of ``DATABASE_BUSY``) as the 503 the person reads, its first line as the reason."""
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return DatabaseBusy(f"database unavailable ({type(exc).__name__}: {first_line[:200]})")
 
 
 class AccountIncomplete(SignInError):

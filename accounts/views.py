@@ -13,7 +13,6 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.exception import response_for_exception
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import NoReverseMatch, reverse
@@ -28,12 +27,14 @@ from . import app_sessions, audit, flow, no_redirect, pending, provider_tokens, 
 from .adapter import get_adapter
 from .choices import Action, Outcome
 from .errors import (
+    DATABASE_BUSY,
     DatabaseBusy,
     InvalidRequest,
     ProviderUnavailable,
     SignInError,
     UnexpectedError,
     UnknownProvider,
+    database_busy,
     printable,
 )
 from .flow import SignInAttempt
@@ -41,16 +42,6 @@ from .identities import disconnect_identity, update_from_provider
 from .logout import backchannel_logout as end_backchannel_sessions
 from .logout import end_session_url
 from .models import Identity, Provider, ProviderSession, ProviderToken
-
-#: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
-#: may work). Integrity and programming errors are bugs and are left to surface as such.
-_DATABASE_BUSY = (OperationalError, InterfaceError)
-
-
-def _database_busy(exc: OperationalError | InterfaceError) -> DatabaseBusy:
-    first_line = str(exc).splitlines()[0] if str(exc) else ""
-    return DatabaseBusy(f"database unavailable ({type(exc).__name__}: {first_line[:200]})")
-
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +130,8 @@ def _sign_in_view(
                 response = view(request, attempt)
             except SignInError as error:
                 response = render_sign_in_error(request, error, attempt)
-            except _DATABASE_BUSY as exc:
-                response = render_sign_in_error(request, _database_busy(exc), attempt)
+            except DATABASE_BUSY as exc:
+                response = render_sign_in_error(request, database_busy(exc), attempt)
             except Exception as exc:  # a bug: still audited and spent, and reported by Django as any other
                 response = _escaped_exception(request, exc, attempt)
             return response
@@ -260,8 +251,8 @@ def app_token(request: HttpRequest, slug: str) -> HttpResponse:
         signed_in = no_redirect.sign_in_from_app(request, attempt)
     except SignInError as error:
         return json_sign_in_error(request, error, attempt)
-    except _DATABASE_BUSY as exc:
-        return json_sign_in_error(request, _database_busy(exc), attempt)
+    except DATABASE_BUSY as exc:
+        return json_sign_in_error(request, database_busy(exc), attempt)
     verified, user = signed_in.verified, attempt.user
     body = {
         "user": {
@@ -285,8 +276,8 @@ def _revoke_app_session(request: HttpRequest) -> HttpResponse:
     except SignInError as error:
         response = JsonResponse({"error": error.code, "error_description": str(error.message)}, status=401)
         return _logged(response, request, "app sign-out refused: reason=%s", error.reason)
-    except _DATABASE_BUSY as exc:
-        busy = _database_busy(exc)
+    except DATABASE_BUSY as exc:
+        busy = database_busy(exc)
         body = {"error": busy.code, "error_description": str(busy.message)}
         response = JsonResponse(body, status=busy.status, headers={"Retry-After": "5"})
         return _logged(response, request, "app sign-out failed: reason=%s", busy.reason)
@@ -329,14 +320,21 @@ def _landing_url(request: HttpRequest, attempt: SignInAttempt) -> str:
 
 
 def _busy_database_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A view that writes to the database answers 503 when it is busy, like the sign-in views."""
+    """A view that writes to the database answers 503 when it is busy, on the sign-in views' error page.
+
+    Signing out, disconnecting and updating a profile are no sign-ins: a busy database there sends
+    no ``sign_in_failed`` signal (and writes no audit row: the audit trail lives in that database).
+    """
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
-        except _DATABASE_BUSY as exc:
-            return render_sign_in_error(request, _database_busy(exc), SignInAttempt(provider=None))
+        except DATABASE_BUSY as exc:
+            error = database_busy(exc)
+            response = render(request, "oidc_signin/error.html", {"error": error, "provider": None}, status=503)
+            response["Retry-After"] = "5"
+            return _logged(response, request, "request failed: code=%s reason=%s", error.code, error.reason)
 
     return wrapper
 
@@ -521,8 +519,8 @@ def backchannel_logout(request: HttpRequest, slug: str) -> HttpResponse:
         if provider is None:
             raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
         ended = end_backchannel_sessions(provider, request.POST.get("logout_token", ""))
-    except _DATABASE_BUSY as exc:
-        error = _database_busy(exc)
+    except DATABASE_BUSY as exc:
+        error = database_busy(exc)
         response = JsonResponse(
             {"error": "temporarily_unavailable", "error_description": error.title},
             status=error.status,
