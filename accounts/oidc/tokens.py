@@ -34,6 +34,7 @@ from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 from ..conf import conf
 from ..errors import TokenRejected
 from . import discovery, profiles, safejson
+from .config import MAX_ISSUER_LENGTH, MAX_SUBJECT_LENGTH
 from .discovery import KeyOrigin
 from .profiles import AudienceRule, TokenProfile
 
@@ -90,10 +91,16 @@ def verify_id_token(
     return claims
 
 
-#: The longest value each identity key may have: what its column holds (``Identity.issuer`` is a
-#: varchar(500), ``subject`` and ``ProviderSession.sid`` varchar(255)); Core 2 limits ``sub`` to 255.
+#: The longest value each identity key may have: what its column holds (``config.MAX_ISSUER_LENGTH``,
+#: ``config.MAX_SUBJECT_LENGTH``; ``ProviderSession.sid`` is as long as a subject).
 #: ``client_id`` and ``jti`` are not stored as such: their bounds only keep log lines and hashes small.
-KEY_LENGTHS = {"iss": 500, "sub": 255, "sid": 255, "client_id": 500, "jti": 1000}
+KEY_LENGTHS = {
+    "iss": MAX_ISSUER_LENGTH,
+    "sub": MAX_SUBJECT_LENGTH,
+    "sid": MAX_SUBJECT_LENGTH,
+    "client_id": 500,
+    "jti": 1000,
+}
 
 
 def key_problem(value: Any, name: str) -> str | None:
