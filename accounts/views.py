@@ -56,9 +56,16 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
         flow.record(request, attempt, error)
     context = {"error": error, "provider": provider}
     response = render(request, "oidc_signin/error.html", context, status=error.status)
+    return _sign_in_failed(request, error, provider, response)
+
+
+def _sign_in_failed(
+    request: HttpRequest, error: SignInError, provider: Provider | None, response: HttpResponse
+) -> HttpResponse:
+    """Log a failed sign-in's answer once, then let the adapter replace it (``sign_in_failed_response``)."""
     if isinstance(error, DatabaseBusy):
         response["Retry-After"] = "5"
-    return _logged(
+    _logged(
         response,
         request,
         "sign-in failed: provider=%s code=%s reason=%s",
@@ -66,6 +73,7 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
         error.code,
         error.reason,
     )
+    return get_adapter().sign_in_failed_response(request, error, provider=provider, response=response)
 
 
 def json_sign_in_error(request: HttpRequest, error: SignInError, attempt: SignInAttempt) -> HttpResponse:
@@ -84,16 +92,7 @@ def json_sign_in_error(request: HttpRequest, error: SignInError, attempt: SignIn
         status=error.status,
         headers={"Cache-Control": "no-store"},
     )
-    if isinstance(error, DatabaseBusy):
-        response["Retry-After"] = "5"
-    return _logged(
-        response,
-        request,
-        "sign-in failed: provider=%s code=%s reason=%s",
-        provider.slug if provider else "-",
-        error.code,
-        error.reason,
-    )
+    return _sign_in_failed(request, error, provider, response)
 
 
 def _logged(response: HttpResponse, request: HttpRequest, message: str, *args: object) -> HttpResponse:
