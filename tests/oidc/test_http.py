@@ -466,12 +466,13 @@ def test_a_supplied_session_carries_every_call_and_keeps_the_apps_rules(settings
     with recording_provider() as (base, seen):
         request_json("GET", base + "/first", what="doc")
         request_json("GET", base + "/second", what="doc")
-    assert INSTRUMENTED == [base + "/first", base + "/second"]
+    recorded = list(INSTRUMENTED)
+    assert recorded == [base + "/first", base + "/second"]
     # Its cookies are refused as the app's own session's are: no call carries another's state.
     assert [(s.path, s.cookie) for s in seen] == [("/first", None), ("/second", None)]
 
 
 def test_a_supplied_factory_that_makes_no_session_is_a_configuration_error(settings):
     settings.ACCOUNTS_OIDC_HTTP_SESSION = "builtins.dict"
-    with pytest.raises(ProviderMisconfigured, match="returned no requests.Session"):
+    with pytest.raises(ProviderMisconfigured, match=r"returned no requests\.Session"):
         request_json("GET", URL, what="doc")
