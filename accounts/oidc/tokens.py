@@ -32,7 +32,7 @@ from joserfc.jws import JWSRegistry
 from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from ..conf import conf
-from ..errors import TokenRejected
+from ..errors import TokenRejected, UnknownKey
 from . import discovery, profiles, safejson
 from .config import MAX_ISSUER_LENGTH, MAX_SUBJECT_LENGTH
 from .discovery import KeyOrigin
@@ -219,7 +219,7 @@ def _provider_key(header: dict[str, Any], alg: str, jwks_uri: str, what: str, or
         if doc is not None:
             candidates = matching_keys(doc.keys, header, alg)
     if not candidates:
-        raise TokenRejected(f"{what} kid {header.get('kid')!r} matches no {alg} key of the provider")
+        raise UnknownKey(f"{what} kid {header.get('kid')!r} matches no {alg} key of the provider")
     if len(candidates) > 1:
         raise TokenRejected(f"{what} has no kid and the provider has {len(candidates)} {alg} keys")
     return candidates[0]
