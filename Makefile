@@ -35,11 +35,18 @@ run: $(VENV)/.runtime
 
 # Production: gunicorn with WhiteNoise for static files. Needs DJANGO_SECRET_KEY and
 # DJANGO_ALLOWED_HOSTS (and DATABASE_URL / CACHE_URL for several instances); see the README.
+# ASGI=1 serves project.asgi with uvicorn workers instead (async views; see docs/api.md).
 WORKERS ?= 2
+ASGI ?= 0
+ifeq ($(ASGI),1)
+SERVE_APP := project.asgi --worker-class uvicorn_worker.UvicornWorker
+else
+SERVE_APP := project.wsgi
+endif
 serve: $(VENV)/.production
 	DJANGO_DEBUG=0 $(PY) manage.py migrate --noinput
 	DJANGO_DEBUG=0 $(PY) manage.py collectstatic --noinput --verbosity 0
-	DJANGO_DEBUG=0 $(VENV)/bin/gunicorn project.wsgi --bind 127.0.0.1:$(PORT) --workers $(WORKERS) \
+	DJANGO_DEBUG=0 $(VENV)/bin/gunicorn $(SERVE_APP) --bind 127.0.0.1:$(PORT) --workers $(WORKERS) \
 		--access-logfile - --timeout 30
 
 # Browser tests drive Debian's Chromium; install it when missing and possible (they skip otherwise).
@@ -60,7 +67,8 @@ $(AXE_STAMP): tests/browser/package.json tests/browser/package-lock.json
 		|| echo "npm ci failed in tests/browser: the accessibility checks will be skipped."; fi
 
 # First pass: the embedded defaults (SQLite, local-memory cache), every test.
-# Second pass: the tests that need a real PostgreSQL and a shared Redis cache.
+# Second pass: the whole suite again on PostgreSQL and a shared Redis cache (the `services` tests,
+# which need them, run only here).
 test: $(VENV)/.dev browser-deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -69,7 +77,7 @@ test: $(VENV)/.dev browser-deps
 	DJANGO_DEBUG=0 $(PY) -m pytest
 	@if $(PY) -c "import socket; [socket.create_connection(a, timeout=2).close() for a in (('127.0.0.1', 5432), ('127.0.0.1', 6379))]" 2>/dev/null || [ -n "$$CI" ]; then \
 		echo "Second pass: PostgreSQL + Redis"; \
-		DJANGO_DEBUG=0 DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) $(PY) -m pytest -m services; \
+		DJANGO_DEBUG=0 DATABASE_URL=$(TEST_DATABASE_URL) CACHE_URL=$(TEST_CACHE_URL) $(PY) -m pytest; \
 	else \
 		echo "PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not reachable: second pass skipped (CI always runs it)."; \
 	fi

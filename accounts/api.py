@@ -36,11 +36,12 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import app_sessions, replay, token_profiles
+from . import app_sessions, replay, token_cache, token_profiles
 from .adapter import get_adapter
 from .admission import admit, returning_claims
 from .conf import conf
@@ -319,6 +320,23 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
 
 
 def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tuple[Provider, dict[str, Any]]:
+    """The token's provider and verified claims: from ``accounts.token_cache`` when it holds them, else verified.
+
+    Single-use tokens (``refuse_replay``) are never served from nor put in the cache: the cache
+    would skip the check that spends their ``jti``.
+    """
+    if policy.refuse_replay:
+        return _verify(raw, audiences, policy, remember=False)
+    hit = token_cache.lookup(raw, audiences)
+    if hit is not None:
+        return hit.provider, dict(hit.claims)  # a copy: a view changing its claims changes no other request's
+    return _verify(raw, audiences, policy, remember=True)
+
+
+def _verify(
+    raw: str, audiences: Collection[str], policy: BearerPolicy, *, remember: bool
+) -> tuple[Provider, dict[str, Any]]:
+    providers_version = token_cache.providers_version() if remember else 0
     try:
         issuer = tokens.unverified_issuer(raw)
         provider = token_profiles.provider_for_issuer(issuer, raw)
@@ -334,6 +352,7 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
                 f"provider {provider.slug} publishes no keys, so it signs no access tokens",
                 description="The access token was not issued by an issuer this API trusts.",
             )
+        keys = discovery.get_keys(jwks_uri) if remember else None  # its version, read before verifying
         claims = tokens.verify_access_token(
             provider,
             raw,
@@ -342,6 +361,11 @@ def _verified(raw: str, audiences: Collection[str], policy: BearerPolicy) -> tup
             require_jti=policy.refuse_replay,
             profile=token_profiles.profile_of(provider),
         )
+        if remember and keys is not None:
+            token_cache.remember(
+                raw, audiences, provider=provider, claims=dict(claims), jwks_uri=jwks_uri,
+                keys_version=keys.version, providers_version_seen=providers_version,
+            )  # fmt: skip
     except TokenRejected as exc:
         raise InvalidToken(exc.reason, description=str(exc.message)) from exc
     except SignInError as exc:  # the issuer's documents: unreachable, garbage, misconfigured
@@ -615,6 +639,9 @@ def bearer_token_required(
     )
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        if iscoroutinefunction(view):
+            return csrf_exempt(_async_wrapper(view, policy))
+
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             return _authenticated(request, policy) or view(request, *args, **kwargs)
@@ -624,20 +651,59 @@ def bearer_token_required(
     return decorator(view) if view is not None else decorator
 
 
+# --- async views (ASGI) --------------------------------------------------------------------------
+#
+# The checks read the database and, on a key rotation, fetch the issuer's keys over the network:
+# both block. Under ASGI they run in Django's sync thread (``sync_to_async``, thread-sensitive as
+# Django runs sync middleware), never on the event loop; the key fetch stays single-flight, as its
+# lock lives in the shared cache, not in the caller's thread.
+
+_authenticated_off_loop = sync_to_async(lambda request, policy: _authenticated(request, policy))
+
+
+def _async_wrapper(view: Callable[..., Any], policy: BearerPolicy) -> Callable[..., Any]:
+    """``view``, an ``async def`` view, behind ``policy``: the token is checked off the event loop."""
+
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refused = await _authenticated_off_loop(request, policy)
+        if refused is not None:
+            return refused
+        return await view(request, *args, **kwargs)
+
+    return wrapper
+
+
 class BearerTokenMiddleware:
     """Protect every path under the prefixes of ``ACCOUNTS_API_PREFIXES``, each with its own options.
 
     Place it after ``AuthenticationMiddleware``, whose ``request.user`` it replaces. The longest
     matching prefix decides; paths under none pass untouched (a browser's session works as before).
+    Sync and async capable: under ASGI with async views it checks tokens off the event loop.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    sync_capable = True
+    async_capable = True
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
         policy = policy_for_path(request.path_info)
         if policy is not None:
             refused = _authenticated(request, policy)
             if refused is not None:
                 return refused
         return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        policy = policy_for_path(request.path_info)
+        if policy is not None:
+            refused = await _authenticated_off_loop(request, policy)
+            if refused is not None:
+                return refused
+        return await self.get_response(request)

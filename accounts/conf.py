@@ -221,6 +221,9 @@ class AppSettings:
     API_PREFIXES = Setting[dict[str, dict[str, Any]]](
         {}, _api_prefixes, "a dict of path prefixes to dicts of bearer_token_required options"
     )
+    #: Verified access tokens each process remembers until they expire (``accounts.token_cache``), so
+    #: a repeated token skips the signature check; 0 turns the cache off.
+    API_TOKEN_CACHE_SIZE = Setting[int](1024, _whole, "a whole number of tokens")
 
     #: Keys client secrets are stored encrypted with (``accounts.client_secrets``), newest first: the first
     #: encrypts, every one decrypts. Put a new key in front, run ``manage.py oidc_secrets reencrypt``,

@@ -20,7 +20,7 @@ def validate_client_secret(value: str) -> None:
         client_secrets.environment_name(value)
     ):
         raise ValidationError(
-            _("After env: give the name of an environment variable, e.g. env:GOOGLE_CLIENT_SECRET."),
+            _("After env: give the name of an environment variable, e.g. env:OIDC_SECRET_GOOGLE."),
             code="environment_name",
         )
     if form == SecretForm.ENVIRONMENT and not client_secrets.environment_name_allowed(

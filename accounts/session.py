@@ -41,8 +41,10 @@ from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
+from django.utils.crypto import get_random_string
 from django.utils.http import http_date
 from django.utils.module_loading import import_string
 
@@ -168,13 +170,33 @@ def _remember(request: HttpRequest, provider: Provider, user: AbstractBaseUser, 
 def _save(request: HttpRequest) -> str:
     """Write the session now, in the caller's transaction, and return its key."""
     session = request.session
-    session.save()
+    _save_new_key_at_once(session)
     session.modified = False
     _decided(request).saved = True
     key = session.session_key
     if key is None:  # every session engine's save() assigns a key
         raise RuntimeError(f"{settings.SESSION_ENGINE} gave the session no key on save()")
     return key
+
+
+def _save_new_key_at_once(session: SessionBase) -> None:
+    """``session.save()``, minus the query a new session's key costs.
+
+    Saving a session without a key makes Django pick one and first ask the database whether a row
+    has it (a SELECT per sign-in); the INSERT that follows (``must_create``) refuses a taken key
+    all the same. So a new session gets a fresh random key here and is inserted at once; should the
+    key exist (32 random characters: it will not), Django's own ``create()`` picks another.
+    """
+    if session.session_key is not None:
+        session.save()
+        return
+    # Django's own setter (it validates the key), as create() sets it.
+    session._session_key = get_random_string(32, VALID_KEY_CHARS)
+    try:
+        session.save(must_create=True)
+    except CreateError:
+        session._session_key = None
+        session.create()
 
 
 def withhold_cookie(request: HttpRequest) -> None:

@@ -9,6 +9,7 @@ names, including an Entra issuer template (``{tenantid}``) or its other spelling
 
 from __future__ import annotations
 
+from . import provider_cache
 from .models import Provider
 from .oidc import profiles, tokens
 from .oidc.profiles import CallerPolicy, ProfileName, TokenProfile
@@ -44,14 +45,18 @@ def provider_for_issuer(issuer: str, raw: str) -> Provider | None:
     spellings (the ``entra`` profile), each asked whether ``issuer`` is one of them for the
     token's ``tid``. ``verify_access_token`` checks ``iss`` again against the verified claims.
     """
-    same = list(Provider.objects.filter(issuer=issuer, enabled=True).order_by("pk")[:_SAME_ISSUER])
+    same = provider_cache.kept(
+        ("issuer", issuer),
+        lambda: list(Provider.objects.filter(issuer=issuer, enabled=True).order_by("pk")[:_SAME_ISSUER]),
+    )
     if len(same) > 1:  # e.g. Google sign-in and Google service tokens: the one whose profile takes this typ
         typ = tokens.unverified_typ(raw)
         return next((p for p in same if _takes_typ(profile_of(p), typ)), same[0])
     if same:
         return same[0]
-    spelled = Provider.objects.filter(enabled=True, token_profile=ProfileName.ENTRA).order_by("pk")
-    candidates = list(spelled)
+    candidates = provider_cache.kept(
+        ("entra",), lambda: list(Provider.objects.filter(enabled=True, token_profile=ProfileName.ENTRA).order_by("pk"))
+    )
     if not candidates:
         return None
     claims = tokens.unverified_claims(raw)

@@ -23,7 +23,17 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import app_sessions, audit, flow, no_redirect, pending, provider_tokens, session, signals
+from . import (
+    app_sessions,
+    audit,
+    flow,
+    no_redirect,
+    pending,
+    provider_cache,
+    provider_tokens,
+    session,
+    signals,
+)
 from .adapter import get_adapter
 from .choices import Action, Outcome
 from .errors import (
@@ -123,7 +133,7 @@ def _sign_in_view(
         def wrapper(request: HttpRequest, slug: str) -> HttpResponse:
             attempt = SignInAttempt(provider=None, action=action)
             try:
-                attempt.provider = Provider.objects.filter(slug=slug, enabled=True).first()
+                attempt.provider = provider_cache.enabled_provider(slug)  # read once per process and change
                 if attempt.provider is None:
                     raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
                 response = view(request, attempt)

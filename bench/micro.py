@@ -30,6 +30,7 @@ os.environ.update(
     DATABASE_URL="sqlite://:memory:",
     CACHE_URL="locmemcache://",
     ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP="1",
+    ACCOUNTS_CLIENT_SECRET_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),  # a throwaway Fernet key
 )
 
 import django  # noqa: E402
@@ -39,9 +40,12 @@ django.setup()
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import RequestFactory  # noqa: E402
 
-from accounts.models import Provider  # noqa: E402
-from accounts.oidc import tokens  # noqa: E402
+from accounts import api, token_cache  # noqa: E402
+from accounts.models import Identity, Provider  # noqa: E402
+from accounts.oidc import discovery, tokens  # noqa: E402
 from tests.op_double import DEFAULT_USER, OpenIDProviderDouble  # noqa: E402
 
 BATCHES = int(os.environ.get("BENCH_MICRO_BATCHES", "120"))
@@ -80,6 +84,57 @@ def public_keys(op: OpenIDProviderDouble) -> tuple[rsa.RSAPublicKey, ec.Elliptic
     return rsa_key, ec_key
 
 
+API_AUDIENCE = "https://api.bench.example"
+
+
+def access_token(op: OpenIDProviderDouble, *, sub: str) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": op.issuer, "sub": sub, "aud": API_AUDIENCE, "exp": now + 3600, "iat": now,
+        "jti": f"bench-{sub}", "client_id": op.client_id, "scope": "openid orders:read",
+    }  # fmt: skip
+    return op.sign(claims, alg="RS256", header={"typ": "at+jwt", "kid": op.signing_key_for("RS256").kid})
+
+
+def api_cases(op: OpenIDProviderDouble) -> dict[str, object]:
+    """The API's hot path, in-process: ``api.authenticate`` as the decorator calls it, on one request object.
+
+    A machine client's token (no user lookup) and a user's (the identity and its user read, the
+    admission policy asked, on every request), each new (the verified-token cache emptied before
+    every call: a full verification, the provider row read) and repeated (served by the cache).
+    """
+    call_command("migrate", verbosity=0, interactive=False)
+    provider = Provider.objects.create(
+        slug="bench", name="Bench", issuer=op.issuer, client_id=op.client_id, client_secret=op.client_secret
+    )
+    discovery.get_metadata(op.issuer)  # as after a first sign-in: bearer requests never fetch discovery
+    user = (
+        __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model().objects.create(username="alice")
+    )
+    Identity.objects.create(provider=provider, issuer=op.issuer, subject="alice-sub", user=user, claims={})
+    policy = api.BearerPolicy(audience=API_AUDIENCE, scopes=["orders:read"])
+    factory = RequestFactory()
+    machine = factory.get("/api/", HTTP_AUTHORIZATION="Bearer " + access_token(op, sub=op.client_id))
+    person = factory.get("/api/", HTTP_AUTHORIZATION="Bearer " + access_token(op, sub="alice-sub"))
+    for request in (machine, person):
+        api.authenticate(request, policy)  # the JWKS fetched once, the provider row seen
+
+    def new(request):
+        def run():
+            token_cache.clear()
+            api.authenticate(request, policy)
+
+        return run
+
+    return {
+        "api_machine_new_token": new(machine),
+        "api_machine_repeated_token": lambda: api.authenticate(machine, policy),
+        "api_user_new_token": new(person),
+        "api_user_repeated_token": lambda: api.authenticate(person, policy),
+        "api_cache_clear_only": token_cache.clear,
+    }
+
+
 def main() -> None:
     with OpenIDProviderDouble() as op:
         provider = Provider(
@@ -110,6 +165,7 @@ def main() -> None:
                 provider, es256, jwks_uri=jwks_uri, nonce="bench-nonce", access_token=access_token
             ),
             "raw_ec_verify": lambda: ec_key.verify(ec_der, ec_input_bytes, ecdsa),
+            **api_cases(op),
         }
         samples: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(BATCHES):

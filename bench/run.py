@@ -59,7 +59,7 @@ VENVS = Path(os.environ.get("BENCH_VENVS", BENCH / ".venvs"))
 RESULTS = Path(os.environ.get("BENCH_RESULTS", BENCH / "results.md"))
 sys.path.insert(0, str(ROOT))
 
-from tests.op_double import DEFAULT_USER, OpenIDProviderDouble  # noqa: E402
+from tests.op_double import DEFAULT_USER, OpenIDProviderDouble, self_signed_tls  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "18"))
@@ -68,6 +68,12 @@ SLICE_SECONDS = float(os.environ.get("BENCH_SLICE_SECONDS", "5"))
 THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 #: The peers to measure against, comma-separated (empty: this app alone, as the smoke test runs it).
 PEER_KEYS = [key for key in os.environ.get("BENCH_PEERS", "allauth,mozilla").split(",") if key]
+#: The two worlds every system is measured in, side by side: the provider on loopback (plain HTTP,
+#: about a millisecond, one request per connection) and at a realistic distance (TLS with a
+#: throwaway certificate the servers trust, BENCH_LATENCY_MS per answer and twice that per new
+#: connection for the TCP and TLS handshakes, persistent connections as real providers allow).
+WORLDS = [world for world in os.environ.get("BENCH_WORLDS", "loopback,distant").split(",") if world]
+LATENCY_MS = float(os.environ.get("BENCH_LATENCY_MS", "20"))
 USERS = 16  # returning users per system; each parallel browser signs in as its own
 ROTATION_PARALLEL = 10
 MAX_FAILURES = 10  # a system failing more timed sign-ins than this is reported as failed and dropped
@@ -80,6 +86,8 @@ DISCOVERY = "/.well-known/openid-configuration"
 PEERS = {
     "allauth": ("django-allauth", "django-allauth[socialaccount]==65.21.1"),
     "mozilla": ("mozilla-django-oidc", "mozilla-django-oidc==5.0.2"),
+    # The API rows' peer (BENCH_API_PEER=0 leaves it out): JWT access tokens checked against the JWKS.
+    "drfoidc": ("drf-oidc-auth", "drf-oidc-auth==4.0.0 djangorestframework==3.18.3"),
 }
 #: What our virtual environment runs, installed in the peers' too.
 SHARED_PINS = [f"{name}=={importlib.metadata.version(name)}" for name in ("Django", "gunicorn", "whitenoise")]
@@ -111,7 +119,7 @@ def run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 120)
 
 def peer_venv(key: str) -> tuple[Path, dict[str, str]]:
     """A virtual environment with the peer and our Django/gunicorn/WhiteNoise; reused when present."""
-    pins = sorted([PEERS[key][1], *SHARED_PINS])
+    pins = sorted([*PEERS[key][1].split(), *SHARED_PINS])
     digest = hashlib.sha256("\n".join([sys.version, *pins]).encode()).hexdigest()[:10]
     venv = VENVS / f"{key}-{digest}"
     python = venv / "bin" / "python"
@@ -139,8 +147,11 @@ def peer_venv(key: str) -> tuple[Path, dict[str, str]]:
 class Server:
     """gunicorn with 2 sync workers on 127.0.0.1, as ``make serve`` runs ours (no access log for anyone)."""
 
-    def __init__(self, python: Path, wsgi: str, *, cwd: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, python: Path, wsgi: str, *, cwd: Path, env: dict[str, str], log_path: Path, worker_class: str = ""
+    ) -> None:
         self.python, self.wsgi, self.cwd, self.env, self.log_path = python, wsgi, cwd, env, log_path
+        self.worker_class = worker_class
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -150,6 +161,7 @@ class Server:
             str(self.python), "-m", "gunicorn", self.wsgi, "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(WORKERS), "--timeout", "30", "--graceful-timeout", "5",
             "--no-control-socket",  # gunicorn's default socket path is per user: never clobber another server's
+            *(["--worker-class", self.worker_class] if self.worker_class else []),
         ]  # fmt: skip
         with self.log_path.open("w") as log_file:
             self.process = subprocess.Popen(cmd, cwd=self.cwd, env=self.env, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: S603
@@ -226,6 +238,7 @@ class System:
     label: str
     login_path: str
     op: OpenIDProviderDouble
+    world: str = "loopback"
     server: Server | None = None
     failed: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -236,6 +249,8 @@ class System:
     latency_failures: list[str] = field(default_factory=list)
     latency_attempts: int = 0
     latency_hits: Counter[str] = field(default_factory=Counter)
+    #: New connections the provider double accepted during the timed sign-ins (handshakes paid).
+    latency_connections: int = 0
     throughput_done: int = 0
     throughput_failures: list[str] = field(default_factory=list)
     throughput_seconds: float = 0.0
@@ -359,9 +374,9 @@ def our_settings_for_peers(env: dict[str, str]) -> dict[str, str]:
     return {"BENCH_SQLITE_OPTIONS": json.dumps(found["options"]), "BENCH_MIDDLEWARE": json.dumps(found["middleware"])}
 
 
-def set_up_ours(system: System, workdir: Path) -> dict[str, str]:
+def set_up_ours(system: System, workdir: Path, ca_bundle: str) -> dict[str, str]:
     copy_templates(workdir, ["ours_settings.py", "ours_urls.py"])
-    env = ours_env(workdir, "ours_settings")
+    env = ours_env(workdir, "ours_settings") | {"REQUESTS_CA_BUNDLE": ca_bundle}
     run([sys.executable, "-m", "django", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env)
     op = system.op
     run(
@@ -375,7 +390,7 @@ def set_up_ours(system: System, workdir: Path) -> dict[str, str]:
     return our_settings_for_peers(env)
 
 
-def set_up_peer(system: System, workdir: Path, shared: dict[str, str]) -> None:
+def set_up_peer(system: System, workdir: Path, shared: dict[str, str], ca_bundle: str) -> None:
     python, versions = peer_venv(system.key)
     system.versions = versions
     copy_templates(workdir, ["wsgi.py", "peer_base.py", f"{system.key}_settings.py", f"{system.key}_urls.py"])
@@ -391,6 +406,7 @@ def set_up_peer(system: System, workdir: Path, shared: dict[str, str]) -> None:
         BENCH_ISSUER=system.op.issuer,
         BENCH_CLIENT_ID=system.op.client_id,
         BENCH_CLIENT_SECRET=system.op.client_secret,
+        REQUESTS_CA_BUNDLE=ca_bundle,  # the distant provider's throwaway certificate (requests reads it)
     )
     run([str(python), "-m", "django", "migrate", "--noinput", "-v0"], cwd=workdir, env=env)
     system.server = Server(python, "wsgi", cwd=workdir, env=env, log_path=workdir / "server.log")
@@ -415,6 +431,11 @@ def warm_up(system: System) -> None:
 # --- the measurements ----------------------------------------------------------------------------
 
 
+def profiles() -> str:
+    """``bench/profiles.py``'s summary: what remains of a callback and of an API call, by part."""
+    return run([sys.executable, str(BENCH / "profiles.py")], cwd=ROOT, env=dict(os.environ), timeout=300).strip()
+
+
 def micro() -> dict[str, Any]:
     output = run([sys.executable, str(BENCH / "micro.py")], cwd=ROOT, env=dict(os.environ), timeout=300)
     return json.loads(output.strip().splitlines()[-1])
@@ -426,7 +447,7 @@ def latency_rounds(systems: list[System]) -> None:
         for system in order:
             if system.failed is not None:
                 continue
-            before = Counter(system.op.hits)
+            before, connections = Counter(system.op.hits), system.op.connections
             for n in range(PER_ROUND):
                 system.latency_attempts += 1
                 try:
@@ -439,7 +460,8 @@ def latency_rounds(systems: list[System]) -> None:
                     system.callback_cpu.append(result.cpu_s)
                 system.totals.append(result.total_s)
             system.latency_hits += Counter(system.op.hits) - before
-            if system.key == "ours":
+            system.latency_connections += system.op.connections - connections
+            if system.key == "ours" and system.world == "loopback":
                 floor_round(system)
             if len(system.latency_failures) > MAX_FAILURES and system.failed is None:
                 system.failed = f"{len(system.latency_failures)} failed sign-ins, first: {system.latency_failures[0]}"
@@ -462,9 +484,9 @@ def floor_round(system: System) -> None:
 
 def p50_text(system: System) -> str:
     if not system.callbacks:
-        return f"{system.key} -"
+        return f"{system.key}/{system.world} -"
     cpu = f" (CPU {statistics.median(system.callback_cpu) * 1e3:.1f})" if system.callback_cpu else ""
-    return f"{system.key} {statistics.median(system.callbacks) * 1e3:.1f} ms{cpu}"
+    return f"{system.key}/{system.world} {statistics.median(system.callbacks) * 1e3:.1f} ms{cpu}"
 
 
 def throughput_slice(system: System) -> None:
@@ -554,7 +576,101 @@ def per_sign_in(hits: Counter[str], attempts: int) -> tuple[float, str]:
     return total, ", ".join(parts) or "none"
 
 
-def render(systems: list[System], micro_result: dict[str, Any] | None, machine: dict[str, str]) -> str:
+def p50_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1e3
+
+
+def worlds_table(everything: list[System]) -> list[str]:
+    """Both worlds side by side, system by system: what a person signing in feels."""
+    lines = [
+        f"Both worlds: the provider on loopback (plain HTTP, ~1 ms) and distant (TLS, {LATENCY_MS:g} ms per answer, "
+        f"{2 * LATENCY_MS:g} ms more per new connection), measured in the same interleaved rounds.",
+        "",
+        "| system | provider | callback p50 ms | callback p95 ms | whole sign-in p50 ms | sign-ins/s "
+        "| outbound calls/sign-in | new provider connections/sign-in |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    order = {"ours": 0, "allauth": 1, "mozilla": 2}
+    for s in sorted(everything, key=lambda s: (order.get(s.key, 9), WORLDS.index(s.world))):
+        if s.failed is not None or not s.callbacks:
+            reason = (s.failed or "no sign-in succeeded").splitlines()[0][:150].replace("|", "\\|")
+            lines.append(f"| {s.label} | {s.world} | failed: {reason} | | | | | |")
+            continue
+        rate = s.throughput_done / s.throughput_seconds if s.throughput_seconds else 0.0
+        total, breakdown = per_sign_in(s.latency_hits, s.latency_attempts)
+        connections = s.latency_connections / s.latency_attempts if s.latency_attempts else 0.0
+        lines.append(
+            f"| {s.label} | {s.world} | {p50_ms(s.callbacks):.1f} | {percentile(s.callbacks, 0.95) * 1e3:.1f} "
+            f"| {p50_ms(s.totals):.1f} | {rate:.1f} | {total:.2f} ({breakdown}) | {connections:.2f} |"
+        )
+    return [*lines, ""]
+
+
+def overhead_table(systems: list[System]) -> list[str]:
+    """Each system's callback above Django's floor (loopback): the work its own code adds to a sign-in."""
+    ours = systems[0]
+    if not ours.floor:
+        return []
+    floor = p50_ms(ours.floor)
+    lines = [
+        f"Overhead above Django's floor (loopback; the floor, `login()` alone on our server, is {floor:.1f} ms p50, "
+        f"CPU {p50_ms(ours.floor_cpu) if ours.floor_cpu else 0:.1f} ms):",
+        "",
+        "| system | callback p50 minus floor, ms | callback CPU p50 minus floor CPU, ms |",
+        "| --- | ---: | ---: |",
+    ]
+    for s in systems:
+        if s.failed is None and s.callbacks:
+            cpu = f"{p50_ms(s.callback_cpu) - p50_ms(ours.floor_cpu):.1f}" if s.callback_cpu and ours.floor_cpu else "?"
+            lines.append(f"| {s.label} | {p50_ms(s.callbacks) - floor:.1f} | {cpu} |")
+    return [*lines, ""]
+
+
+def world_goals(everything: list[System], systems: list[System]) -> list[str]:
+    """Issue 24's sign-in goals: distance costs one round trip, no handshake per sign-in, less overhead."""
+
+    def verdict(ok: bool | None, text: str) -> str:
+        return f"{'NOT MEASURED' if ok is None else 'PASS' if ok else 'FAIL'}: {text}"
+
+    out = []
+    mine = {s.world: s for s in everything if s.key == "ours" and s.failed is None and s.callbacks}
+    goal = f"callback p50 with a distant provider at most the loopback p50 + one round trip ({LATENCY_MS:g} ms) + 3 ms"
+    if "loopback" in mine and "distant" in mine:
+        near, far = p50_ms(mine["loopback"].callbacks), p50_ms(mine["distant"].callbacks)
+        figures = f"{far:.1f} ms vs {near:.1f} + {LATENCY_MS:g} + 3 = {near + LATENCY_MS + 3:.1f} ms"
+        out.append(verdict(far <= near + LATENCY_MS + 3, f"{goal} ({figures})"))
+    else:
+        out.append(verdict(None, goal))
+    goal = "no TLS handshake per sign-in (persistent connections to the provider)"
+    if "distant" in mine:
+        s = mine["distant"]
+        per = s.latency_connections / s.latency_attempts if s.latency_attempts else 0.0
+        figures = f"{s.latency_connections} new connections in {s.latency_attempts} timed sign-ins: {per:.2f} each"
+        out.append(verdict(per <= 0.05, f"{goal} ({figures})"))
+    else:
+        out.append(verdict(None, goal))
+    goal = "overhead above Django's floor at most half the faster peer's"
+    ours = systems[0]
+    peers = [s for s in systems[1:] if s.failed is None and s.callbacks]
+    if ours.floor and ours.callbacks and peers:
+        floor = p50_ms(ours.floor)
+        faster = min(peers, key=lambda s: p50_ms(s.callbacks))
+        mine_over, theirs = p50_ms(ours.callbacks) - floor, p50_ms(faster.callbacks) - floor
+        figures = f"{mine_over:.1f} ms vs {faster.label} {theirs:.1f} ms: {mine_over / theirs:.2f}x"
+        out.append(verdict(mine_over <= theirs / 2, f"{goal} ({figures})"))
+    else:
+        out.append(verdict(None, f"{goal} (no peer, or no floor, measured)"))
+    return out
+
+
+def render(
+    systems: list[System],
+    micro_result: dict[str, Any] | None,
+    machine: dict[str, str],
+    everything: list[System],
+    api_result: dict[str, Any] | None = None,
+    profile_text: str = "",
+) -> str:
     ours = systems[0]
     peers = [s for s in systems[1:] if s.failed is None and s.callbacks]
     faster = min(peers, key=lambda s: statistics.median(s.callbacks)) if peers else None
@@ -572,6 +688,10 @@ def render(systems: list[System], micro_result: dict[str, Any] | None, machine: 
         f"- command: `make bench` ({ROUNDS} interleaved rounds of {PER_ROUND} sign-ins per system; "
         f"{SLICES} x {SLICE_SECONDS:g} s of {THREADS} parallel browsers per system)",
         *busy_note(machine),
+        "",
+        *worlds_table(everything),
+        *overhead_table(systems),
+        f"Details, {WORLDS[0]} provider:",
         "",
         "| system | callback p50 ms | callback p95 ms | p50 ÷ faster peer | callback CPU p50 ms | sign-ins/s "
         "| ÷ best peer | outbound calls/sign-in | SQL queries/callback (writes) |",
@@ -602,8 +722,11 @@ def render(systems: list[System], micro_result: dict[str, Any] | None, machine: 
             f"| {cpu} | | | none | |"
         )
     lines += ["", "## Goals (this app)", ""]
-    lines += [f"- {verdict}" for verdict in goals(ours, faster, micro_result)]
-    lines += ["", "## Details", ""]
+    lines += [f"- {verdict}" for verdict in [*world_goals(everything, systems), *goals(ours, faster, micro_result)]]
+    lines += ["", *api_section(micro_result, api_result)]
+    if profile_text:
+        lines += ["## What remains: a profile", "", profile_text, ""]
+    lines += ["## Details", ""]
     if micro_result:
         rsa, ec = micro_result["raw_rsa_verify"], micro_result["raw_ec_verify"]
         lines += [
@@ -661,9 +784,11 @@ def render(systems: list[System], micro_result: dict[str, Any] | None, machine: 
         "Not the same, and not fixable here: django-allauth does not check the ID token's signature in the code "
         "flow (it trusts the channel to the token endpoint), so it fetches no JWKS and verifies nothing; "
         "mozilla-django-oidc checks neither `aud` nor `iss`; this app applies every rule of OpenID Connect Core "
-        "3.1.3.7. The provider is plain HTTP on loopback and answers in about a millisecond, one request per "
-        "connection: against a real provider over TLS each outbound call costs tens of milliseconds, which this "
-        "run does not show. The provider doubles and the browsers share the machine's cores with the servers.",
+        "3.1.3.7. The loopback provider is plain HTTP and answers in about a millisecond, one request per "
+        "connection; the distant one is the same double over TLS (a throwaway certificate the servers trust "
+        "through `REQUESTS_CA_BUNDLE`), with persistent connections and a fixed delay per answer and per new "
+        "connection: a stand-in for distance, with no jitter or packet loss. "
+        "The provider doubles and the browsers share the machine's cores with the servers.",
     ]
     for s in systems:
         if s.failed:
@@ -747,6 +872,186 @@ def goals(ours: System, faster: System | None, micro_result: dict[str, Any] | No
     return out
 
 
+# --- the API side: one bearer token checked per request --------------------------------------------
+
+API_AUDIENCE = "https://api.bench.example"  # bench/peers/ours_urls.py's
+API_ENDPOINTS = ["decorator", "mw", "drf", "async"]
+
+
+def api_token(op: OpenIDProviderDouble, sub: str) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": op.issuer, "sub": sub, "aud": API_AUDIENCE, "exp": now + 3600, "iat": now,
+        "jti": os.urandom(8).hex(), "client_id": op.client_id, "scope": "openid",
+    }  # fmt: skip
+    return op.sign(claims, alg="RS256", header={"typ": "at+jwt", "kid": op.signing_key_for("RS256").kid})
+
+
+def api_ready(system: System, path: str, token: str) -> None:
+    """Sign in until every worker has the discovery document (bearer requests never fetch it)."""
+    ok = 0
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(80):  # a new connection each time: uvicorn keeps one on the worker that accepted it
+        status = requests.get(system.url + path, headers=headers, timeout=TIMEOUT).status_code
+        if status == 200:
+            ok += 1
+            if ok >= 20:
+                return
+            continue
+        ok = 0
+        system.sign_in(system.users[0])
+    raise SignInFailed(f"{path} never answered 200 on every worker (last {status})")
+
+
+def api_peer(ours: System, workroot: Path, shared: dict[str, str], ca_bundle: str) -> System | None:
+    """drf-oidc-auth on gunicorn against ``ours``'s provider, its users made as it resolves them (username = sub)."""
+    peer = System("drfoidc", "drf-oidc-auth", "/", ours.op, ours.world)
+    try:
+        set_up_peer(peer, workroot / "drfoidc", shared, ca_bundle)
+        assert peer.server is not None
+        subs = json.dumps([user["sub"] for user in ours.users])
+        make = f"from django.contrib.auth.models import User; [User.objects.create(username=s) for s in {subs}]"
+        run([str(peer.server.python), "-m", "django", "shell", "-c", make], cwd=peer.server.cwd, env=peer.server.env)
+    except Exception as exc:  # reported as not measured, the rest goes on
+        log(f"    drf-oidc-auth not measured: {str(exc)[:500]}")
+        if peer.server is not None:
+            peer.server.stop()
+        return None
+    return peer
+
+
+def api_throughput(ours: System, workroot: Path, peer: System | None = None) -> dict[str, Any]:
+    """Requests per second through gunicorn (2 workers) for each way of protecting a view, interleaved.
+
+    Each of THREADS clients sends its own user's token again and again (as an app does for the
+    token's lifetime), keep-alive where the server allows it. ``async`` is the same decorator on an
+    ``async def`` view, served by gunicorn's uvicorn workers from the same project and database.
+    """
+    import dataclasses
+
+    assert ours.server is not None
+    asgi_server = Server(
+        ours.server.python, "project.asgi", cwd=ours.server.cwd, env=ours.server.env,
+        log_path=workroot / "asgi.log", worker_class="uvicorn_worker.UvicornWorker",
+    )  # fmt: skip
+    asgi_server.start()
+    try:
+        asgi = dataclasses.replace(ours, server=asgi_server)
+        token = api_token(ours.op, ours.users[0]["sub"])
+        endpoints = [*API_ENDPOINTS]
+        for endpoint in API_ENDPOINTS:
+            api_ready(asgi if endpoint == "async" else ours, f"/bench-api/{endpoint}/", token)
+        if peer is not None:
+            status = requests.get(
+                peer.url + "/bench-api/drf/", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT
+            ).status_code
+            if status == 200:
+                endpoints.append("drfoidc")
+            else:
+                tail = peer.server.log()[-1500:] if peer.server else ""
+                log(f"    drf-oidc-auth answered {status}: not measured\n{tail}")
+        done: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
+        seconds: Counter[str] = Counter()
+        for slice_no in range(SLICES):
+            order = endpoints[slice_no % len(endpoints) :] + endpoints[: slice_no % len(endpoints)]
+            for endpoint in order:
+                system = {"async": asgi, "drfoidc": peer}.get(endpoint) or ours
+                url = f"{system.url}/bench-api/{'drf' if endpoint == 'drfoidc' else endpoint}/"
+                deadline = time.monotonic() + SLICE_SECONDS
+                tally = threading.Lock()
+
+                def client(
+                    n: int, url: str = url, endpoint: str = endpoint, deadline: float = deadline, tally=tally
+                ) -> None:
+                    session = requests.Session()
+                    headers = {"Authorization": f"Bearer {api_token(ours.op, ours.users[n % len(ours.users)]['sub'])}"}
+                    while time.monotonic() < deadline:
+                        try:
+                            ok = session.get(url, headers=headers, timeout=TIMEOUT).status_code == 200
+                        except requests.RequestException:
+                            ok = False
+                        with tally:
+                            (done if ok else failed)[endpoint] += 1
+
+                start = time.monotonic()
+                with ThreadPoolExecutor(max_workers=THREADS) as pool:
+                    list(pool.map(client, range(THREADS)))
+                seconds[endpoint] += time.monotonic() - start
+            rates = ", ".join(f"{e} {done[e] / seconds[e]:.0f}/s" for e in endpoints if seconds[e])
+            log(f"API slice {slice_no + 1}/{SLICES}: {rates}")
+        return {e: {"rps": done[e] / seconds[e], "failed": failed[e], "done": done[e]} for e in endpoints}
+    finally:
+        asgi_server.stop()
+        if peer is not None and peer.server is not None:
+            peer.server.stop()
+
+
+def api_section(micro_result: dict[str, Any] | None, api: dict[str, Any] | None) -> list[str]:
+    """The API rows and goals: µs per protected request in-process, requests per second through gunicorn."""
+    lines = ["## The API side: one bearer token per request", ""]
+    goals_out = []
+
+    def verdict(ok: bool | None, text: str) -> str:
+        return f"{'NOT MEASURED' if ok is None else 'PASS' if ok else 'FAIL'}: {text}"
+
+    if micro_result and "api_machine_new_token" in micro_result:
+        m = micro_result
+        raw = m["raw_rsa_verify"]
+        lines += [
+            "In-process, µs per `api.authenticate` call (what the decorator, the middleware and DRF call), median "
+            "of interleaved batches, SQLite in memory, local-memory cache:",
+            "",
+            "| case | µs/request | ÷ raw verify |",
+            "| --- | ---: | ---: |",
+        ]
+        for key, text in (
+            ("api_machine_new_token", "machine client's token, new (full verification, provider row kept)"),
+            ("api_machine_repeated_token", "machine client's token, repeated (verified-token cache)"),
+            ("api_user_new_token", "user's token, new (+ identity and user read, admission)"),
+            ("api_user_repeated_token", "user's token, repeated (identity and user still read, admission asked)"),
+        ):
+            lines.append(f"| {text} | {m[key]:.1f} | {m[key] / raw:.2f} |")
+        lines += [f"| raw `cryptography` RSA-2048 PKCS1v15 SHA-256 verify (same key size) | {raw:.1f} | 1.00 |", ""]
+        repeated, new = m["api_machine_repeated_token"], m["api_machine_new_token"]
+        goals_out.append(
+            verdict(repeated <= 20, f"a repeated token costs at most 20 µs of our code ({repeated:.1f} µs)")
+        )
+        goals_out.append(
+            verdict(new <= 3 * raw, f"a new token at most 3x a raw verification ({new:.1f} µs: {new / raw:.2f}x)")
+        )
+    else:
+        goals_out += [verdict(None, "a repeated token costs at most 20 µs"), verdict(None, "a new token at most 3x")]
+    if api:
+        lines += [
+            f"Through gunicorn ({WORKERS} workers; async: uvicorn workers), {THREADS} clients each repeating its "
+            "user's token, requests per second:",
+            "",
+            "| system | requests/s | failed |",
+            "| --- | ---: | ---: |",
+        ]
+        names = {
+            "decorator": "this app, `bearer_token_required`",
+            "mw": "this app, `BearerTokenMiddleware`",
+            "drf": "this app, DRF `BearerTokenAuthentication`",
+            "async": "this app, `bearer_token_required` on an `async def` view (ASGI)",
+            "drfoidc": "drf-oidc-auth 4.0.0, `JSONWebTokenAuthentication` (JWKS)",
+        }
+        for key, row in api.items():
+            lines.append(f"| {names.get(key, key)} | {row['rps']:.0f} | {row['failed']} |")
+        lines.append("")
+    goal = "requests per second at least 1.5x drf-oidc-auth's"
+    if api and "drfoidc" in api and api["drfoidc"]["rps"]:
+        theirs = api["drfoidc"]["rps"]
+        mine = min(api[e]["rps"] for e in API_ENDPOINTS if e in api and e != "async")
+        figures = f"slowest of ours (decorator, middleware, DRF) {mine:.0f}/s vs {theirs:.0f}/s: {mine / theirs:.2f}x"
+        goals_out.append(verdict(mine >= 1.5 * theirs, f"{goal} ({figures})"))
+    else:
+        goals_out.append(verdict(None, f"{goal} (drf-oidc-auth not in this run)"))
+    goals_out.append(verdict(None, "mozilla-django-oidc's DRF authentication (userinfo per request): not in this run"))
+    return [*lines, "Goals (API):", "", *[f"- {g}" for g in goals_out], ""]
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -766,16 +1071,28 @@ def bench(workroot: Path) -> int:
     load_start = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
     log(f"bench: {ROUNDS}x{PER_ROUND} timed sign-ins and {SLICES}x{SLICE_SECONDS:g}s parallel per system")
     micro_result: dict[str, Any] | None = None
+    api_result: dict[str, Any] | None = None
     machine: dict[str, str] = {"sqlite_options": "?"}
     systems: list[System] = []
+    tls, ca_bundle = self_signed_tls(workroot)
     with contextlib.ExitStack() as stack:
-        ops = [stack.enter_context(OpenIDProviderDouble()) for _ in range(3)]
-        systems = [
-            System("ours", "**this app (accounts)**", "/accounts/bench/login/", ops[0]),
-            System("allauth", "django-allauth", "/accounts/oidc/op/login/", ops[1]),
-            System("mozilla", "mozilla-django-oidc", "/oidc/authenticate/", ops[2]),
-        ]
-        systems = [s for s in systems if s.key == "ours" or s.key in PEER_KEYS]
+
+        def double(world: str) -> OpenIDProviderDouble:
+            if world == "distant":
+                distant = OpenIDProviderDouble(tls=tls, latency=LATENCY_MS / 1000, keep_alive=True)
+                return stack.enter_context(distant)
+            return stack.enter_context(OpenIDProviderDouble())
+
+        everything = []
+        for world in WORLDS:
+            everything += [
+                System("ours", "**this app (accounts)**", "/accounts/bench/login/", double(world), world),
+                System("allauth", "django-allauth", "/accounts/oidc/op/login/", double(world), world),
+                System("mozilla", "mozilla-django-oidc", "/oidc/authenticate/", double(world), world),
+            ]
+        everything = [s for s in everything if s.key == "ours" or s.key in PEER_KEYS]
+        # The details below are the loopback world's (or the only world's); the first table has both.
+        systems = [s for s in everything if s.world == WORLDS[0]]
         try:
             log("(a) verify_id_token vs raw cryptography, same process")
             try:
@@ -784,18 +1101,20 @@ def bench(workroot: Path) -> int:
                 log(f"    ES256 {m['verify_id_token_es256']:.1f} µs vs raw EC {m['raw_ec_verify']:.1f} µs")
             except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
                 log(f"    not measured: {str(exc)[:1000]}")
-            log("starting this app on gunicorn")
-            shared = set_up_ours(systems[0], workroot / "ours")
+            shared: dict[str, str] = {}
+            for system in [s for s in everything if s.key == "ours"]:
+                log(f"starting this app on gunicorn ({system.world} provider)")
+                shared = set_up_ours(system, workroot / f"ours-{system.world}", ca_bundle)
             machine["sqlite_options"] = shared["BENCH_SQLITE_OPTIONS"]
             log(f"    the peers get our SQLite options {shared['BENCH_SQLITE_OPTIONS']} and middleware")
-            for system in systems[1:]:
-                log(f"starting {system.label} on gunicorn")
+            for system in [s for s in everything if s.key != "ours"]:
+                log(f"starting {system.label} on gunicorn ({system.world} provider)")
                 try:
-                    set_up_peer(system, workroot / system.key, shared)
+                    set_up_peer(system, workroot / f"{system.key}-{system.world}", shared, ca_bundle)
                 except Exception as exc:  # reported as a failed peer, the others go on
                     system.failed = f"set-up failed: {exc}"
                     log(f"    {system.label} failed: {str(exc)[:500]}")
-            for system in systems:
+            for system in everything:
                 if system.failed is None:
                     try:
                         warm_up(system)
@@ -805,15 +1124,25 @@ def bench(workroot: Path) -> int:
                         log_tail = system.server.log()[-1500:] if system.server else ""
                         system.failed = f"does not sign in: {exc}\n{log_tail}"
                         log(f"    {system.label} does not sign in: {str(exc)[:500]}")
-            running = [s for s in systems if s.failed is None]
+            running = [s for s in everything if s.failed is None]
             latency_rounds(running)
             running = [s for s in running if s.failed is None]
             throughput(running)
-            for system in running:
+            api_system = next((s for s in running if s.key == "ours" and s.world == WORLDS[-1]), None)
+            if api_system is not None and os.environ.get("BENCH_API", "1") == "1":
+                log("API: requests per second through gunicorn")
+                try:
+                    peer = None
+                    if PEER_KEYS and os.environ.get("BENCH_API_PEER", "1") == "1":
+                        peer = api_peer(api_system, workroot, shared, ca_bundle)
+                    api_result = api_throughput(api_system, workroot, peer)
+                except (SignInFailed, requests.RequestException, RuntimeError) as exc:
+                    log(f"    API not measured: {str(exc)[:500]}")
+            for system in [s for s in running if s.world == WORLDS[0]]:
                 rotation(system)
                 log(f"{system.key}: after a key rotation {system.rotation}")
         finally:
-            for system in systems:
+            for system in everything:
                 if system.server is not None:
                     system.server.stop()
     machine |= {
@@ -825,7 +1154,14 @@ def bench(workroot: Path) -> int:
         "load_end": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?",
         "sqlite": __import__("sqlite3").sqlite_version,
     }
-    report = render(systems, micro_result, machine)
+    profile_text = ""
+    if os.environ.get("BENCH_PROFILE", "1") == "1":
+        log("profile of a callback and an API call (bench/profiles.py)")
+        try:
+            profile_text = profiles()
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            log(f"    not profiled: {str(exc)[:500]}")
+    report = render(systems, micro_result, machine, everything, api_result, profile_text)
     RESULTS.write_text(report)
     print("\n" + report, flush=True)
     log(f"written to {RESULTS}")

@@ -67,3 +67,17 @@ def _protected(view: Any, scopes: Sequence[str] = ()) -> Any:
 
 whoami = _protected(_whoami)
 reports = _protected(_reports, scopes=["reports:read"])
+
+
+async def _async_whoami(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_caller(request))
+
+
+@csrf_exempt
+@require_GET
+async def async_whoami(request: HttpRequest) -> HttpResponse:
+    """``/api/whoami/`` as an ``async def`` view (served under ASGI, ``ASGI=1 make serve``): the same answer."""
+    guarded = bearer_token_required(
+        audience=settings.DEMO_API_AUDIENCE, unknown_subject=settings.DEMO_API_UNKNOWN_SUBJECT
+    )(_async_whoami)
+    return await guarded(request)

@@ -14,6 +14,7 @@ urlpatterns = [
     # The demo API (docs/api.md): bearer access tokens from any enabled provider.
     path("api/whoami/", api_views.whoami, name="api-whoami"),
     path("api/reports/", api_views.reports, name="api-reports"),
+    path("api/async/whoami/", api_views.async_whoami, name="api-async-whoami"),
 ]
 
 if apps.is_installed("devidp"):

@@ -44,7 +44,7 @@ from django.test import Client
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from accounts import pending
+from accounts import pending, provider_cache
 from accounts.models import Provider, SignInEvent
 from accounts.oidc import discovery
 from accounts.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT
@@ -57,8 +57,10 @@ def _fresh_document_caches():
     for cache in caches.all(initialized_only=True):
         cache.clear()
     discovery.forget_in_process()
+    provider_cache.forget_in_process()
     yield
     discovery.forget_in_process()
+    provider_cache.forget_in_process()
 
 
 class SkippingClock:
@@ -166,6 +168,20 @@ def second(db, op2) -> Provider:
         slug="second-op", name="Second OP", issuer=op2.issuer, client_id=op2.client_id,
         client_secret=op2.client_secret, display_order=1,
     )  # fmt: skip
+
+
+@pytest.fixture
+def discovered(request) -> None:
+    """The discovery documents of the test's ``provider`` and ``second`` (those it uses), fetched already.
+
+    On a running site a sign-in or ``manage.py oidc_provider check`` has fetched them; bearer requests
+    never fetch them themselves (``accounts.api._require_cached_discovery``) and answer 503 without
+    them. API tests that are not about that rule ask for this fixture (a module can say
+    ``pytestmark = pytest.mark.usefixtures("discovered")``); the tests of that rule do not.
+    """
+    for name in ("provider", "second"):
+        if name in request.fixturenames:
+            discovery.get_metadata(request.getfixturevalue(name).issuer)
 
 
 def pending_flows(client) -> dict[str, dict[str, Any]]:

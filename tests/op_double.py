@@ -39,6 +39,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -202,10 +203,20 @@ class HTTPDouble:
     #: Requests under this path prefix are routed relative to it; others are all 404 ("" for none).
     _prefix = ""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None, latency: float = 0.0, keep_alive: bool = False) -> None:
+        #: Seconds added before every answer, and twice that for every new connection (the TCP and
+        #: TLS handshakes' round trips): a provider at a realistic distance (``bench/run.py``).
+        self.latency = latency
+        #: HTTP/1.1 with persistent connections (a real provider's); the default is one request per
+        #: connection, which keeps the "close" fault exact.
+        self.keep_alive = keep_alive
+        #: Connections accepted so far: with ``keep_alive``, how many handshakes clients paid.
+        self.connections = 0
         self._server = _Server(self)
         host, port = self._server.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
+        if tls is not None:  # the handshake runs in the handler's thread, on its first read
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True, do_handshake_on_connect=False)
+        self.base_url = f"{'https' if tls is not None else 'http'}://{host}:{port}"
         self.faults: dict[str, dict[str, Any]] = {}
         self.hits: Counter[str] = Counter()
         self.requests_log: list[tuple[str, str, dict[str, str], str]] = []
@@ -267,6 +278,8 @@ class HTTPDouble:
         with self._lock:
             self.hits[request.path] += 1
             self.requests_log.append((request.method, request.path, dict(request.headers.items()), request.body))
+        if self.latency:
+            self._stopping.wait(self.latency)
         try:
             spec = self.faults.get(request.path)
             fault = self._apply_fault(spec) if spec is not None else None
@@ -338,8 +351,11 @@ class OpenIDProviderDouble(HTTPDouble):
         path: str = "/",
         client_id: str = "test-client",
         client_secret: str = "test-secret-0123456789abcdefghijklmnop",
+        tls: ssl.SSLContext | None = None,
+        latency: float = 0.0,
+        keep_alive: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(tls=tls, latency=latency, keep_alive=keep_alive)
         self._prefix = "" if path.strip("/") == "" else "/" + path.strip("/")
         #: Exactly ``base_url + path``, no trailing slash: what ID tokens carry in ``iss``.
         self.issuer = self.base_url + self._prefix
@@ -774,7 +790,7 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients hanging up or timing out is routine in these tests; anything else is printed."""
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError | ssl.SSLError):
             return
         super().handle_error(request, client_address)
 
@@ -785,9 +801,22 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = _HANDLER_TIMEOUT  # applied to the client socket by StreamRequestHandler.setup()
     protocol_version = "HTTP/1.0"  # one request per connection: simple, and "close" faults stay exact
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall between them
 
     def version_string(self) -> str:
         return f"{self.server.double.server_version} {self.sys_version}"
+
+    def setup(self) -> None:
+        double = self.server.double
+        if double.keep_alive:
+            self.timeout = 120.0  # an idle persistent connection stays open, as real providers keep it a while
+        super().setup()
+        with double._lock:
+            double.connections += 1
+        if double.keep_alive:
+            self.protocol_version = "HTTP/1.1"
+        if double.latency:
+            double._stopping.wait(2 * double.latency)  # the TCP and TLS handshakes' round trips
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request stderr lines of BaseHTTPRequestHandler: tests assert on ``hits``."""
@@ -1007,3 +1036,44 @@ class HangingServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def self_signed_tls(directory: Any) -> tuple[ssl.SSLContext, str]:
+    """A throwaway certificate for 127.0.0.1: the server's TLS context, and the PEM path clients trust.
+
+    Point ``REQUESTS_CA_BUNDLE`` at the path and ``requests`` (the app's HTTP helper, the peers')
+    verify the double as they would a real provider, hostname included.
+    """
+    import datetime
+    import ipaddress
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = Path(directory)
+    cert_path, key_path = folder / "provider-cert.pem", folder / "provider-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context, str(cert_path)

@@ -50,8 +50,17 @@ class SiteProcess:
     """
 
     def __init__(
-        self, workdir: Path, *, gunicorn_workers: int = 0, migrate: bool = True, prefix: str = "/accounts", **env: str
+        self,
+        workdir: Path,
+        *,
+        gunicorn_workers: int = 0,
+        asgi: bool = False,
+        migrate: bool = True,
+        prefix: str = "/accounts",
+        **env: str,
     ) -> None:
+        #: Serve ``project.asgi`` with gunicorn's uvicorn workers (``ASGI=1 make serve``); needs gunicorn_workers.
+        self.asgi = asgi
         #: Where the project mounts the app's URLs.
         self.prefix = prefix
         self.database = workdir / "db.sqlite3"
@@ -102,8 +111,9 @@ class SiteProcess:
 
     def command(self) -> list[str]:
         if self.gunicorn_workers:
+            app = ["project.asgi", "--worker-class", "uvicorn_worker.UvicornWorker"] if self.asgi else ["project.wsgi"]
             return [
-                self.python, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
+                self.python, "-m", "gunicorn", *app, "--bind", f"127.0.0.1:{self.port}",
                 "--workers", str(self.gunicorn_workers), "--timeout", "30", "--graceful-timeout", "5",
             ]  # fmt: skip
         return [self.python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]

@@ -33,7 +33,7 @@ from accounts.oidc import discovery
 from tests.conftest import STRANGER_KEY, claims_for, sign_in, signed_in_user
 from tests.op_double import DISCOVERY_PATH
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api"), pytest.mark.usefixtures("discovered")]
 
 AUDIENCE = "https://api.example.test"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
@@ -161,15 +161,6 @@ def assert_denied(response, caplog, reason: str, *, no_store: bool = True) -> No
     assert len(lines) == 1, lines
     assert "status=403 error=access_denied reason=admission refused: " in lines[0], lines[0]
     assert reason in lines[0], lines[0]
-
-
-@pytest.fixture(autouse=True)
-def _discovered(request):
-    """As on a running site, a sign-in or ``oidc_provider check`` has fetched the provider's discovery
-    document: bearer requests never fetch it themselves (see the tests of unreachable providers)."""
-    for name in ("provider", "second"):
-        if name in request.fixturenames:
-            discovery.get_metadata(request.getfixturevalue(name).issuer)
 
 
 @pytest.fixture

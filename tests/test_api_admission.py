@@ -21,7 +21,11 @@ from accounts.models import Identity
 from tests.conftest import assert_error_page, sign_in, signed_in, signed_in_user
 from tests.test_api import AUDIENCE, access_token, assert_denied, call
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api_admission")]
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.urls("tests.test_api_admission"),
+    pytest.mark.usefixtures("discovered"),
+]
 
 try:
     from rest_framework.renderers import JSONRenderer

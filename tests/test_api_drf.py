@@ -22,7 +22,6 @@ from rest_framework.views import APIView
 from accounts.drf import BearerTokenAuthentication, RequiredScopes
 from tests.test_api import (
     AUDIENCE,
-    _discovered,
     access_claims,
     access_token,
     alice,
@@ -32,9 +31,9 @@ from tests.test_api import (
     machine_token,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api_drf")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api_drf"), pytest.mark.usefixtures("discovered")]
 
-__all__ = ["_discovered", "alice"]  # the fixtures, shared with tests/test_api.py
+__all__ = ["alice"]  # the fixture, shared with tests/test_api.py
 
 
 class Whoami(APIView):

@@ -33,7 +33,9 @@ def walkthrough() -> str:
 
 
 def test_the_readmes_curl_walkthrough_works_offline(tmp_path: Path):
-    with SiteProcess(tmp_path, DJANGO_DEBUG="1") as site:
+    # A cache the site and the commands share, as `make run`'s database cache is: `oidc_provider check`
+    # caches the discovery document that bearer requests need but never fetch.
+    with SiteProcess(tmp_path, DJANGO_DEBUG="1", CACHE_URL=f"filecache://{tmp_path / 'cache'}") as site:
         site.manage("devidp", "setup", "--base-url", site.url)
         script = walkthrough().replace("SITE=http://127.0.0.1:8000", f"SITE={site.url}")
         done = subprocess.run(
@@ -104,6 +106,7 @@ def test_whoami_answers_a_user_with_the_documented_shape(client, op, provider, c
 
 @pytestmark_urls
 @pytest.mark.django_db
+@pytest.mark.usefixtures("discovered")  # as a sign-in or `oidc_provider check` would have
 def test_reports_needs_reports_read(op, provider, caplog):
     response = _get("/api/reports/", _token(op, sub=op.client_id, scope="openid"), caplog)
     assert response.status_code == 403
@@ -113,6 +116,7 @@ def test_reports_needs_reports_read(op, provider, caplog):
 
 @pytestmark_urls
 @pytest.mark.django_db
+@pytest.mark.usefixtures("discovered")  # as a sign-in or `oidc_provider check` would have
 def test_the_audience_comes_from_demo_api_audience(op, provider, caplog, settings):
     assert settings.DEMO_API_AUDIENCE == "demo-api"  # the documented default
     settings.DEMO_API_AUDIENCE = "https://reports.example"
@@ -124,6 +128,7 @@ def test_the_audience_comes_from_demo_api_audience(op, provider, caplog, setting
 
 @pytestmark_urls
 @pytest.mark.django_db
+@pytest.mark.usefixtures("discovered")  # as a sign-in or `oidc_provider check` would have
 def test_an_unknown_user_is_refused_unless_demo_api_unknown_subject_says_create_user(op, provider, caplog, settings):
     assert _get("/api/whoami/", _token(op, sub="newcomer"), caplog).status_code == 401
     assert not get_user_model().objects.exists()

@@ -619,7 +619,7 @@ def test_an_error_report_from_inside_a_refresh_masks_every_token(identity, op, m
 
 
 def test_storing_tokens_without_a_key_is_refused_by_the_admin_form_the_check_and_the_sign_in(
-    client, op, storing, settings
+    client, op, storing, settings, monkeypatch
 ):
     from django.core.exceptions import ValidationError
 
@@ -629,19 +629,14 @@ def test_storing_tokens_without_a_key_is_refused_by_the_admin_form_the_check_and
     assert check_stored_provider_tokens(None, databases=["default"]) == []
     secret = storing.reveal_client_secret()
     settings.ACCOUNTS_CLIENT_SECRET_KEYS = []
-    storing.client_secret = "env:TEST_OP_SECRET"  # readable without a key, so only the tokens need one
+    storing.client_secret = "env:OIDC_SECRET_TEST_OP"  # readable without a key, so only the tokens need one
     with pytest.raises(ValidationError) as raised:
         storing.full_clean()
     assert "store_tokens" in raised.value.message_dict
-    Provider.objects.filter(pk=storing.pk).update(client_secret="env:TEST_OP_SECRET")
+    Provider.objects.filter(pk=storing.pk).update(client_secret="env:OIDC_SECRET_TEST_OP")
     assert [m.id for m in check_stored_provider_tokens(None, databases=["default"])] == ["oidc_signin.E021"]
-    import os
-
-    os.environ["TEST_OP_SECRET"] = secret
-    try:
-        response = sign_in(client, op, Provider.objects.get(pk=storing.pk))
-    finally:
-        del os.environ["TEST_OP_SECRET"]
+    monkeypatch.setenv("OIDC_SECRET_TEST_OP", secret)  # under the default ACCOUNTS_CLIENT_SECRET_ENV_PREFIX
+    response = sign_in(client, op, Provider.objects.get(pk=storing.pk))
     assert_error_page(response, 503, code="client_secret_unavailable", reason="ACCOUNTS_CLIENT_SECRET_KEYS is not set")
     assert not ProviderToken.objects.exists() and not Identity.objects.exists()
 

@@ -183,3 +183,24 @@ def test_the_sign_ins_session_cookie_is_the_one_session_middleware_sends(client,
     else:
         assert not by_sign_in["expires"]
     assert "Cookie" in finished["Vary"]
+
+
+@pytest.mark.django_db
+def test_a_new_sessions_key_that_exists_already_is_never_reused(op, provider, monkeypatch):
+    """The new session is inserted with a key nobody looked up first: a taken key must not be written over.
+
+    Another person's session row has the key the sign-in draws; the INSERT refuses it and Django
+    picks another, so neither session becomes the other's.
+    """
+    from django.contrib.sessions.backends.db import SessionStore
+
+    theirs = SessionStore()
+    theirs["who"] = "someone else"
+    theirs.create()
+    taken = theirs.session_key
+    monkeypatch.setattr("accounts.session.get_random_string", lambda *args: taken)
+    browser = Client()
+    assert sign_in(browser, op, provider).status_code == 302
+    assert browser.session.session_key != taken
+    assert SessionStore(session_key=taken).load() == {"who": "someone else"}
+    assert SESSION_KEY in Session.objects.get(session_key=browser.session.session_key).get_decoded()

@@ -507,7 +507,9 @@ def read(
             f"access token client {str(client_id)[:100]!r} is not among the provider's allowed clients",
             "The access token's client may not call this API.",
         )
-    if policy.allowed_tenants and claims.get("tid") not in policy.allowed_tenants:
+    # Entra's own rule: each token names its tenant. Other profiles leave a provider's tenant list to
+    # the admission policy, which reads the identity's stored claims (accounts.admission; 403).
+    if profile.tenant_issuer and policy.allowed_tenants and claims.get("tid") not in policy.allowed_tenants:
         raise refused(
             f"access token tenant {str(claims.get('tid'))[:40]!r} is not among the allowed tenants",
             "The access token's tenant may not call this API.",

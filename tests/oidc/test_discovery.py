@@ -706,9 +706,14 @@ def test_a_request_waits_for_a_hung_fetch_only_until_the_fetch_wait_ends(op, pro
 
 
 def seconds_kept(timeout) -> float | None:
-    """How long the shared cache keeps an entry set with ``timeout`` (None: for ever)."""
-    expiry = caches["default"].get_backend_timeout(timeout)
-    return None if expiry is None else expiry - time.time()
+    """How long the shared cache keeps an entry set with ``timeout`` (None: for ever).
+
+    Read from the timeout itself, not from ``get_backend_timeout``: that is an absolute time for the
+    locmem and database caches but a relative one for Redis.
+    """
+    if timeout is DEFAULT_TIMEOUT:
+        timeout = caches["default"].default_timeout
+    return None if timeout is None else float(timeout)
 
 
 class LockWatch(TimeoutSpy):

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from accounts import client_secrets
 from accounts.models import Provider, ProviderToken
+from accounts.provider_cache import bump_providers_version
 
 
 class Command(BaseCommand):
@@ -64,6 +65,7 @@ class Command(BaseCommand):
                     continue
                 # update(): no save signal, no updated_at -- the provider's settings did not change.
                 Provider.objects.filter(pk=pk).update(client_secret=renewed)
+                bump_providers_version()  # update() sends no post_save: the kept rows must go
                 changed += 1
         self.stdout.write(f"Re-encrypted {changed} client secret(s) with the newest key.")
         tokens, unreadable_tokens = self._reencrypt_provider_tokens()
