@@ -22,11 +22,11 @@ from django.urls import include, path
 from accounts.api import bearer_token_required, get_bearer
 from accounts.oidc import discovery
 from tests.sites import SiteProcess
-from tests.test_api import AUDIENCE, _discovered, access_token, alice, machine_token
+from tests.test_api import AUDIENCE, access_token, alice, machine_token
 
-__all__ = ["_discovered", "alice"]  # the fixtures, shared with tests/test_api.py
+__all__ = ["alice"]  # the fixture, shared with tests/test_api.py
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api_async")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api_async"), pytest.mark.usefixtures("discovered")]
 
 
 async def caller(request: HttpRequest) -> JsonResponse:

@@ -19,11 +19,11 @@ from accounts import token_cache
 from accounts.models import Provider
 from accounts.oidc import tokens
 from tests.conftest import sign_in
-from tests.test_api import _discovered, access_token, alice, assert_denied, assert_refused, call, machine_token
+from tests.test_api import access_token, alice, assert_denied, assert_refused, call, machine_token
 
-__all__ = ["_discovered", "alice"]  # the fixtures, shared with tests/test_api.py
+__all__ = ["alice"]  # the fixture, shared with tests/test_api.py
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_api"), pytest.mark.usefixtures("discovered")]
 
 
 @pytest.fixture
