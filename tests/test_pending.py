@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import re
 from urllib.parse import parse_qsl, urlsplit
@@ -15,7 +13,7 @@ from django.core import signing
 from django.test import Client
 
 from accounts import pending
-from tests.conftest import assert_error_page, pending_flows, put_flow, sign_in, start_login
+from tests.conftest import assert_error_page, incompressible, pending_flows, put_flow, sign_in, start_login
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -88,12 +86,6 @@ def test_an_expired_pending_login_is_refused_at_its_callback(client, op, provide
     response = callback(client, params)
     assert_error_page(response, 400, code="invalid_request", reason="sign-in expired before its callback arrived")
     assert op.hits["/token"] == 0 and not pending_flows(client)
-
-
-def incompressible(length: int, seed: str = "") -> str:
-    """``length`` characters that zlib cannot shrink (URL-safe base64 of hash output)."""
-    digests = b"".join(hashlib.sha256(f"{seed}{n}".encode()).digest() for n in range(length // 32 + 1))
-    return base64.urlsafe_b64encode(digests).decode()[:length]
 
 
 @pytest.mark.parametrize("length", [900, 2000, 5000])
