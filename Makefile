@@ -8,7 +8,7 @@ export DJANGO_DEBUG ?= 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_CACHE_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run serve test lint bench screenshots browser-deps clean
+.PHONY: run serve test lint bench screenshots browser-deps fapi-deps clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,10 +66,22 @@ $(AXE_STAMP): tests/browser/package.json tests/browser/package-lock.json
 		npm ci --prefix tests/browser --no-audit --no-fund --ignore-scripts --loglevel=error && touch $@ \
 		|| echo "npm ci failed in tests/browser: the accessibility checks will be skipped."; fi
 
+# The FAPI 2.0 tests (tests/fapi/) run against panva's certified oidc-provider, pinned in
+# tests/fapi/package-lock.json and installed with npm; they skip, saying why, only without node and npm.
+FAPI_STAMP := tests/fapi/node_modules/.installed
+fapi-deps: $(FAPI_STAMP)
+
+$(FAPI_STAMP): tests/fapi/package.json tests/fapi/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && apt-get install -y -qq npm >/dev/null) \
+		|| echo "npm could not be installed: the FAPI tests will be skipped."; }
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/fapi --no-audit --no-fund --ignore-scripts --loglevel=error && touch $@; fi
+
 # First pass: the embedded defaults (SQLite, local-memory cache), every test.
 # Second pass: the whole suite again on PostgreSQL and a shared Redis cache (the `services` tests,
 # which need them, run only here).
-test: $(VENV)/.dev browser-deps
+test: $(VENV)/.dev browser-deps fapi-deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy accounts/

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.utils.module_loading import import_string
 
+from . import site_keys
 from .conf import conf
 from .errors import LastSignInMethod
 from .oidc.clients import ProviderClient, client_class
@@ -68,7 +69,9 @@ class DefaultAccountAdapter:
 
     def get_client(self, provider: Provider) -> ProviderClient:
         """The client a request uses for ``provider``, its metadata loaded (``SignInError`` if it cannot be)."""
-        return self.client_class(provider).for_provider(provider, quirks=self.quirks(provider))
+        client = self.client_class(provider).for_provider(provider, quirks=self.quirks(provider))
+        client.assertion_signer = site_keys.sign  # private_key_jwt: the site's current key signs
+        return client
 
     def username_candidates(self, request: HttpRequest | None, claims: dict[str, Any]) -> list[str]:
         """Preferred usernames for a new user, best first. A numbered suffix is added on collision.

@@ -33,7 +33,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import diagnostics, token_profiles
 from .errors import SignInError
-from .models import Identity, Provider, ProviderSession, ProviderToken, SignInEvent
+from .models import Identity, Provider, ProviderSession, ProviderToken, SignInEvent, SiteKey
 from .oidc.profiles import ProfileName
 from .presets import PRESETS, PresetKey, preset_values
 
@@ -79,7 +79,8 @@ class SecretFieldsAdmin(admin.ModelAdmin):
     secret_fields: Mapping[type[models.Model], frozenset[str]] = {
         Provider: frozenset({"client_secret"}),
         ProviderSession: frozenset({"session_key"}),  # whoever holds it is signed in
-        ProviderToken: frozenset({"access_token", "refresh_token"}),  # encrypted, and still never filtered on
+        ProviderToken: frozenset({"access_token", "refresh_token", "dpop_key"}),  # encrypted, never filtered on
+        SiteKey: frozenset({"private_jwk"}),  # the site's private keys: encrypted, never shown or filtered on
         get_user_model(): frozenset({"password"}),  # a hash, still nothing to filter on
     }
     #: On a read-only change page, the admin display shown instead of a secret field (else none).
@@ -418,6 +419,17 @@ class ProviderAdmin(SecretFieldsAdmin):
         ),
         (_("Accounts"), {"fields": ("email_linking", "profile_sync")}),
         (_("Provider API access"), {"fields": ("store_tokens",)}),
+        (
+            _("High assurance"),
+            {
+                "fields": ("token_auth_method", "par", "dpop"),
+                "classes": ("collapse",),
+                "description": _(
+                    "private_key_jwt, pushed authorization requests and DPoP; see docs/high-assurance.md. "
+                    "Register /accounts/jwks.json with the provider for private_key_jwt."
+                ),
+            },
+        ),
         (_("History"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
@@ -728,3 +740,26 @@ def add_identities_to_user_admin(site: admin.AdminSite = admin.site) -> None:
 
 
 add_identities_to_user_admin()
+
+
+@admin.register(SiteKey)
+class SiteKeyAdmin(SecretFieldsAdmin):
+    """The site's signing keys (``manage.py oidc_keys``): kid, algorithm, state and dates, never the private part.
+
+    Keys are made, rotated and retired by the command only, whose rules keep a rotation safe; the
+    admin lists them and nothing here can change one.
+    """
+
+    list_display = ("kid", "algorithm", "state", "created_at", "activated_at", "retiring_since")
+    list_filter = ("state", "algorithm")
+    fields = ("kid", "algorithm", "state", "created_at", "activated_at", "retiring_since")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SiteKey | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: SiteKey | None = None) -> bool:
+        return False

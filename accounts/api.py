@@ -41,7 +41,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import app_sessions, replay, token_cache, token_profiles
+from . import app_sessions, dpop, replay, token_cache, token_profiles
 from .adapter import get_adapter
 from .admission import admit, returning_claims
 from .conf import conf
@@ -49,6 +49,7 @@ from .errors import DATABASE_BUSY, ProviderRecentlyFailed, SignInError, SignInRe
 from .identities import sign_in_identity
 from .models import Identity, Provider
 from .oidc import discovery, profiles, tokens
+from .oidc import dpop as dpop_protocol
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -61,6 +62,8 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _NOT_HEADER_TEXT = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 #: The longest issuer quoted in a log line (it is whatever the sender wrote).
 _QUOTED = 100
+#: The proof algorithms the ``DPoP`` challenge offers (RFC 9449 7.1, ``algs``).
+DPOP_ALGORITHMS = dpop_protocol.PROOF_ALGORITHMS
 
 
 class Callers(enum.StrEnum):
@@ -103,6 +106,9 @@ class BearerErrorCode(enum.StrEnum):
     INVALID_REQUEST = "invalid_request"
     INVALID_TOKEN = "invalid_token"
     INSUFFICIENT_SCOPE = "insufficient_scope"
+    #: RFC 9449 7.1 and 9: a DPoP proof that breaks a rule; a proof without this API's current nonce.
+    INVALID_DPOP_PROOF = "invalid_dpop_proof"
+    USE_DPOP_NONCE = "use_dpop_nonce"
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -117,6 +123,10 @@ class BearerError(Exception):
 
     status = 401
     error: BearerErrorCode | None = BearerErrorCode.INVALID_TOKEN
+    #: The authentication scheme the challenge names: ``Bearer`` (RFC 6750) or ``DPoP`` (RFC 9449 7.1).
+    scheme = "Bearer"
+    #: A ``DPoP-Nonce`` to answer with (RFC 9449 9), for a ``use_dpop_nonce`` refusal.
+    dpop_nonce: str | None = None
 
     def __init__(self, reason: str, *, description: str, scope: str | None = None) -> None:
         reason = printable(reason)
@@ -139,6 +149,27 @@ class MalformedRequest(BearerError):
 
 class InvalidToken(BearerError):
     """Malformed, expired, unverifiable, from an issuer not trusted, or naming nobody we may admit."""
+
+
+class DPoPRejected(BearerError):
+    """A DPoP request refused (RFC 9449 7.1): 401 with its code (``invalid_dpop_proof``, ``use_dpop_nonce``,
+    ``invalid_token``) answered under the ``DPoP`` scheme."""
+
+    scheme = "DPoP"
+
+    def __init__(self, refused: dpop.DPoPRefused) -> None:
+        super().__init__(
+            refused.reason, description=_DPOP_DESCRIPTIONS.get(refused.error, "The DPoP proof is invalid.")
+        )
+        self.error = BearerErrorCode(refused.error)
+        self.dpop_nonce = refused.nonce
+
+
+_DPOP_DESCRIPTIONS = {
+    "invalid_dpop_proof": "The DPoP proof is invalid.",
+    "use_dpop_nonce": "The DPoP proof must carry the nonce in the DPoP-Nonce header.",
+    "invalid_token": "The access token is not bound to the key of this DPoP proof.",
+}
 
 
 class InsufficientScope(BearerError):
@@ -263,9 +294,14 @@ def bearer_token(request: HttpRequest) -> str:
 
     The query string and the form body (2.2, 2.3) are not: they end up in logs and browser history.
     """
+    return presented_token(request)[1]
+
+
+def presented_token(request: HttpRequest) -> tuple[str, str]:
+    """(scheme, token) of an ``Authorization: Bearer`` or ``Authorization: DPoP`` header (RFC 9449 7.1)."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
+    if scheme.lower() not in ("bearer", "dpop"):
         raise MissingToken(
             "no bearer token" if not header else f"Authorization scheme {scheme[:20]!r} is not Bearer",
             description="This API needs a bearer access token.",
@@ -276,7 +312,7 @@ def bearer_token(request: HttpRequest) -> str:
             "Authorization header is not 'Bearer <token>'",
             description="The Authorization header must be Bearer followed by one token.",
         )
-    return value
+    return scheme.lower(), value
 
 
 def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
@@ -285,7 +321,11 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
     Nothing is written to ``request``: the decorator and the middleware attach the result
     (``attach``), DRF keeps it as ``request.auth``.
     """
-    raw = bearer_token(request)
+    scheme, raw = presented_token(request)
+    if policy.profile is TokenProfile.APP_SESSION and scheme == "dpop":
+        raise DPoPRejected(
+            dpop.DPoPRefused("app session tokens are bearer tokens, not DPoP-bound", error="invalid_token")
+        )
     if policy.profile is TokenProfile.APP_SESSION:
         try:
             return _app_session_principal(request, raw, policy)
@@ -301,6 +341,7 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
         )
     try:
         provider, claims = _verified(raw, audiences, policy)
+        _check_sender(request, scheme, raw, claims)
         token = _read(provider, claims, audiences)
         scopes = token.scopes
         missing = [scope for scope in policy.scopes if scope not in scopes]
@@ -375,6 +416,19 @@ def _verify(
             retry_after=exc.retry_after if isinstance(exc, ProviderRecentlyFailed) else 5,
         ) from exc
     return provider, claims
+
+
+def _check_sender(request: HttpRequest, scheme: str, raw: str, claims: dict[str, Any]) -> None:
+    """RFC 9449 7: a DPoP-bound token only with a valid proof of its key; never as a plain bearer token."""
+    if scheme == "dpop":
+        try:
+            dpop.check(request, access_token=raw, claims=claims)
+        except dpop.DPoPRefused as exc:
+            raise DPoPRejected(exc) from None
+    elif dpop.bound_key(claims) is not None:
+        raise DPoPRejected(
+            dpop.DPoPRefused("DPoP-bound access token sent as a bearer token (cnf.jkt)", error="invalid_token")
+        )
 
 
 def _read(provider: Provider, claims: dict[str, Any], audiences: Collection[str]) -> profiles.AccessToken:
@@ -540,7 +594,9 @@ def challenge(error: BearerError) -> str:
         params.append(f'error_description="{error.description}"')
     if error.scope:
         params.append(f'scope="{_NOT_HEADER_TEXT.sub("", error.scope)}"')
-    return "Bearer" + (" " + ", ".join(params) if params else "")
+    if error.scheme == "DPoP":
+        params.append(f'algs="{" ".join(DPOP_ALGORITHMS)}"')
+    return error.scheme + (" " + ", ".join(params) if params else "")
 
 
 def error_body(error: BearerError) -> dict[str, str]:
@@ -576,6 +632,8 @@ def error_response(request: HttpRequest, error: BearerError) -> HttpResponse:
         response["Retry-After"] = str(error.retry_after)
     elif not isinstance(error, AccessDenied):
         response["WWW-Authenticate"] = challenge(error)
+    if error.dpop_nonce:
+        response["DPoP-Nonce"] = error.dpop_nonce
     response["Cache-Control"] = "no-store"
     return response
 

@@ -354,3 +354,24 @@ def check_stored_provider_tokens(app_configs, databases=None, **kwargs):
                 )
             )
     return found
+
+
+@register(Tags.database)
+def check_site_keys(app_configs, databases=None, **kwargs):
+    """A provider set to ``private_key_jwt`` on a site with no current key to sign its assertions with."""
+    from .models import SiteKey
+
+    found: list[CheckMessage] = []
+    for alias, providers in _providers(databases):
+        signing = [p.slug for p in providers if p.enabled and p.token_auth_method == "private_key_jwt"]
+        if signing and not SiteKey.objects.using(alias).filter(state="current").exists():
+            found.append(
+                Error(
+                    f"Provider(s) {', '.join(signing)} authenticate with private_key_jwt in database {alias!r}, but "
+                    "the site has no current signing key, so every sign-in with them fails.",
+                    hint="Run manage.py oidc_keys generate and register /accounts/jwks.json with the provider "
+                    "(docs/high-assurance.md).",
+                    id="oidc_signin.E040",
+                )
+            )
+    return found

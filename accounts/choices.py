@@ -59,3 +59,34 @@ class Action(models.TextChoices):
     TOKENS_REVOKED = "tokens-revoked", _("Provider tokens revoked")
     #: A refresh of stored provider tokens failed for good (``invalid_grant``).
     TOKEN_REFRESH = "token-refresh", _("Provider token refresh")
+
+
+# --- high assurance (accounts.site_keys, docs/high-assurance.md) ------------------------------------
+
+
+class TokenAuth(models.TextChoices):
+    """How the site authenticates to a provider's token, PAR and revocation endpoints (``token_auth_method``).
+
+    Blank means automatic: picked from the provider's discovery document (``private_key_jwt`` when
+    it supports nothing else). The values are ``accounts.oidc.config.TokenAuthMethod``'s.
+    """
+
+    CLIENT_SECRET_BASIC = "client_secret_basic", _("client_secret_basic: the client secret in a Basic header")
+    CLIENT_SECRET_POST = "client_secret_post", _("client_secret_post: the client secret in the request body")
+    PRIVATE_KEY_JWT = "private_key_jwt", _("private_key_jwt: an assertion signed with the site's key (no secret)")
+
+
+class SiteKeyAlgorithm(models.TextChoices):
+    """The algorithms the site's own keys sign with (``accounts.site_keys``); ES256 unless told otherwise."""
+
+    ES256 = "ES256", "ES256"
+    PS256 = "PS256", "PS256"
+    RS256 = "RS256", "RS256"
+
+
+class SiteKeyState(models.TextChoices):
+    """Where a site key is in its life: published before it signs, published until its assertions expired."""
+
+    NEXT = "next", _("next: published, not signing yet")
+    CURRENT = "current", _("current: published and signing")
+    RETIRING = "retiring", _("retiring: published until what it signed has expired")

@@ -257,6 +257,23 @@ class AppSettings:
     #: row lock), in seconds, on PostgreSQL (``lock_timeout``); SQLite waits its busy timeout.
     PROVIDER_TOKENS_LOCK_TIMEOUT = Setting[float](15.0, _number, "a number of seconds")
 
+    # --- high assurance (accounts.site_keys, accounts.dpop; docs/high-assurance.md) ---
+    #: The algorithm ``manage.py oidc_keys generate`` and ``rotate`` make keys for unless told otherwise.
+    SITE_KEY_ALGORITHM = Setting[str](
+        "ES256", lambda v: v in ("ES256", "PS256", "RS256"), '"ES256", "PS256" or "RS256"'
+    )
+    #: How long ``GET /accounts/jwks.json`` may be cached by providers (Cache-Control max-age), in seconds.
+    SITE_JWKS_MAX_AGE = Setting[int](300, _whole, "a whole number of seconds")
+    #: How long a new key is published before ``manage.py oidc_keys rotate`` lets it sign, in seconds:
+    #: longer than any provider caches the site's JWKS (SITE_JWKS_MAX_AGE, and their own floors).
+    SITE_KEY_PUBLISH_DELAY = Setting[int](900, _whole, "a whole number of seconds")
+    #: Lifetime of a ``private_key_jwt`` client assertion, in seconds (at most 60).
+    PRIVATE_KEY_JWT_LIFETIME = Setting[int](60, lambda v: _whole(v) and v in range(1, 61), "1 to 60 seconds")
+    #: DPoP proofs an API accepts (``accounts.dpop``): ``iat`` at most this many seconds old (or ahead).
+    DPOP_PROOF_MAX_AGE = Setting[int](60, _whole, "a whole number of seconds")
+    #: Whether the APIs ask DPoP clients for a server nonce (RFC 9449 section 8), answering ``use_dpop_nonce``.
+    DPOP_REQUIRE_NONCE = Setting[bool](False, _flag, "True or False")
+
     @classmethod
     def all(cls) -> list[Setting[Any]]:
         return [value for value in vars(cls).values() if isinstance(value, Setting)]

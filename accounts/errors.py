@@ -173,6 +173,33 @@ class ProviderUnavailable(SignInError):
     message = _("We could not reach the provider. Please try again in a few minutes.")
 
 
+class PushedAuthorizationFailed(ProviderUnavailable):
+    """The provider refused or could not take the pushed authorization request (RFC 9126) of a sign-in.
+
+    Nothing was sent to the browser yet: the sign-in never started, and trying again may work.
+    """
+
+    code = "par_failed"
+    title = _("The sign-in could not be started")
+    message = _(
+        "The provider did not accept the start of this sign-in. Please try again in a few minutes; if it keeps "
+        "happening, contact the site administrator."
+    )
+
+
+class SiteKeyUnavailable(ProviderMisconfigured):
+    """This site has no key to sign its client assertion with (``manage.py oidc_keys generate``), or the
+    provider accepts none of the algorithms of its current key. The site's configuration is at fault."""
+
+    status = 503
+    code = "site_key_unavailable"
+    title = _("Sign-in with this provider is not set up correctly")
+    message = _(
+        "This site is missing part of its settings for this provider, so sign-in with it is not possible "
+        "right now. Please choose another option, or contact the site administrator."
+    )
+
+
 class ProviderTimeout(ProviderUnavailable):
     status = 504
     code = "provider_timeout"

@@ -184,7 +184,9 @@ def _finish_connect(request: HttpRequest, attempt: SignInAttempt, provider: Prov
 def _keep_tokens(provider: Provider, identity: Identity, verified: VerifiedLogin) -> None:
     """The provider's tokens, kept encrypted for API calls when its ``store_tokens`` is on."""
     if provider.store_tokens and verified.token_response:
-        provider_tokens.store(identity, verified.token_response, requested_scopes=provider.scope_list)
+        provider_tokens.store(
+            identity, verified.token_response, requested_scopes=provider.scope_list, dpop_key=verified.dpop_key
+        )
 
 
 def _provider(attempt: SignInAttempt) -> Provider:

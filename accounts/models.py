@@ -12,7 +12,17 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from . import client_secrets
-from .choices import Action, EmailLinking, Kind, Outcome, ProfileSync, Userinfo
+from .choices import (
+    Action,
+    EmailLinking,
+    Kind,
+    Outcome,
+    ProfileSync,
+    SiteKeyAlgorithm,
+    SiteKeyState,
+    TokenAuth,
+    Userinfo,
+)
 from .conf import DEFAULT_ALGORITHMS
 from .fields import EncryptedSecretField, EncryptedTokenField
 from .oidc.clients import CLIENT_CLASSES, sign_in_kinds
@@ -291,6 +301,31 @@ class Provider(models.Model):
             "Keep each person's access and refresh tokens (encrypted) so the site can call this provider's "
             "APIs for them (accounts.provider_tokens.access_token). Off: only the sign-in is used."
         ),
+    )
+
+    # High assurance (docs/high-assurance.md): how the site authenticates, PAR, DPoP.
+    token_auth_method = models.CharField(
+        _("token endpoint authentication"),
+        max_length=30,
+        blank=True,
+        choices=TokenAuth.choices,
+        help_text=_(
+            "Blank: picked from the provider's discovery document. private_key_jwt signs an assertion with the "
+            "site's key (manage.py oidc_keys; register /accounts/jwks.json with the provider) and needs no secret."
+        ),
+    )
+    par = models.BooleanField(
+        _("pushed authorization requests"),
+        default=False,
+        help_text=_(
+            "Push each authorization request to the provider first (RFC 9126); the browser carries only a "
+            "reference. Always done when the provider requires it."
+        ),
+    )
+    dpop = models.BooleanField(
+        _("DPoP"),
+        default=False,
+        help_text=_("Bind the provider's tokens to a key of this site's (RFC 9449): a stolen token is useless alone."),
     )
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -646,6 +681,8 @@ class ProviderToken(models.Model):
     access_token = EncryptedTokenField(_("access token"))
     refresh_token = EncryptedTokenField(_("refresh token"))
     token_type = models.CharField(_("token type"), max_length=40, default="Bearer")
+    #: The grant's DPoP private key (RFC 9449) as a JWK, encrypted like the tokens; empty for bearer tokens.
+    dpop_key = EncryptedTokenField(_("DPoP key"))
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True, help_text=_("Empty: never expires."))
     scopes = models.CharField(_("granted scopes"), max_length=2000, blank=True)
     created_at = models.DateTimeField(_("stored"), auto_now_add=True)
@@ -669,3 +706,35 @@ class ProviderToken(models.Model):
     @property
     def scope_list(self) -> list[str]:
         return self.scopes.split()
+
+
+class SiteKey(models.Model):
+    """One of the site's own signing key pairs (``accounts.site_keys``, ``manage.py oidc_keys``).
+
+    Providers fetch the public halves at ``/accounts/jwks.json`` to check the site's
+    ``private_key_jwt`` assertions. The private half is encrypted with the keys of
+    ``ACCOUNTS_CLIENT_SECRET_KEYS`` and never rendered: the admin shows kid, algorithm, state and
+    dates only. At most one key is ``current`` (a constraint, so two rotations cannot both win).
+    """
+
+    kid = models.CharField(_("key ID"), max_length=64, unique=True)
+    algorithm = models.CharField(_("algorithm"), max_length=10, choices=SiteKeyAlgorithm.choices)
+    state = models.CharField(_("state"), max_length=10, choices=SiteKeyState.choices, default=SiteKeyState.NEXT)
+    private_jwk = EncryptedTokenField(_("private key"))
+    public_jwk = models.JSONField(_("public key"), editable=False)
+    created_at = models.DateTimeField(_("published since"), auto_now_add=True)
+    activated_at = models.DateTimeField(_("signing since"), null=True, blank=True)
+    retiring_since = models.DateTimeField(_("retiring since"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("site key")
+        verbose_name_plural = _("site keys")
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["state"], condition=models.Q(state="current"), name="oidc_signin_one_current_site_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} key {self.kid} ({self.state})"

@@ -35,6 +35,9 @@ class PresetKey(models.TextChoices):
     KEYCLOAK = "keycloak", "Keycloak (API access tokens)"
     GOOGLE_SERVICE = "google-service", "Google service accounts (Cloud Run, Tasks, Scheduler, Pub/Sub)"
     GITHUB_ACTIONS = "github-actions", "GitHub Actions (workflow OIDC tokens)"
+    # High assurance (docs/high-assurance.md): private_key_jwt with the site's own keys.
+    LOGIN_GOV = "login-gov", "Login.gov"
+    GOV_UK_ONE_LOGIN = "gov-uk-one-login", "GOV.UK One Login"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Preset:
     jwks_uri: str = ""
     #: How the issuer shapes its access tokens (``accounts.oidc.profiles``).
     token_profile: ProfileName = ProfileName.RFC9068
+    #: How the site authenticates at the token endpoint (blank: from discovery).
+    token_auth_method: str = ""
 
     @property
     def label(self) -> str:
@@ -205,6 +210,38 @@ PRESETS: dict[str, Preset] = {
             token_profile=ProfileName.GITHUB_ACTIONS,
             help="Keys come from its discovery document; list the allowed repositories (glob patterns).",
         ),
+        # --- high assurance: no client secret, the site's keys (manage.py oidc_keys) -------------------
+        Preset(
+            key=PresetKey.LOGIN_GOV,
+            kind=Kind.OIDC,
+            # Production; the sandbox is --base-url https://idp.int.identitysandbox.gov
+            issuer="{base}/",
+            default_base="https://secure.login.gov",
+            scopes="openid email",
+            # auth-only: authentication with MFA, no identity proofing (urn:acr.login.gov:verified asks for it).
+            extra_auth_params={"acr_values": "urn:acr.login.gov:auth-only", "prompt": "select_account"},
+            # login.gov documents the token endpoint's URL as the assertion's audience.
+            quirks=Quirks(assertion_audience_token_endpoint=True),
+            token_auth_method="private_key_jwt",
+            help="Register /accounts/jwks.json (or its key) in the login.gov dashboard; login.gov asks for RS256: "
+            "manage.py oidc_keys generate --alg RS256. Sandbox: --base-url https://idp.int.identitysandbox.gov.",
+        ),
+        Preset(
+            key=PresetKey.GOV_UK_ONE_LOGIN,
+            kind=Kind.OIDC,
+            # Production; the integration environment is --base-url https://oidc.integration.account.gov.uk
+            issuer="{base}/",
+            default_base="https://oidc.account.gov.uk",
+            scopes="openid email phone",
+            # Vector of Trust: Cl.Cm is medium authentication (two factors), no identity confidence.
+            extra_auth_params={"vtr": '["Cl.Cm"]', "ui_locales": "en"},
+            # GOV.UK One Login documents the token endpoint's URL as the assertion's audience.
+            quirks=Quirks(assertion_audience_token_endpoint=True),
+            token_auth_method="private_key_jwt",
+            userinfo=Userinfo.ALWAYS,  # email and phone come from userinfo only
+            help="Register /accounts/jwks.json (or its key) in the One Login admin tool. Integration: --base-url "
+            "https://oidc.integration.account.gov.uk. Identity (P2) needs vtr Cl.Cm.P2 and a claims request.",
+        ),
     )
 }
 
@@ -263,6 +300,8 @@ def preset_values(key: str, *, base_url: str = "", tenant: str = "common", proje
         values["extra_auth_params"] = dict(preset.extra_auth_params)
     if preset.userinfo is not None:
         values["userinfo"] = preset.userinfo
+    if preset.token_auth_method:
+        values["token_auth_method"] = preset.token_auth_method
     return values
 
 

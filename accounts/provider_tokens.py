@@ -62,6 +62,7 @@ from .errors import (
     printable,
 )
 from .models import Identity, Provider, ProviderToken
+from .oidc import dpop
 from .oidc.http import ProviderHTTPError, require_secure_url
 
 if TYPE_CHECKING:
@@ -82,7 +83,10 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 
 
 @sensitive_variables("token_response", "access", "refresh")
-def store(identity: Identity, token_response: dict[str, Any], *, requested_scopes: list[str]) -> ProviderToken:
+@sensitive_variables("token_response", "dpop_key")
+def store(
+    identity: Identity, token_response: dict[str, Any], *, requested_scopes: list[str], dpop_key: str = ""
+) -> ProviderToken:
     """Keep the tokens of a code exchange (or a reconnect) for ``identity``, encrypted.
 
     The granted scopes are the answer's ``scope``, or the requested ones when it has none (RFC
@@ -108,8 +112,18 @@ def store(identity: Identity, token_response: dict[str, Any], *, requested_scope
     _apply(row, token_response, access=access, refresh=refresh if isinstance(refresh, str) else None)
     row.scopes = " ".join(dict.fromkeys(granted))[:2000]
     row.revoked_at, row.last_error = None, ""
+    row.dpop_key = client_secrets.encrypt(dpop_key)  # a new grant: its own key, or none (bearer tokens)
     row.save()
     return row
+
+
+def _bound_client(identity: Identity, row: ProviderToken | None = None) -> Any:
+    """The provider's client for ``identity``'s stored grant, holding the grant's DPoP key if it has one."""
+    client = get_adapter().get_client(identity.provider)
+    row = row if row is not None else ProviderToken.objects.filter(identity=identity).only("dpop_key").first()
+    if row is not None and row.dpop_key:
+        client.dpop_key = dpop.import_key(_reveal(row.dpop_key, identity))
+    return client
 
 
 @sensitive_variables("token_response", "access", "refresh")
@@ -177,6 +191,8 @@ def refresh(identity: Identity, *, rejected: str | None = None) -> str:
                 ProviderTokenExpired(f"access token of {_who(identity)} expired and there is no refresh token"),
                 identity,
             )
+        if row.dpop_key:  # RFC 9449 5: a DPoP-bound refresh token is refreshed with a proof of the same key
+            client.dpop_key = dpop.import_key(_reveal(row.dpop_key, identity))
         try:
             answer = client.refresh(refresh_token=old_refresh, issuer=identity.issuer, subject=identity.subject)
         except (ProviderGrantRevoked, TokenRejected) as exc:
@@ -305,27 +321,56 @@ class ProviderTokenAuth(requests.auth.AuthBase):
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
+        #: The grant's DPoP key (RFC 9449), read once; None: bearer tokens.
+        self._dpop_key: Any = None
+        self._dpop_loaded = False
+        self._dpop_nonce: str | None = None
 
     @sensitive_variables("token")
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         require_secure_url(request.url or "", what="provider API URL")
         token = access_token(identity=self.identity)
-        request.headers["Authorization"] = f"Bearer {token}"
+        self._authorize(request, token)
         if (request.method or "").upper() in IDEMPOTENT_METHODS:
             request.register_hook("response", self._retry_once)
         return request
+
+    @sensitive_variables("token", "key")
+    def _authorize(self, request: requests.PreparedRequest, token: str) -> None:
+        """``Bearer``, or for a DPoP-bound grant the ``DPoP`` scheme with a fresh proof of this request."""
+        if not self._dpop_loaded:
+            row = ProviderToken.objects.filter(identity=self.identity).only("dpop_key").first()
+            if row is not None and row.dpop_key:
+                self._dpop_key = dpop.import_key(_reveal(row.dpop_key, self.identity))
+            self._dpop_loaded = True
+        if self._dpop_key is None:
+            request.headers["Authorization"] = f"Bearer {token}"
+            return
+        request.headers["Authorization"] = f"DPoP {token}"
+        request.headers["DPoP"] = dpop.make_proof(
+            self._dpop_key, htm=request.method or "GET", htu=request.url or "", access_token=token,
+            nonce=self._dpop_nonce,
+        )  # fmt: skip
 
     @sensitive_variables("sent", "token")
     def _retry_once(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         request = response.request
         if response.status_code != 401 or getattr(request, "_oidc_signin_retried", False):
             return response
-        sent = str(request.headers.get("Authorization", "")).removeprefix("Bearer ")
-        token = refresh(self.identity, rejected=sent)
+        sent = str(request.headers.get("Authorization", "")).partition(" ")[2]
+        nonce = response.headers.get("DPoP-Nonce")
+        if (
+            self._dpop_key is not None
+            and nonce
+            and 'error="use_dpop_nonce"' in response.headers.get("WWW-Authenticate", "")
+        ):
+            self._dpop_nonce, token = nonce[:500], sent  # RFC 9449 9: the same token, a proof with the nonce
+        else:
+            token = refresh(self.identity, rejected=sent)
         response.content  # noqa: B018 -- read the body so the connection can be reused
         response.close()
         retry = request.copy()
-        retry.headers["Authorization"] = f"Bearer {token}"
+        self._authorize(retry, token)
         retry._oidc_signin_retried = True  # type: ignore[attr-defined]
         assert response.connection is not None  # set by requests' adapter on every response
         again = response.connection.send(retry, **kwargs)
@@ -505,7 +550,7 @@ def fetch_profile(identity: Identity) -> dict[str, Any]:
 
     The answer must be about this identity (its ``sub``), or it is refused.
     """
-    client = get_adapter().get_client(identity.provider)
+    client = _bound_client(identity)
     claims = call_with_token(identity, lambda token: client.fetch_profile(access_token=token))
     if not isinstance(claims.get("sub"), str) or claims["sub"] != identity.subject:
         raise TokenRejected(f"{identity.provider.slug} profile answer is about another subject")

@@ -42,6 +42,8 @@ class TokenUse(enum.StrEnum):
 
     LOGOUT = "logout"
     ACCESS = "access"
+    #: A DPoP proof (RFC 9449 11.1), keyed by the thumbprint of the key that signed it.
+    DPOP_PROOF = "dpop-proof"
 
 
 def spend(use: TokenUse, *, issuer: str, jti: str, exp: float) -> bool:

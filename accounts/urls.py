@@ -9,6 +9,7 @@ urlpatterns = [
     path("logout/", views.logout, name="logout"),
     path("profile/", views.profile, name="profile"),
     path("session/", views.session_info, name="session"),
+    path("jwks.json", views.jwks, name="jwks"),
     path("<slug:slug>/login/", views.start, name="start"),
     path("<slug:slug>/callback/", views.callback, name="callback"),
     path("<slug:slug>/connect/", views.connect, name="connect"),

@@ -33,9 +33,11 @@ from . import (
     provider_tokens,
     session,
     signals,
+    site_keys,
 )
 from .adapter import get_adapter
 from .choices import Action, Outcome
+from .conf import conf
 from .errors import (
     DATABASE_BUSY,
     DatabaseBusy,
@@ -601,3 +603,22 @@ def session_info(request: HttpRequest) -> JsonResponse:
             ],
         }
     )
+
+
+@require_GET
+def jwks(request: HttpRequest) -> HttpResponse:
+    """The site's public keys (``accounts.site_keys``), which providers fetch to check its client assertions.
+
+    Public by nature and the same for everyone, so providers and proxies may cache it for
+    ``ACCOUNTS_SITE_JWKS_MAX_AGE`` seconds; a new key is published longer than that before it signs.
+    A busy database answers 503 with Retry-After, so a provider retries rather than caching nothing.
+    """
+    try:
+        document = site_keys.public_jwks()
+    except DATABASE_BUSY as exc:
+        logger.warning("jwks.json unavailable: %s", printable(str(database_busy(exc))))
+        return HttpResponse(status=503, headers={"Retry-After": "5", "Cache-Control": "no-store"})
+    response = JsonResponse(document, content_type="application/jwk-set+json")
+    response["Cache-Control"] = f"public, max-age={conf.SITE_JWKS_MAX_AGE}"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response

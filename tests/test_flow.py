@@ -359,10 +359,19 @@ def test_token_response_without_a_bearer_access_token_is_a_provider_problem(clie
 
 
 def test_token_endpoint_speaking_none_of_our_auth_methods_is_a_provider_problem(client, op, provider):
-    op.metadata["token_endpoint_auth_methods_supported"] = ["private_key_jwt"]
+    op.metadata["token_endpoint_auth_methods_supported"] = ["tls_client_auth"]
     assert_error_page(
         sign_in(client, op, provider), 502, "not working correctly",
-        code="provider_misconfigured", reason="token endpoint supports none of our auth methods (['private_key_jwt'])",
+        code="provider_misconfigured", reason="token endpoint supports none of our auth methods (['tls_client_auth'])",
+    )  # fmt: skip
+    assert op.hits["/token"] == 0
+
+
+def test_provider_supporting_only_private_key_jwt_gets_it_and_a_site_without_keys_says_so(client, op, provider):
+    op.metadata["token_endpoint_auth_methods_supported"] = ["private_key_jwt"]
+    assert_error_page(
+        sign_in(client, op, provider), 503, "not set up correctly",
+        code="site_key_unavailable", reason="this site has no current signing key (run manage.py oidc_keys generate)",
     )  # fmt: skip
     assert op.hits["/token"] == 0
 

@@ -23,30 +23,32 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.auth import ClientAuth
-from authlib.oauth2.rfc6749.parameters import prepare_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
+from ..conf import conf
 from ..errors import (
     InvalidRequest,
     ProviderDenied,
     ProviderGrantRevoked,
     ProviderMisconfigured,
+    PushedAuthorizationFailed,
     SignInError,
     TokenRejected,
     UnknownProvider,
 )
-from . import discovery, github, tokens
-from .config import ProviderKind, UserinfoPolicy
-from .http import ProviderHTTPError, request_json, require_secure_url
+from . import discovery, dpop, github, tokens
+from .config import ProviderKind, TokenAuthMethod, UserinfoPolicy
+from .http import ProviderHTTPError, Response, request_json, require_secure_url
 from .quirks import STANDARD, Quirks
 
 if TYPE_CHECKING:
@@ -127,6 +129,9 @@ class VerifiedLogin:
     #: The token endpoint's whole answer (access and refresh tokens): what ``accounts.provider_tokens``
     #: stores when the provider's ``store_tokens`` is on. Never in a repr, a log or a session.
     token_response: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The grant's DPoP private key as a JWK (``dpop.export_key``) when its tokens are DPoP-bound:
+    #: stored encrypted with them, since they are useless without it. Never in a repr.
+    dpop_key: str = field(default="", repr=False)
 
 
 class ProviderClient:
@@ -150,6 +155,14 @@ class ProviderClient:
         self.provider = provider
         self.metadata = metadata
         self.quirks = quirks
+        #: The DPoP key of the grant this client works for (RFC 9449): made at the code exchange, or
+        #: given back by the token vault for a stored grant. None: the tokens are bearer tokens.
+        self.dpop_key: Any = None
+        #: The last ``DPoP-Nonce`` each of the provider's servers asked for (section 8), by origin.
+        self.dpop_nonces: dict[str, str] = {}
+        #: Signs ``private_key_jwt`` assertions: ``sign(claims, algorithms=[...]) -> JWT``. The adapter
+        #: hands in the site's keys (``accounts.site_keys.sign``); the protocol layer never holds them.
+        self.assertion_signer: Callable[..., str] | None = None
 
     @classmethod
     def for_provider(cls, provider: Provider, *, quirks: Quirks = STANDARD) -> Self:
@@ -187,7 +200,42 @@ class ProviderClient:
             max_age=self.requested_max_age(),
         )
         params = self.authorization_params(pending)
+        if self.uses_par():
+            params = self.push_authorization_request(params)
         return add_params_to_uri(self.metadata["authorization_endpoint"], list(params.items())), pending
+
+    def uses_par(self) -> bool:
+        """Whether authorization requests are pushed (RFC 9126): the provider requires it, or the site asks."""
+        return (
+            bool(getattr(self.provider, "par", False))
+            or self.metadata.get("require_pushed_authorization_requests") is True
+        )
+
+    @sensitive_variables("params", "resp")
+    def push_authorization_request(self, params: dict[str, str]) -> dict[str, str]:
+        """Send the request's parameters to the PAR endpoint; the browser then carries only a reference.
+
+        The request is authenticated like a token request, so nobody else can push one in this
+        site's name; the answer's ``request_uri`` and the client id are all the authorization URL
+        holds (RFC 9126 section 4). A refusal or garbage is a ``PushedAuthorizationFailed``.
+        """
+        endpoint = self.metadata.get("pushed_authorization_request_endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            raise ProviderMisconfigured(
+                f"{self.provider.slug} wants pushed authorization requests but names no "
+                "pushed_authorization_request_endpoint"
+            )
+        try:
+            resp = self.authenticated_post(endpoint, params, what="pushed authorization request endpoint")
+        except ProviderHTTPError as exc:
+            error = exc.data.get("error")
+            raise PushedAuthorizationFailed(
+                f"pushed authorization request refused: HTTP {exc.http_status} error={str(error)[:64]!r}"
+            ) from exc
+        request_uri = resp.data.get("request_uri") if isinstance(resp.data, dict) else None
+        if not isinstance(request_uri, str) or not request_uri or len(request_uri) > 2000:
+            raise PushedAuthorizationFailed("pushed authorization request answer has no usable request_uri")
+        return {"client_id": self.provider.client_id, "request_uri": request_uri}
 
     def authorization_params(self, pending: PendingLogin) -> dict[str, str]:
         """The authorization request's parameters; the flow's own always win over the extra ones."""
@@ -241,6 +289,8 @@ class ProviderClient:
         token = self.exchange_code(code=code, pending=pending)
         verified = self.verified_login(token, pending)
         verified.token_response = token
+        if self.dpop_key is not None:
+            verified.dpop_key = dpop.export_key(self.dpop_key)
         return verified
 
     @sensitive_variables("params", "code")
@@ -275,6 +325,8 @@ class ProviderClient:
 
         JSON is asked for explicitly: GitHub answers form-encoded unless told otherwise.
         """
+        if self.uses_dpop():
+            self.dpop_key = dpop.new_key()  # a key per grant: no two sign-ins' tokens share one
         token = self.token_request(
             "authorization_code",
             refused=_code_refused,
@@ -282,9 +334,22 @@ class ProviderClient:
             redirect_uri=pending.redirect_uri,
             code_verifier=pending.code_verifier,
         )
-        if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
-            raise ProviderMisconfigured("token response lacks a bearer access_token")
+        self.check_token_type(token, what="token response")
         return token
+
+    def uses_dpop(self) -> bool:
+        """Whether this provider's tokens are bound to a DPoP key of the site's (the provider setting)."""
+        return bool(getattr(self.provider, "dpop", False))
+
+    def check_token_type(self, token: dict[str, Any], *, what: str) -> None:
+        """An access token of the expected type: ``DPoP`` when a proof was sent (RFC 9449 5), else ``Bearer``.
+
+        A provider that answers a DPoP request with a bearer token issued a token anybody holding
+        it can use: that is refused, not silently accepted.
+        """
+        expected = "dpop" if self.dpop_key is not None else "bearer"
+        if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != expected:
+            raise ProviderMisconfigured(f"{what} lacks a {expected} access_token (token_type must be {expected})")
 
     @sensitive_variables("params", "body", "headers", "auth", "secret", "resp", "token")
     def token_request(self, grant_type: str, *, refused: Callable[[str], SignInError], **params: str) -> dict[str, Any]:
@@ -294,26 +359,18 @@ class ProviderClient:
         ``invalid_client`` answer blames the site's configuration, not the person. GitHub reports a
         refused grant with HTTP 200 and an ``error``, so that is a refusal too.
         """
-        provider, endpoint = self.provider, self.metadata["token_endpoint"]
-        method = self.token_endpoint_auth_method()
-        body = prepare_token_request(grant_type, **params)
-        secret = provider.reveal_client_secret()  # decrypted (or read from its variable) only here
-        if method == "client_secret_basic":
-            # RFC 6749 2.3.1: id and secret are form-encoded before they are joined for Basic auth.
-            auth = ClientAuth(quote_plus(provider.client_id), quote_plus(secret), method)
-        else:
-            auth = ClientAuth(provider.client_id, secret, method)
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        _uri, headers, body = auth.prepare("POST", endpoint, headers, body)
+        endpoint = self.metadata["token_endpoint"]
         try:
-            resp = request_json("POST", endpoint, what="token endpoint", data=body, headers=headers)
+            resp = self.authenticated_post(
+                endpoint, prepare_token_params(grant_type, **params), what="token endpoint", proof=self.dpop_key
+            )
         except ProviderHTTPError as exc:
             error = exc.data.get("error")
             if exc.http_status in (400, 401) and error in ("invalid_client", "unauthorized_client"):
                 # Not the person's fault, nor fixable by them: the site's client id or secret is wrong.
                 raise ProviderMisconfigured(
                     f"token endpoint refused this site's client credentials: error={error!r} (check the "
-                    "provider's client id and secret)"
+                    "provider's client id and secret, or its copy of /accounts/jwks.json)"
                 ) from exc
             if exc.http_status == 400 and isinstance(error, str):
                 raise refused(error) from exc
@@ -334,8 +391,7 @@ class ProviderClient:
         reused rotated refresh token), ``TokenRejected`` for an answer about someone else.
         """
         token = self.token_request("refresh_token", refused=_refresh_refused, refresh_token=refresh_token)
-        if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
-            raise ProviderMisconfigured("refresh answer lacks a bearer access_token")
+        self.check_token_type(token, what="refresh answer")
         self.check_refreshed(token, issuer=issuer, subject=subject)
         return token
 
@@ -363,27 +419,150 @@ class ProviderClient:
         token, hint = (refresh_token, "refresh_token") if refresh_token else (access_token, "access_token")
         if not endpoint or not token:
             return False
-        provider, method = self.provider, self.token_endpoint_auth_method()
-        secret = provider.reveal_client_secret()
-        if method == "client_secret_basic":
-            auth = ClientAuth(quote_plus(provider.client_id), quote_plus(secret), method)
-        else:
-            auth = ClientAuth(provider.client_id, secret, method)
-        body = urlencode({"token": token, "token_type_hint": hint})
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        _uri, headers, body = auth.prepare("POST", endpoint, headers, body)
-        request_json("POST", endpoint, what="revocation endpoint", data=body, headers=headers, allow_empty=True)
+        self.authenticated_post(
+            endpoint, {"token": token, "token_type_hint": hint}, what="revocation endpoint", allow_empty=True
+        )
         return True
 
     def token_endpoint_auth_method(self) -> str:
-        """client_secret_basic unless the provider supports only client_secret_post (Discovery 1.0 section 3)."""
+        """The provider's configured method; else from discovery (Discovery 1.0 section 3).
+
+        client_secret_basic unless the provider supports only client_secret_post, or only
+        private_key_jwt (login.gov, GOV.UK One Login): then that one.
+        """
+        configured = getattr(self.provider, "token_auth_method", "")
+        if configured:
+            return str(configured)
         supported = self.metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         if not isinstance(supported, list):
             raise ProviderMisconfigured("discovery token_endpoint_auth_methods_supported is not a list")
         for method in ("client_secret_basic", "client_secret_post"):
             if method in supported:
                 return method
+        if TokenAuthMethod.PRIVATE_KEY_JWT in supported:
+            return TokenAuthMethod.PRIVATE_KEY_JWT
         raise ProviderMisconfigured(f"token endpoint supports none of our auth methods ({supported!r})")
+
+    @sensitive_variables("params", "body", "headers", "auth", "secret")
+    def client_authentication(self, endpoint: str, params: dict[str, str]) -> tuple[dict[str, str], str]:
+        """Headers and form body of one authenticated call (token, refresh, PAR, revocation): the one place.
+
+        ``client_secret_basic`` (RFC 6749 2.3.1: id and secret form-encoded, then joined for Basic),
+        ``client_secret_post``, or ``private_key_jwt`` (RFC 7523 2.2, Core 9): a fresh assertion
+        signed with the site's current key, which needs no secret at all.
+        """
+        method = self.token_endpoint_auth_method()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if method == TokenAuthMethod.PRIVATE_KEY_JWT:
+            body = urlencode(
+                {
+                    **params,
+                    "client_id": self.provider.client_id,
+                    "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    "client_assertion": self.client_assertion(),
+                }
+            )
+            return headers, body
+        if method not in (TokenAuthMethod.CLIENT_SECRET_BASIC, TokenAuthMethod.CLIENT_SECRET_POST):
+            raise ProviderMisconfigured(f"{self.provider.slug}: unknown token endpoint auth method {method!r:.40}")
+        provider = self.provider
+        secret = provider.reveal_client_secret()  # decrypted (or read from its variable) only here
+        if method == TokenAuthMethod.CLIENT_SECRET_BASIC:
+            auth = ClientAuth(quote_plus(provider.client_id), quote_plus(secret), method)
+        else:
+            auth = ClientAuth(provider.client_id, secret, method)
+        _uri, headers, body = auth.prepare("POST", endpoint, headers, urlencode(params))
+        return headers, body
+
+    def client_assertion(self, *, now: float | None = None) -> str:
+        """A ``private_key_jwt`` assertion: iss = sub = client id, aud = the issuer identifier, unique jti.
+
+        The audience is the provider's issuer identifier, never the endpoint's URL: an assertion
+        meant for one endpoint must not be replayable at another server that shares a URL with it
+        (the OpenID Foundation's 2025 advisory on audience confusion). It lives at most
+        ``ACCOUNTS_PRIVATE_KEY_JWT_LIFETIME`` (<= 60) seconds and is signed with an algorithm the
+        provider advertises (``token_endpoint_auth_signing_alg_values_supported``).
+        """
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": self.provider.client_id,
+            "sub": self.provider.client_id,
+            "aud": self.assertion_audience(),
+            "jti": secrets.token_urlsafe(32),
+            "iat": issued,
+            "exp": issued + min(conf.PRIVATE_KEY_JWT_LIFETIME, 60),
+        }
+        advertised = self.metadata.get("token_endpoint_auth_signing_alg_values_supported")
+        algorithms = [a for a in advertised if isinstance(a, str)] if isinstance(advertised, list) else None
+        if self.assertion_signer is None:
+            raise ProviderMisconfigured(f"{self.provider.slug}: no signer for client assertions (private_key_jwt)")
+        return str(self.assertion_signer(claims, algorithms=algorithms))
+
+    def assertion_audience(self) -> str:
+        """The issuer identifier; the token endpoint only for a provider whose quirk says so, on its origin."""
+        issuer = str(self.metadata["issuer"])
+        if not self.quirks.assertion_audience_token_endpoint:
+            return issuer
+        endpoint = str(self.metadata["token_endpoint"])
+        same_origin = urlsplit(endpoint)[:2] == urlsplit(issuer)[:2]
+        if not same_origin:
+            raise ProviderMisconfigured(
+                f"{self.provider.slug}: token endpoint is not on the issuer's origin, so no assertion is made for it"
+            )
+        return endpoint
+
+    @sensitive_variables("params", "body", "headers", "proof")
+    def authenticated_post(
+        self, endpoint: str, params: dict[str, str], *, what: str, proof: Any = None, allow_empty: bool = False
+    ) -> Response:
+        """One client-authenticated form POST; with ``proof`` (a DPoP key), a DPoP proof and one nonce retry."""
+        if proof is None:
+            headers, body = self.client_authentication(endpoint, params)
+            return request_json("POST", endpoint, what=what, data=body, headers=headers, allow_empty=allow_empty)
+        # A retry for a nonce gets a new client assertion too: the provider spent the first one's jti.
+        return self.dpop_request(
+            "POST", endpoint, what=what, build=lambda: self.client_authentication(endpoint, params),
+            allow_empty=allow_empty,
+        )  # fmt: skip
+
+    @sensitive_variables("headers", "data", "access_token")
+    def dpop_request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        build: Callable[[], tuple[dict[str, str], str | None]],
+        access_token: str | None = None,
+        allow_empty: bool = False,
+        accept_jwt: bool = False,
+    ) -> Response:
+        """A request with a fresh DPoP proof; a ``use_dpop_nonce`` answer is retried once with the nonce.
+
+        ``build`` makes the headers and body of each attempt (a client assertion is single use).
+
+        RFC 9449 section 8 (authorization server: 400 ``use_dpop_nonce``) and section 9 (resource
+        server: 401 with ``WWW-Authenticate: DPoP error="use_dpop_nonce"``); the nonce is kept per
+        origin for the next request of this client. A second nonce demand is the provider's error.
+        """
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        for attempt in (1, 2):
+            headers, data = build()
+            proof = dpop.make_proof(
+                self.dpop_key, htm=method, htu=url, access_token=access_token, nonce=self.dpop_nonces.get(origin)
+            )
+            try:
+                return request_json(
+                    method, url, what=what, data=data, headers={**headers, "DPoP": proof},
+                    allow_empty=allow_empty, accept_jwt=accept_jwt,
+                )  # fmt: skip
+            except ProviderHTTPError as exc:
+                nonce = exc.headers.get("DPoP-Nonce")
+                if attempt == 2 or not nonce or not _asks_for_nonce(exc) or len(nonce) > 500:
+                    raise
+                self.dpop_nonces[origin] = nonce
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def verified_login(self, token: dict[str, Any], pending: PendingLogin) -> VerifiedLogin:
         """Who signed in, from the token endpoint's answer, every claim verified."""
@@ -504,13 +683,18 @@ class OpenIDConnectClient(ProviderClient):
     @sensitive_variables("access_token", "resp")
     def fetch_userinfo(self, *, access_token: str) -> dict[str, Any]:
         """Claims from the userinfo endpoint (section 5.3), plain JSON or a signed JWT."""
-        resp = request_json(
-            "GET",
-            self.metadata["userinfo_endpoint"],
-            what="userinfo endpoint",
-            headers={"Authorization": f"Bearer {access_token}"},
-            accept_jwt=True,
-        )
+        endpoint = self.metadata["userinfo_endpoint"]
+        if self.dpop_key is not None:  # RFC 9449 7.1: the DPoP scheme, and a proof with the token's hash
+            scheme = {"Authorization": f"DPoP {access_token}"}
+            resp = self.dpop_request(
+                "GET", endpoint, what="userinfo endpoint", build=lambda: (scheme, None), access_token=access_token,
+                accept_jwt=True,
+            )  # fmt: skip
+        else:
+            resp = request_json(
+                "GET", endpoint, what="userinfo endpoint", headers={"Authorization": f"Bearer {access_token}"},
+                accept_jwt=True,
+            )  # fmt: skip
         if resp.data is None:
             return tokens.verify_userinfo_jwt(self.provider, resp.text.strip(), jwks_uri=self.metadata["jwks_uri"])
         return resp.data
@@ -642,6 +826,18 @@ def _refresh_refused(error: str) -> SignInError:
     if error in ("invalid_grant", "bad_refresh_token"):
         return ProviderGrantRevoked(f"token endpoint refused the refresh token: error={error[:64]!r}")
     return TokenRejected(f"token endpoint refused the refresh: error={error[:64]!r}")
+
+
+def prepare_token_params(grant_type: str, **params: str) -> dict[str, str]:
+    """The form parameters of a token request (RFC 6749 4.1.3, 6), empty values left out."""
+    return {"grant_type": grant_type, **{name: value for name, value in params.items() if value}}
+
+
+def _asks_for_nonce(exc: ProviderHTTPError) -> bool:
+    """A ``use_dpop_nonce`` answer: 400 with the error in the body, or 401 with it in WWW-Authenticate."""
+    if exc.data.get("error") == "use_dpop_nonce":
+        return True
+    return 'error="use_dpop_nonce"' in exc.headers.get("WWW-Authenticate", "")
 
 
 def _code_refused(error: str) -> TokenRejected:

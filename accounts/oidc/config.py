@@ -33,6 +33,19 @@ class UserinfoPolicy(enum.StrEnum):
     NEVER = "never"
 
 
+class TokenAuthMethod(enum.StrEnum):
+    """How a client authenticates at the token, PAR and revocation endpoints (RFC 6749 2.3, RFC 7523, Core 9).
+
+    A provider object may say which (``token_auth_method``; blank: picked from discovery) and, for
+    ``private_key_jwt``, signs the assertion itself (``sign_client_assertion``): the protocol layer
+    never holds the site's private key.
+    """
+
+    CLIENT_SECRET_BASIC = "client_secret_basic"
+    CLIENT_SECRET_POST = "client_secret_post"
+    PRIVATE_KEY_JWT = "private_key_jwt"
+
+
 class ProviderConfig(Protocol):
     """One configured provider: who we are to it (client), where it is (endpoints), what we accept."""
 

@@ -35,6 +35,11 @@ class Quirks:
     offline_access_params: tuple[tuple[str, str], ...] = ()
     #: Scopes the provider needs before it issues a refresh token (Microsoft: ``offline_access``).
     offline_access_scopes: tuple[str, ...] = ()
+    #: The ``aud`` of a ``private_key_jwt`` assertion: the issuer identifier (the OpenID Foundation's
+    #: 2025 advice), or for providers that document only it (login.gov, GOV.UK One Login) the token
+    #: endpoint's URL -- then only when that endpoint is on the issuer's own origin, so a discovery
+    #: document naming another server's endpoint cannot harvest an assertion for it.
+    assertion_audience_token_endpoint: bool = False
 
     def metadata_issuer_matches(self, configured: str, metadata_issuer: str) -> bool:
         """Discovery 4.3 demands an exact match; a tenant template is the documented exception."""

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts import diagnostics
+from accounts.choices import TokenAuth
 from accounts.errors import SignInError
 from accounts.models import Provider
 from accounts.oidc.clients import client_class
@@ -114,6 +115,19 @@ class Command(BaseCommand):
             help="Keep each person's access and refresh tokens (encrypted) to call the provider's APIs for them "
             "(accounts.provider_tokens); needs ACCOUNTS_CLIENT_SECRET_KEYS.",
         )
+        # High assurance (docs/high-assurance.md).
+        add.add_argument(
+            "--token-auth",
+            choices=[choice.value for choice in TokenAuth],
+            help="How the site authenticates to the token endpoint (default: from discovery). private_key_jwt signs "
+            "with the site's key (manage.py oidc_keys) and needs no --client-secret.",
+        )
+        add.add_argument(
+            "--par", action="store_true", default=None, help="Push authorization requests first (RFC 9126)."
+        )
+        add.add_argument(
+            "--dpop", action="store_true", default=None, help="Bind the provider's tokens to a DPoP key (RFC 9449)."
+        )
         add.add_argument("--disabled", action="store_true", help="Add it switched off.")
         add.add_argument("--update", action="store_true", help="Update the provider if the slug exists.")
         sub.add_parser("list", help="List providers.")
@@ -145,6 +159,7 @@ class Command(BaseCommand):
         self._no_redirect_options(provider, options)
         if options.get("store_tokens"):
             provider.store_tokens = True
+        self._high_assurance_options(provider, options)
         self._save(provider)
         self.stdout.write(f"{'Updated' if existing else 'Added'} provider {slug!r} ({provider.name}).")
         if provider.client_secret_cleared:
@@ -155,6 +170,15 @@ class Command(BaseCommand):
                     "provider to another server. Give --client-secret again."
                 )
             )
+
+    @staticmethod
+    def _high_assurance_options(provider: Provider, options: dict[str, Any]) -> None:
+        """--token-auth, --par, --dpop: only what was given changes (a preset may have set them)."""
+        if options.get("token_auth"):
+            provider.token_auth_method = options["token_auth"]
+        for field in ("par", "dpop"):
+            if options.get(field) is not None:
+                setattr(provider, field, options[field])
 
     @staticmethod
     def _no_redirect_options(provider: Provider, options: dict[str, Any]) -> None:
