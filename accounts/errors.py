@@ -193,6 +193,7 @@ class SiteKeyUnavailable(ProviderMisconfigured):
 
     status = 503
     code = "site_key_unavailable"
+    provider_side = False  # this site's configuration, not the provider
     title = _("Sign-in with this provider is not set up correctly")
     message = _(
         "This site is missing part of its settings for this provider, so sign-in with it is not possible "

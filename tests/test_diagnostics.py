@@ -160,6 +160,7 @@ def test_the_provider_side_codes_are_every_provider_side_failure():
     from accounts.diagnostics import PROVIDER_SIDE_CODES
 
     assert set(PROVIDER_SIDE_CODES) == {
+        "par_failed",
         "provider_error",
         "provider_misconfigured",
         "provider_timeout",
