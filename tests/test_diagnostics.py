@@ -102,14 +102,18 @@ def database_cache(settings, db):
 
 
 def test_a_steady_state_sign_in_reads_nothing_from_the_database_cache(database_cache, client, op, provider):
-    """Parsed keys and documents stay in the process between TTL checks: no cache query per callback."""
+    """Parsed keys and documents stay in the process between TTL checks: no document is read from the
+    cache table per callback. The one read each request makes is the providers' version
+    (``accounts.provider_cache``), which is how an admin's change reaches every process."""
     assert signed_in(client) is False
     sign_in(client, op, provider)  # the first loads discovery and JWKS into the shared cache
     client.logout()
     with CaptureQueriesContext(connection) as queries:
         response = sign_in(client, op, provider)
     assert response.status_code == 302
-    assert [q["sql"] for q in queries.captured_queries if CACHE_TABLE in q["sql"]] == []
+    cache_reads = [q["sql"] for q in queries.captured_queries if CACHE_TABLE in q["sql"]]
+    assert [sql for sql in cache_reads if "oidc_signin:providers:version" not in sql] == []
+    assert len(cache_reads) <= 2  # the start and the callback: one version read each
     assert op.hits["/jwks"] == 1
 
 
