@@ -194,11 +194,9 @@ class SiteKeyUnavailable(ProviderMisconfigured):
     status = 503
     code = "site_key_unavailable"
     provider_side = False  # this site's configuration, not the provider
-    title = _("Sign-in with this provider is not set up correctly")
-    message = _(
-        "This site is missing part of its settings for this provider, so sign-in with it is not possible "
-        "right now. Please choose another option, or contact the site administrator."
-    )
+    # What the person reads is what a missing client secret tells them: this site's settings, not theirs.
+    title = ClientSecretUnavailable.title
+    message = ClientSecretUnavailable.message
 
 
 class ProviderTimeout(ProviderUnavailable):
