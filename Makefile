@@ -85,6 +85,7 @@ test: $(VENV)/.dev browser-deps fapi-deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy accounts/
+	$(VENV)/bin/lint-imports
 	DJANGO_DEBUG=0 $(PY) -m pytest
 	@if $(PY) -c "import socket; [socket.create_connection(a, timeout=2).close() for a in (('127.0.0.1', 5432), ('127.0.0.1', 6379))]" 2>/dev/null || [ -n "$$CI" ]; then \
 		echo "Second pass: PostgreSQL + Redis"; \
@@ -101,6 +102,7 @@ lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy accounts/
+	$(VENV)/bin/lint-imports
 
 # Side by side with django-allauth and mozilla-django-oidc (installed by bench/run.py in throwaway
 # virtual environments under bench/.venvs/, reused), all on 127.0.0.1; writes bench/results.md.

@@ -24,8 +24,9 @@ from .presets import quirks_for
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-    from django.http import HttpRequest
+    from django.http import HttpRequest, HttpResponse
 
+    from .errors import SignInError
     from .models import Identity, Provider
 
 
@@ -157,6 +158,20 @@ class DefaultAccountAdapter:
         refuse a connect, use ``is_sign_in_allowed``, which is asked before anything is stored.
         """
         return next_url
+
+    def sign_in_failed_response(
+        self, request: HttpRequest, error: SignInError, *, provider: Provider | None, response: HttpResponse
+    ) -> HttpResponse:
+        """The answer to a failed sign-in or connect: by default ``response``, the app's error page (or JSON).
+
+        Called once the failure is logged, audited and announced (``sign_in_failed``), so whatever
+        you return, nothing of that is lost. Return another response to show your own page, send the
+        person somewhere else (a redirect to your login page with a message, say) or answer in your
+        API's format. ``error.code`` says which rule refused (``accounts.errors``), ``error.message``
+        is the sentence for people; ``error.reason`` is for logs only. As allauth's
+        ``on_authentication_error``, but it may replace the answer, not only look at it.
+        """
+        return response
 
     def is_disconnect_allowed(self, request: HttpRequest | None, identity: Identity) -> bool:
         """Whether the signed-in owner of ``identity`` may disconnect it from their account.

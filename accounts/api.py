@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.contrib.auth.models import AnonymousUser
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -46,7 +45,7 @@ from . import app_sessions, dpop, replay, token_cache, token_profiles
 from .adapter import get_adapter
 from .admission import admit, returning_claims
 from .conf import conf
-from .errors import ProviderRecentlyFailed, SignInError, SignInRefused, TokenRejected, printable
+from .errors import DATABASE_BUSY, ProviderRecentlyFailed, SignInError, SignInRefused, TokenRejected, printable
 from .identities import sign_in_identity
 from .models import Identity, Provider
 from .oidc import discovery, profiles, tokens
@@ -61,7 +60,6 @@ logger = logging.getLogger(__name__)
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: RFC 6750 3: error_description and scope values are printable ASCII without ``"`` and ``\``.
 _NOT_HEADER_TEXT = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
-_DATABASE_BUSY = (OperationalError, InterfaceError)
 #: The longest issuer quoted in a log line (it is whatever the sender wrote).
 _QUOTED = 100
 #: The proof algorithms the ``DPoP`` challenge offers (RFC 9449 7.1, ``algs``).
@@ -331,7 +329,7 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
     if policy.profile is TokenProfile.APP_SESSION:
         try:
             return _app_session_principal(request, raw, policy)
-        except _DATABASE_BUSY as exc:
+        except DATABASE_BUSY as exc:
             raise ServiceUnavailable(
                 f"database unavailable: {type(exc).__name__}", description="The service is busy; try again."
             ) from exc
@@ -356,7 +354,7 @@ def authenticate(request: HttpRequest, policy: BearerPolicy) -> BearerPrincipal:
         if policy.refuse_replay:
             _refuse_replay(claims)
         return _principal(request, provider, claims, token, policy)
-    except _DATABASE_BUSY as exc:
+    except DATABASE_BUSY as exc:
         raise ServiceUnavailable(
             f"database unavailable: {type(exc).__name__}", description="The service is busy; try again."
         ) from exc

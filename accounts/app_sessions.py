@@ -17,13 +17,12 @@ It never reaches a log, and holds no claims: the session holds what the sign-in 
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.contrib.auth import get_user
 from django.core import signing
 
+from . import session as sessions
 from .conf import conf
 from .errors import TokenRejected
 from .models import Identity, ProviderSession
@@ -39,10 +38,14 @@ _SALT = "oidc_signin.app-session"
 
 
 def issue(request: HttpRequest) -> dict[str, Any]:
-    """The token for the session this request just signed in (``accounts.login.save`` wrote it)."""
+    """The token for the session this request just signed in (``accounts.session.sign_in`` wrote it).
+
+    The session travels as this token instead of a cookie, so no session cookie is sent with it.
+    """
     key = request.session.session_key
     if not key:
         raise RuntimeError("an app session token needs a saved session")
+    sessions.withhold_cookie(request)
     token = _signer().sign_object({"k": key})
     return {"session_token": token, "token_type": "Bearer", "expires_in": conf.APP_SESSION_TTL}
 
@@ -56,7 +59,7 @@ def session_for(raw: str) -> SessionBase:
     except signing.BadSignature:
         raise TokenRejected("app session token signature is not valid") from None
     key = data.get("k") if isinstance(data, dict) else None
-    store = import_module(settings.SESSION_ENGINE).SessionStore
+    store = sessions.session_store()
     if not isinstance(key, str) or not key or not store().exists(key):
         raise TokenRejected("app session token names a session that has ended")
     return store(session_key=key)
@@ -91,5 +94,4 @@ def revoke(raw: str) -> None:
     session = session_for(raw)
     key = session.session_key
     session.flush()
-    if key:
-        ProviderSession.objects.filter(session_key=key).delete()
+    sessions.forget(key)

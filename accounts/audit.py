@@ -19,6 +19,7 @@ from django.db import DatabaseError, transaction
 from .conf import conf
 from .errors import printable
 from .models import SignInEvent
+from .oidc.config import MAX_ISSUER_LENGTH, MAX_SUBJECT_LENGTH
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -72,8 +73,8 @@ def record(
         provider=provider if provider is not None and provider.pk else None,
         provider_slug=provider.slug if provider is not None else "",
         user=user,  # type: ignore[misc]
-        issuer=printable(issuer, limit=500),
-        subject=printable(subject, limit=255),
+        issuer=printable(issuer, limit=MAX_ISSUER_LENGTH),
+        subject=printable(subject, limit=MAX_SUBJECT_LENGTH),
         code=code[:40],
         reason=printable(reason),
         ip_address=ip_address,

@@ -45,19 +45,27 @@ def check_session_engine(app_configs, **kwargs):
 
 @register()
 def check_middleware(app_configs, **kwargs):
+    """Without the app's middleware a sign-in would send no session cookie: refused at start-up."""
+    from .session import MIDDLEWARE_PATH
+
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
-    ours = "accounts.middleware.ProviderSessionMiddleware"
     session = "django.contrib.sessions.middleware.SessionMiddleware"
-    if ours in middleware and (session not in middleware or middleware.index(ours) > middleware.index(session)):
+    # The former path (``accounts.middleware``) names the same class and keeps working.
+    ours = [index for index, path in enumerate(middleware) if path in (MIDDLEWARE_PATH, _FORMER_MIDDLEWARE_PATH)]
+    if ours and (session not in middleware or ours[0] > middleware.index(session)):
         return []
     return [
-        Warning(
-            f"{ours} is not in MIDDLEWARE after {session}.",
-            hint="Without it, a session whose key changes (a password change, cycle_key()) keeps its old key "
-            "in the back-channel logout records, and the provider's logout can no longer end it.",
-            id="oidc_signin.W005",
+        Error(
+            f"{MIDDLEWARE_PATH} is not in MIDDLEWARE after {session}.",
+            hint="It sends the session cookie of a sign-in and the cookies of started sign-ins; without it "
+            "nobody stays signed in, and a session whose key changes (a password change, cycle_key()) "
+            "could no longer be ended by the provider's logout.",
+            id="oidc_signin.E010",
         )
     ]
+
+
+_FORMER_MIDDLEWARE_PATH = "accounts.middleware.ProviderSessionMiddleware"
 
 
 @register(Tags.caches)
@@ -118,7 +126,7 @@ def check_settings(app_configs, **kwargs):
 def check_authentication_backend(app_configs, **kwargs):
     """A sign-in must survive its own redirect: some configured backend has to find the user again."""
     try:
-        from .flow import session_backend
+        from .session import session_backend
 
         session_backend()
     except ImproperlyConfigured:

@@ -1,8 +1,9 @@
 """The closed sets of values the app stores or compares, as enums.
 
-They live apart from ``models`` so that data modules (``presets``) can use them without importing
-the models (which import the presets for the preset field's choices). ``Provider.Kind`` and the
-other model attributes are these same classes.
+Where the protocol layer has the same set (``accounts.oidc.config``), the values are its own and
+only the labels are added here. They live apart from ``models`` so that data modules
+(``presets``) can use them without importing the models (which import the presets for the preset
+field's choices). ``Provider.Kind`` and the other model attributes are these same classes.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .oidc.config import ProviderKind, UserinfoPolicy
+
 
 class Kind(models.TextChoices):
-    """Which protocol a provider speaks; it chooses the client class (``accounts.oidc.clients``)."""
+    """``accounts.oidc.config.ProviderKind`` (which chooses the client class), with labels: one vocabulary."""
 
-    OIDC = "oidc", _("OpenID Connect")
-    GITHUB = "github", _("GitHub-style OAuth 2.0 (no ID token)")
+    OIDC = ProviderKind.OIDC.value, _("OpenID Connect")
+    GITHUB = ProviderKind.GITHUB.value, _("GitHub-style OAuth 2.0 (no ID token)")
     #: Known by its issuer and JWKS URL alone: it signs access tokens for this site's APIs, nobody signs in with it.
-    TOKEN_ISSUER = "token-issuer", _("Token issuer only: API access tokens, no sign-in")
+    TOKEN_ISSUER = ProviderKind.TOKEN_ISSUER.value, _("Token issuer only: API access tokens, no sign-in")
 
 
 class EmailLinking(models.TextChoices):
@@ -26,11 +29,14 @@ class EmailLinking(models.TextChoices):
 
 
 class Userinfo(models.TextChoices):
-    """When to call userinfo: the values of ``accounts.oidc.config.UserinfoPolicy``, with labels."""
+    """``accounts.oidc.config.UserinfoPolicy`` (when to call userinfo), with labels: one vocabulary."""
 
-    ALWAYS = "always", _("Always: call the userinfo endpoint on every sign-in")
-    WHEN_NEEDED = "when-needed", _("When needed: only if the ID token lacks the email or profile claims")
-    NEVER = "never", _("Never: use the ID token's claims alone")
+    ALWAYS = UserinfoPolicy.ALWAYS.value, _("Always: call the userinfo endpoint on every sign-in")
+    WHEN_NEEDED = (
+        UserinfoPolicy.WHEN_NEEDED.value,
+        _("When needed: only if the ID token lacks the email or profile claims"),
+    )
+    NEVER = UserinfoPolicy.NEVER.value, _("Never: use the ID token's claims alone")
 
 
 class ProfileSync(models.TextChoices):

@@ -158,6 +158,9 @@ class AppSettings:
     OIDC_HTTP_TIMEOUT = Setting[tuple[float, float]]((3.05, 5.0), _timeout, "seconds, or a (connect, read) pair")
     #: Longest a whole answer may take to arrive, in seconds (the read timeout bounds each wait).
     OIDC_HTTP_TOTAL_TIMEOUT = Setting[float](10.0, _number, "a number of seconds")
+    #: Dotted path of a callable that returns the ``requests.Session`` every call to a provider goes
+    #: through (a proxy, client certificates for mTLS, instrumentation); empty: the app's own.
+    OIDC_HTTP_SESSION = Setting[str]("", lambda value: isinstance(value, str), "a dotted path to a callable, or empty")
     #: Largest response body accepted from a provider, in bytes.
     OIDC_MAX_RESPONSE_BYTES = Setting[int](1024 * 1024, _whole, "a whole number of bytes")
     #: Allow http:// issuers and endpoints on any host (otherwise only loopback, and only when DEBUG).

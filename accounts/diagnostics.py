@@ -25,7 +25,6 @@ import base64
 import binascii
 import datetime as dt
 import enum
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,7 +42,7 @@ from joserfc.jwk import KeySet
 
 from .adapter import get_adapter
 from .conf import conf
-from .errors import ProviderUnavailable, SignInError
+from .errors import ProviderUnavailable, SignInError, UnknownKey, provider_side_codes
 from .models import SignInEvent
 from .oidc import discovery
 from .oidc.http import request_json, require_secure_url
@@ -71,11 +70,8 @@ CERTIFICATE_WARNING = dt.timedelta(days=30)
 ACTIVITY_WINDOW = dt.timedelta(hours=24)
 #: How long the outcome of a check (and the last fetch error) is remembered in the shared cache.
 RECORD_TIMEOUT = 30 * 86400
-#: Failure codes that say the provider, not the person, was the trouble.
-PROVIDER_SIDE_CODES = ("provider_unavailable", "provider_timeout", "provider_misconfigured")
-#: The reason ``accounts.oidc.tokens`` gives when a token names a key the key set lacks even after
-#: the refetch it was allowed (or when that refetch was refused by its budget).
-_UNKNOWN_KID = re.compile(r"\bkid\b.*\bmatches no\b")
+#: Failure codes that say the provider, not the person, was the trouble (``SignInError.provider_side``).
+PROVIDER_SIDE_CODES = tuple(sorted(provider_side_codes()))
 _CACHE_PREFIX = "oidc_signin:diagnostics:"
 
 
@@ -573,7 +569,7 @@ def recent_activity(provider: Provider, *, since: dt.datetime) -> Activity:
         successes=totals["successes"],
         failures=totals["failures"] + totals["suppressed"],
         by_reason=by_reason[:10],
-        unknown_kid_failures=sum(f.count for f in by_reason if _UNKNOWN_KID.search(f.reason)),
+        unknown_kid_failures=sum(f.count for f in by_reason if f.code == UnknownKey.code),
         provider_side_failures=sum(f.count for f in by_reason if f.code in PROVIDER_SIDE_CODES),
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import unicodedata
 from typing import TYPE_CHECKING
 
+from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
@@ -53,7 +54,10 @@ class SignInError(Exception):
     title: _StrOrPromise = _("Sign-in failed")
     message: _StrOrPromise = _("We could not sign you in. Please try again.")
     #: Short machine-readable code, stored in the audit trail and sent with the sign-in-failed signal.
+    #: Stable: the health view and a project's receivers count and branch on it, never on ``reason``.
     code = "sign_in_failed"
+    #: Whether the provider, not the person or this site, was the trouble (the health view counts these).
+    provider_side = False
 
     def __init__(self, reason: str, *, message: _StrOrPromise | None = None) -> None:
         reason = printable(reason)  # every log line and audit row gets its reason from here
@@ -107,6 +111,7 @@ class ProviderFailed(ProviderDenied):
     ERRORS = frozenset({"server_error", "temporarily_unavailable"})
     status = 502
     code = "provider_error"
+    provider_side = True
     title = _("The provider had a problem")
     message = _("The provider could not complete the sign-in. Please try again in a few minutes.")
 
@@ -122,11 +127,18 @@ class TokenRejected(SignInError):
     )
 
 
+class UnknownKey(TokenRejected):
+    """A token names a key (``kid``) the provider's key set lacks, even after the refetch it was allowed."""
+
+    code = "unknown_key"
+
+
 class ProviderMisconfigured(SignInError):
     """The provider's metadata or keys are unusable, or it violates the protocol."""
 
     status = 502
     code = "provider_misconfigured"
+    provider_side = True
     title = _("The sign-in provider is not working correctly")
     message = _(
         "The provider sent something we cannot use, so sign-in with it is not possible right now. "
@@ -143,6 +155,7 @@ class ClientSecretUnavailable(ProviderMisconfigured):
 
     status = 503
     code = "client_secret_unavailable"
+    provider_side = False  # this site's configuration, not the provider
     title = _("Sign-in with this provider is not set up correctly")
     message = _(
         "This site is missing part of its settings for this provider, so sign-in with it is not possible "
@@ -155,6 +168,7 @@ class ProviderUnavailable(SignInError):
 
     status = 502
     code = "provider_unavailable"
+    provider_side = True
     title = _("The sign-in provider is unavailable")
     message = _("We could not reach the provider. Please try again in a few minutes.")
 
@@ -179,11 +193,10 @@ class SiteKeyUnavailable(ProviderMisconfigured):
 
     status = 503
     code = "site_key_unavailable"
-    title = _("Sign-in with this provider is not set up correctly")
-    message = _(
-        "This site is missing part of its settings for this provider, so sign-in with it is not possible "
-        "right now. Please choose another option, or contact the site administrator."
-    )
+    provider_side = False  # this site's configuration, not the provider
+    # What the person reads is what a missing client secret tells them: this site's settings, not theirs.
+    title = ClientSecretUnavailable.title
+    message = ClientSecretUnavailable.message
 
 
 class ProviderTimeout(ProviderUnavailable):
@@ -254,6 +267,17 @@ class DatabaseBusy(SignInError):
     code = "database_busy"
     title = _("The site is busy")
     message = _("We could not finish this because the site is busy right now. Please try again in a moment.")
+
+
+#: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
+#: may work). Integrity and programming errors are bugs and are left to surface as such.
+DATABASE_BUSY = (OperationalError, InterfaceError)
+
+
+def database_busy(exc: OperationalError | InterfaceError) -> DatabaseBusy:
+    """``exc`` (one of ``DATABASE_BUSY``) as the 503 the person reads, its first line as the reason."""
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return DatabaseBusy(f"database unavailable ({type(exc).__name__}: {first_line[:200]})")
 
 
 class AccountIncomplete(SignInError):
@@ -339,3 +363,14 @@ class ProviderGrantRevoked(ProviderTokenError):
         "The provider no longer lets this site act on your behalf (the access was revoked or has expired). "
         "Please connect it again."
     )
+
+
+def provider_side_codes() -> frozenset[str]:
+    """The codes of every failure that says the provider, not the person or this site, was the trouble."""
+    found, classes = set(), [SignInError]
+    while classes:
+        cls = classes.pop()
+        if cls.provider_side:
+            found.add(cls.code)
+        classes.extend(cls.__subclasses__())
+    return frozenset(found)

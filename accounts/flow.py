@@ -14,16 +14,13 @@ import time
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.contrib.auth.backends import ModelBackend
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.module_loading import import_string
 from django.views.decorators.debug import sensitive_variables
 
-from . import admission, audit, login, provider_sessions, provider_tokens
+from . import admission, audit, provider_tokens, session
 from . import pending as pending_logins
 from .adapter import get_adapter
 from .choices import Action, Outcome
@@ -39,10 +36,6 @@ if TYPE_CHECKING:
     from .models import Identity, Provider
 
 logger = logging.getLogger(__name__)
-
-#: Where the verified ID token of this session's sign-in is kept, for RP-initiated logout.
-ID_TOKEN_SESSION_KEY = "oidc_signin_id_token"
-PROVIDER_SESSION_KEY = "oidc_signin_provider"
 
 
 @dataclasses.dataclass
@@ -106,7 +99,7 @@ def finish_login(request: HttpRequest, attempt: SignInAttempt) -> None:
 
     The pending login is spent (this answer deletes its cookie) before anything else, every
     network call follows, and the writes come last, in one short transaction: identity, user,
-    session (written once, see ``accounts.login``), its provider link and the audit row commit
+    session (written once, see ``accounts.session``), its provider link and the audit row commit
     together or not at all, and SQLite's single writer is held for milliseconds.
     """
     provider = _provider(attempt)
@@ -139,7 +132,7 @@ def complete_sign_in(request: HttpRequest, attempt: SignInAttempt, verified: Ver
                 _finish_sign_in(request, attempt, provider, verified)
             record(request, attempt)
     except BaseException:
-        login.undo(request)  # rolled back: the session object must not stay signed in either
+        session.undo(request)  # rolled back: the session object must not stay signed in either
         raise
 
 
@@ -166,11 +159,7 @@ def _finish_sign_in(request: HttpRequest, attempt: SignInAttempt, provider: Prov
     result = sign_in_identity(
         request=request, provider=provider, issuer=verified.issuer, subject=verified.subject, claims=verified.claims
     )
-    login.log_in(request, result.user, backend=session_backend())  # under a new session key
-    request.session[PROVIDER_SESSION_KEY] = provider.slug
-    if verified.id_token:
-        request.session[ID_TOKEN_SESSION_KEY] = verified.id_token
-    provider_sessions.remember(request, provider, result.user, verified.claims)  # the session's one write
+    session.sign_in(request, result.user, provider=provider, claims=verified.claims, id_token=verified.id_token)
     _keep_tokens(provider, result.identity, verified)
     attempt.user = result.user
 
@@ -198,23 +187,6 @@ def _keep_tokens(provider: Provider, identity: Identity, verified: VerifiedLogin
         provider_tokens.store(
             identity, verified.token_response, requested_scopes=provider.scope_list, dpop_key=verified.dpop_key
         )
-
-
-def session_backend() -> str:
-    """The configured authentication backend that will find the user again on the next request.
-
-    ``login()`` records it in the session, and Django asks it for the user on every request after;
-    a backend that is not configured would sign the person in for this one response only. Any
-    ``ModelBackend`` (or subclass) finds users by primary key; the first one configured is used.
-    ``accounts.checks`` refuses to start without one (``oidc_signin.E002``).
-    """
-    for path in settings.AUTHENTICATION_BACKENDS:
-        backend = import_string(path)
-        if isinstance(backend, type) and issubclass(backend, ModelBackend):
-            return path
-    raise ImproperlyConfigured(
-        "AUTHENTICATION_BACKENDS has no ModelBackend to keep provider sign-ins (oidc_signin.E002)"
-    )
 
 
 def _provider(attempt: SignInAttempt) -> Provider:

@@ -26,7 +26,7 @@ from django.db.models import NOT_PROVIDED
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import provider_sessions, signals
+from . import session, signals
 from .adapter import get_adapter
 from .admission import admit_user
 from .claims import storable, verified_email
@@ -241,7 +241,7 @@ class Disconnected:
     identity: Identity
     #: The sessions it had signed in have ended; ``ended.includes_current`` means the caller's own
     #: session was one of them, and the caller must sign the person out (``auth.logout``).
-    ended: provider_sessions.Ended
+    ended: session.Ended
 
 
 def disconnect_identity(
@@ -269,7 +269,7 @@ def disconnect_identity(
                 message=_("This sign-in method cannot be disconnected from your account."),
             )
         DisconnectedIdentity.objects.update_or_create(user_id=user.pk, issuer=identity.issuer, subject=identity.subject)
-        ended = provider_sessions.end(
+        ended = session.end(
             ProviderSession.objects.filter(user_id=user.pk, issuer=identity.issuer, subject=identity.subject),
             current_key=current_session_key,
         )

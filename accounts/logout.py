@@ -4,7 +4,7 @@
   there with ``id_token_hint``, ``client_id`` and ``post_logout_redirect_uri``, so the person is
   signed out at the provider too and comes back to this site.
 * ``backchannel_logout`` -- every sign-in records which Django session it created under the
-  provider's ``sid`` and the subject (``accounts.provider_sessions``); a verified logout token from
+  provider's ``sid`` and the subject (``accounts.session``); a verified logout token from
   the provider ends exactly those sessions, through the configured session engine.
 """
 
@@ -18,7 +18,7 @@ from django.db import transaction
 from django.shortcuts import resolve_url
 from django.views.decorators.debug import sensitive_variables
 
-from . import provider_sessions, replay
+from . import replay, session
 from .adapter import get_adapter
 from .errors import InvalidRequest, SignInError
 from .models import ProviderSession
@@ -69,7 +69,7 @@ def backchannel_logout(provider: Provider, raw_token: str) -> int:
         links = links.filter(subject=claims["sub"])
     with transaction.atomic():
         _refuse_replay(claims)
-        return provider_sessions.end(links).count
+        return session.end(links).count
 
 
 def _refuse_replay(claims: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from .choices import (
 from .conf import DEFAULT_ALGORITHMS
 from .fields import EncryptedSecretField, EncryptedTokenField
 from .oidc.clients import CLIENT_CLASSES, sign_in_kinds
+from .oidc.config import MAX_ISSUER_LENGTH, MAX_SUBJECT_LENGTH
 from .oidc.profiles import PROFILE_CHOICES, ProfileName, profile_named
 from .oidc.quirks import TENANT_PLACEHOLDER
 from .presets import PRESET_CHOICES, PresetKey
@@ -522,8 +523,8 @@ class Identity(models.Model):
     provider = models.ForeignKey(
         Provider, verbose_name=_("provider"), on_delete=models.PROTECT, related_name="identities"
     )
-    issuer = models.CharField(_("issuer"), max_length=500)
-    subject = models.CharField(_("subject"), max_length=255)
+    issuer = models.CharField(_("issuer"), max_length=MAX_ISSUER_LENGTH)
+    subject = models.CharField(_("subject"), max_length=MAX_SUBJECT_LENGTH)
     email = models.EmailField(_("email"), blank=True)
     email_verified = models.BooleanField(_("email verified"), default=False)
     claims = models.JSONField(_("last verified claims"), default=dict, blank=True)
@@ -553,8 +554,8 @@ class DisconnectedIdentity(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
     )
-    issuer = models.CharField(_("issuer"), max_length=500)
-    subject = models.CharField(_("subject"), max_length=255)
+    issuer = models.CharField(_("issuer"), max_length=MAX_ISSUER_LENGTH)
+    subject = models.CharField(_("subject"), max_length=MAX_SUBJECT_LENGTH)
     disconnected_at = models.DateTimeField(_("disconnected"), auto_now=True)
 
     class Meta:
@@ -584,9 +585,9 @@ class ProviderSession(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
     )
-    issuer = models.CharField(_("issuer"), max_length=500)
-    subject = models.CharField(_("subject"), max_length=255)
-    sid = models.CharField(_("provider session ID"), max_length=255, blank=True)
+    issuer = models.CharField(_("issuer"), max_length=MAX_ISSUER_LENGTH)
+    subject = models.CharField(_("subject"), max_length=MAX_SUBJECT_LENGTH)
+    sid = models.CharField(_("provider session ID"), max_length=MAX_SUBJECT_LENGTH, blank=True)
     session_key = models.CharField(_("session key"), max_length=64, db_index=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -620,8 +621,8 @@ class SignInEvent(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    issuer = models.CharField(_("issuer"), max_length=500, blank=True)
-    subject = models.CharField(_("subject"), max_length=255, blank=True)
+    issuer = models.CharField(_("issuer"), max_length=MAX_ISSUER_LENGTH, blank=True)
+    subject = models.CharField(_("subject"), max_length=MAX_SUBJECT_LENGTH, blank=True)
     code = models.CharField(_("code"), max_length=40, blank=True, help_text=_("Why it failed, as a short code."))
     reason = models.CharField(_("reason"), max_length=500, blank=True)
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from django.core import signing
 from django.views.decorators.debug import sensitive_variables
 
+from . import session
 from .conf import conf
 from .errors import InvalidRequest
 from .oidc.clients import PendingLogin
@@ -31,7 +32,7 @@ from .oidc.clients import PendingLogin
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from django.http import HttpRequest, HttpResponse
+    from django.http import HttpRequest
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ COOKIE_PREFIX = "oidc_signin_flow_"
 _SECURE_PREFIX = "__Host-"
 #: The ``signing`` salt of flow cookies: a value signed for anything else is not one.
 SALT = "oidc_signin.pending"
-#: On the request: the flow cookies its answer sets (a value) or deletes (None), by name.
-_OUTGOING = "_oidc_signin_flow_cookies"
 
 NO_SUCH_STATE = "callback state matches no sign-in started in this browser"
 
@@ -87,8 +86,8 @@ def store(request: HttpRequest, pending: PendingLogin) -> None:
             room, budget = room - 1, budget - size
         else:
             room = 0  # evicted, and so is every older one
-            _outgoing(request)[old_name] = None
-    _outgoing(request)[name] = value
+            session.delete_cookie_later(request, old_name)
+    session.set_cookie_later(request, name, value, max_age=conf.OIDC_FLOW_TTL, secure=request.is_secure())
 
 
 def _header_bytes(name: str, value: str) -> int:
@@ -110,7 +109,7 @@ def pop(request: HttpRequest, state: str | None) -> PendingLogin:
     if not value:  # none, or one deleted already (a client may keep it as an empty value)
         # Nothing to delete, so nothing is sent: a stranger's made-up callback leaves no trace.
         raise InvalidRequest(NO_SUCH_STATE)
-    _outgoing(request)[name] = None  # spent before anything else happens, whatever happens next
+    session.delete_cookie_later(request, name)  # spent before anything else happens, whatever happens next
     try:
         pending = _load(value, max_age=conf.OIDC_FLOW_TTL)
     except signing.SignatureExpired:
@@ -125,19 +124,7 @@ def pop(request: HttpRequest, state: str | None) -> PendingLogin:
 def forget_all(request: HttpRequest) -> None:
     """Spend every sign-in this browser has started (signing out ends them too)."""
     for name, _value in _flow_cookies(request):
-        _outgoing(request)[name] = None
-
-
-def send_cookies(request: HttpRequest, response: HttpResponse) -> None:
-    """Set or delete the flow cookies this request decided on; every sign-in view's answer calls this."""
-    secure = request.is_secure()
-    for name, value in getattr(request, _OUTGOING, {}).items():
-        if value is None:
-            response.delete_cookie(name)  # path "/", and Secure for a __Host- one, as Django deletes
-        else:
-            response.set_cookie(
-                name, value, max_age=conf.OIDC_FLOW_TTL, path="/", secure=secure, httponly=True, samesite="Lax"
-            )
+        session.delete_cookie_later(request, name)
 
 
 def cookie_name(state: str, *, secure: bool) -> str:
@@ -167,7 +154,7 @@ def _started(request: HttpRequest) -> list[tuple[str, str, PendingLogin]]:
         except signing.SignatureExpired:
             pending = None
         if pending is None:
-            _outgoing(request)[name] = None
+            session.delete_cookie_later(request, name)
         else:
             found.append((name, value, pending))
     return found
@@ -191,11 +178,3 @@ def _load(value: str, *, max_age: int) -> PendingLogin | None:
     if not isinstance(pending.created_at, int | float) or not isinstance(pending.state, str):
         return None
     return pending
-
-
-def _outgoing(request: HttpRequest) -> dict[str, str | None]:
-    outgoing = getattr(request, _OUTGOING, None)
-    if outgoing is None:
-        outgoing = {}
-        setattr(request, _OUTGOING, outgoing)
-    return outgoing

@@ -8,13 +8,11 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.exception import response_for_exception
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import NoReverseMatch, reverse
@@ -29,12 +27,11 @@ from . import (
     app_sessions,
     audit,
     flow,
-    login,
     no_redirect,
     pending,
     provider_cache,
-    provider_sessions,
     provider_tokens,
+    session,
     signals,
     site_keys,
 )
@@ -42,12 +39,14 @@ from .adapter import get_adapter
 from .choices import Action, Outcome
 from .conf import conf
 from .errors import (
+    DATABASE_BUSY,
     DatabaseBusy,
     InvalidRequest,
     ProviderUnavailable,
     SignInError,
     UnexpectedError,
     UnknownProvider,
+    database_busy,
     printable,
 )
 from .flow import SignInAttempt
@@ -55,16 +54,6 @@ from .identities import disconnect_identity, update_from_provider
 from .logout import backchannel_logout as end_backchannel_sessions
 from .logout import end_session_url
 from .models import Identity, Provider, ProviderSession, ProviderToken
-
-#: What the site's own database raises when it is busy, locked or unreachable (not a bug: a retry
-#: may work). Integrity and programming errors are bugs and are left to surface as such.
-_DATABASE_BUSY = (OperationalError, InterfaceError)
-
-
-def _database_busy(exc: OperationalError | InterfaceError) -> DatabaseBusy:
-    first_line = str(exc).splitlines()[0] if str(exc) else ""
-    return DatabaseBusy(f"database unavailable ({type(exc).__name__}: {first_line[:200]})")
-
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +68,16 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
         flow.record(request, attempt, error)
     context = {"error": error, "provider": provider}
     response = render(request, "oidc_signin/error.html", context, status=error.status)
+    return _sign_in_failed(request, error, provider, response)
+
+
+def _sign_in_failed(
+    request: HttpRequest, error: SignInError, provider: Provider | None, response: HttpResponse
+) -> HttpResponse:
+    """Log a failed sign-in's answer once, then let the adapter replace it (``sign_in_failed_response``)."""
     if isinstance(error, DatabaseBusy):
         response["Retry-After"] = "5"
-    return _logged(
+    _logged(
         response,
         request,
         "sign-in failed: provider=%s code=%s reason=%s",
@@ -89,6 +85,7 @@ def render_sign_in_error(request: HttpRequest, error: SignInError, attempt: Sign
         error.code,
         error.reason,
     )
+    return get_adapter().sign_in_failed_response(request, error, provider=provider, response=response)
 
 
 def json_sign_in_error(request: HttpRequest, error: SignInError, attempt: SignInAttempt) -> HttpResponse:
@@ -107,16 +104,7 @@ def json_sign_in_error(request: HttpRequest, error: SignInError, attempt: SignIn
         status=error.status,
         headers={"Cache-Control": "no-store"},
     )
-    if isinstance(error, DatabaseBusy):
-        response["Retry-After"] = "5"
-    return _logged(
-        response,
-        request,
-        "sign-in failed: provider=%s code=%s reason=%s",
-        provider.slug if provider else "-",
-        error.code,
-        error.reason,
-    )
+    return _sign_in_failed(request, error, provider, response)
 
 
 def _logged(response: HttpResponse, request: HttpRequest, message: str, *args: object) -> HttpResponse:
@@ -137,8 +125,9 @@ def _sign_in_view(
 ) -> Callable[[Callable[[HttpRequest, SignInAttempt], HttpResponse]], Callable[..., HttpResponse]]:
     """Look the provider up by slug, start an attempt, and turn any ``SignInError`` into the error page.
 
-    Whatever the answer, it carries the flow cookies the attempt set or spent (``accounts.pending``):
-    a callback that ended on an error page, a 5xx one included, cannot be replayed.
+    Whatever the answer, ``accounts.session``'s middleware sends it with the flow cookies the attempt
+    set or spent (``accounts.pending``): a callback that ended on an error page, a 5xx one
+    included, cannot be replayed.
     """
 
     def decorator(view: Callable[[HttpRequest, SignInAttempt], HttpResponse]) -> Callable[..., HttpResponse]:
@@ -152,11 +141,10 @@ def _sign_in_view(
                 response = view(request, attempt)
             except SignInError as error:
                 response = render_sign_in_error(request, error, attempt)
-            except _DATABASE_BUSY as exc:
-                response = render_sign_in_error(request, _database_busy(exc), attempt)
+            except DATABASE_BUSY as exc:
+                response = render_sign_in_error(request, database_busy(exc), attempt)
             except Exception as exc:  # a bug: still audited and spent, and reported by Django as any other
                 response = _escaped_exception(request, exc, attempt)
-            pending.send_cookies(request, response)  # a started sign-in kept, a spent one gone: any answer
             return response
 
         return never_cache(wrapper)
@@ -241,9 +229,7 @@ def callback(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
         messages.success(request, _("%(name)s is now connected to your account.") % {"name": name})
     else:
         messages.success(request, _("Signed in with %(name)s.") % {"name": name})
-    response = HttpResponseRedirect(url)
-    login.send_session_cookie(request, response)  # the sign-in saved the session; the middleware will not
-    return response
+    return HttpResponseRedirect(url)
 
 
 @csrf_exempt  # Google posts from its own script: the g_csrf_token double-submit pair is the check (no_redirect)
@@ -255,9 +241,7 @@ def credential(request: HttpRequest, attempt: SignInAttempt) -> HttpResponse:
     url = _landing_url(request, attempt)
     name = attempt.provider.name if attempt.provider is not None else ""
     messages.success(request, _("Signed in with %(name)s.") % {"name": name})
-    response = HttpResponseRedirect(url)
-    login.send_session_cookie(request, response)
-    return response
+    return HttpResponseRedirect(url)
 
 
 @csrf_exempt  # JSON only (no_redirect.json_body): no other site's page can send it without a preflight
@@ -278,8 +262,8 @@ def app_token(request: HttpRequest, slug: str) -> HttpResponse:
         signed_in = no_redirect.sign_in_from_app(request, attempt)
     except SignInError as error:
         return json_sign_in_error(request, error, attempt)
-    except _DATABASE_BUSY as exc:
-        return json_sign_in_error(request, _database_busy(exc), attempt)
+    except DATABASE_BUSY as exc:
+        return json_sign_in_error(request, database_busy(exc), attempt)
     verified, user = signed_in.verified, attempt.user
     body = {
         "user": {
@@ -291,9 +275,7 @@ def app_token(request: HttpRequest, slug: str) -> HttpResponse:
     }
     if signed_in.session is no_redirect.SessionKind.TOKEN:
         return JsonResponse({**body, **app_sessions.issue(request)}, headers={"Cache-Control": "no-store"})
-    response = JsonResponse(body, headers={"Cache-Control": "no-store"})
-    login.send_session_cookie(request, response)
-    return response
+    return JsonResponse(body, headers={"Cache-Control": "no-store"})
 
 
 def _revoke_app_session(request: HttpRequest) -> HttpResponse:
@@ -305,8 +287,8 @@ def _revoke_app_session(request: HttpRequest) -> HttpResponse:
     except SignInError as error:
         response = JsonResponse({"error": error.code, "error_description": str(error.message)}, status=401)
         return _logged(response, request, "app sign-out refused: reason=%s", error.reason)
-    except _DATABASE_BUSY as exc:
-        busy = _database_busy(exc)
+    except DATABASE_BUSY as exc:
+        busy = database_busy(exc)
         body = {"error": busy.code, "error_description": str(busy.message)}
         response = JsonResponse(body, status=busy.status, headers={"Retry-After": "5"})
         return _logged(response, request, "app sign-out failed: reason=%s", busy.reason)
@@ -331,9 +313,7 @@ def _landing_url(request: HttpRequest, attempt: SignInAttempt) -> str:
             wanted = adapter.get_login_redirect_url(request, user, provider=provider, next_url=attempt.next_url)
     except SignInError:
         if attempt.action != Action.CONNECT:
-            session_key = request.session.session_key
-            auth_logout(request)
-            provider_sessions.forget(session_key)
+            session.sign_out(request)
         raise
     try:
         candidate = resolve_url(wanted) if isinstance(wanted, str) and wanted else ""
@@ -351,14 +331,21 @@ def _landing_url(request: HttpRequest, attempt: SignInAttempt) -> str:
 
 
 def _busy_database_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A view that writes to the database answers 503 when it is busy, like the sign-in views."""
+    """A view that writes to the database answers 503 when it is busy, on the sign-in views' error page.
+
+    Signing out, disconnecting and updating a profile are no sign-ins: a busy database there sends
+    no ``sign_in_failed`` signal (and writes no audit row: the audit trail lives in that database).
+    """
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
-        except _DATABASE_BUSY as exc:
-            return render_sign_in_error(request, _database_busy(exc), SignInAttempt(provider=None))
+        except DATABASE_BUSY as exc:
+            error = database_busy(exc)
+            response = render(request, "oidc_signin/error.html", {"error": error, "provider": None}, status=503)
+            response["Retry-After"] = "5"
+            return _logged(response, request, "request failed: code=%s reason=%s", error.code, error.reason)
 
     return wrapper
 
@@ -487,7 +474,7 @@ def disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
     name = done.identity.provider.name
     if done.ended.includes_current:
         # This very session was signed in with the account just disconnected: it ends too.
-        auth_logout(request)
+        session.sign_out(request)
         messages.success(
             request,
             _("%(name)s was disconnected, and you were signed out because you signed in with it.") % {"name": name},
@@ -519,17 +506,12 @@ def _confirm_disconnect(request: HttpRequest, identity_id: int) -> HttpResponse:
 @_busy_database_page
 def logout(request: HttpRequest) -> HttpResponse:
     """Sign out here, then at the provider too when it supports RP-initiated logout."""
-    provider = Provider.objects.filter(slug=request.session.get(flow.PROVIDER_SESSION_KEY) or "").first()
-    id_token = request.session.get(flow.ID_TOKEN_SESSION_KEY)
-    session_key = request.session.session_key
-    auth_logout(request)
-    provider_sessions.forget(session_key)
+    signed_out = session.sign_out(request)
+    provider = Provider.objects.filter(slug=signed_out.provider_slug).first()
     pending.forget_all(request)  # nor does a sign-in or connect started before signing out finish after it
     messages.info(request, _("You have been signed out."))
-    url = end_session_url(request, provider, id_token) if provider is not None and provider.enabled else None
-    response = HttpResponseRedirect(url) if url else redirect(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login")
-    pending.send_cookies(request, response)
-    return response
+    url = end_session_url(request, provider, signed_out.id_token) if provider is not None and provider.enabled else None
+    return HttpResponseRedirect(url) if url else redirect(settings.LOGOUT_REDIRECT_URL or "oidc_signin:login")
 
 
 @csrf_exempt
@@ -548,8 +530,8 @@ def backchannel_logout(request: HttpRequest, slug: str) -> HttpResponse:
         if provider is None:
             raise UnknownProvider(f"no enabled provider {slug[:50]!r}")
         ended = end_backchannel_sessions(provider, request.POST.get("logout_token", ""))
-    except _DATABASE_BUSY as exc:
-        error = _database_busy(exc)
+    except DATABASE_BUSY as exc:
+        error = database_busy(exc)
         response = JsonResponse(
             {"error": "temporarily_unavailable", "error_description": error.title},
             status=error.status,
@@ -633,8 +615,8 @@ def jwks(request: HttpRequest) -> HttpResponse:
     """
     try:
         document = site_keys.public_jwks()
-    except _DATABASE_BUSY as exc:
-        logger.warning("jwks.json unavailable: %s", printable(str(_database_busy(exc))))
+    except DATABASE_BUSY as exc:
+        logger.warning("jwks.json unavailable: %s", printable(str(database_busy(exc))))
         return HttpResponse(status=503, headers={"Retry-After": "5", "Cache-Control": "no-store"})
     response = JsonResponse(document, content_type="application/jwk-set+json")
     response["Cache-Control"] = f"public, max-age={conf.SITE_JWKS_MAX_AGE}"

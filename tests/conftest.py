@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import json
 import logging
 import re
@@ -379,3 +380,9 @@ def certificate_der(*, days: int = 90, common_name: str = "signing.example") -> 
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+def incompressible(length: int, seed: str = "") -> str:
+    """``length`` characters that zlib cannot shrink (URL-safe base64 of hash output)."""
+    digests = b"".join(hashlib.sha256(f"{seed}{n}".encode()).digest() for n in range(length // 32 + 1))
+    return base64.urlsafe_b64encode(digests).decode()[:length]

@@ -412,3 +412,29 @@ def test_populate_user_receives_the_request_on_a_following_sign_in_too(client, o
     Recording.seen = {}
     sign_in(Client(), op, provider)
     assert Recording.seen["populate_user"] == "/accounts/test-op/callback/" and "new_user" not in Recording.seen
+
+
+# --- replacing a failure's answer ---------------------------------------------------------------------
+
+
+class RedirectingFailures(DefaultAccountAdapter):
+    """Sends a failed sign-in to the project's own page, naming the rule that refused."""
+
+    def sign_in_failed_response(self, request, error, *, provider, response):
+        from django.http import HttpResponseRedirect
+
+        return HttpResponseRedirect(f"/help/?code={error.code}&provider={provider.slug if provider else ''}")
+
+
+def test_the_adapter_replaces_a_failed_sign_ins_answer_after_it_is_logged_and_audited(
+    client, op, provider, settings, caplog
+):
+    settings.ACCOUNTS_ADAPTER = "tests.test_adapter.RedirectingFailures"
+    op.id_token_mutator = lambda header, claims: (header, {**claims, "aud": "another-client"})
+    with caplog.at_level(logging.WARNING, logger="accounts.views"):
+        response = sign_in(client, op, provider)
+    assert response.status_code == 302
+    assert response["Location"] == "/help/?code=token_rejected&provider=test-op"
+    assert any("sign-in failed: provider=test-op code=token_rejected" in line for line in caplog.messages)
+    assert SignInEvent.objects.get().code == "token_rejected"
+    assert not signed_in(client)

@@ -443,7 +443,7 @@ def test_health_view_sums_up_the_last_day_of_the_audit_trail(admin_client, provi
     for _ in range(2):
         SignInEvent.objects.create(outcome="success", provider=provider, provider_slug=provider.slug)
     reason = "ID token kid 'new-1' matches no RS256 key of the provider"
-    SignInEvent.objects.create(outcome="failure", provider=provider, code="token_rejected", reason=reason, suppressed=2)
+    SignInEvent.objects.create(outcome="failure", provider=provider, code="unknown_key", reason=reason, suppressed=2)
     old = SignInEvent.objects.create(outcome="failure", provider=provider, code="provider_timeout", reason="old")
     SignInEvent.objects.filter(pk=old.pk).update(created_at=timezone.now() - datetime.timedelta(hours=25))
     page = admin_client.get(health_url(provider)).content.decode()

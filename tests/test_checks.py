@@ -32,14 +32,25 @@ def test_signed_cookie_sessions_are_reported(settings):
     assert check_session_engine(None) == []
 
 
-def test_missing_or_misplaced_provider_session_middleware_is_reported(settings):
-    ours = "accounts.middleware.ProviderSessionMiddleware"
+def test_missing_or_misplaced_sign_in_session_middleware_is_an_error(settings):
+    ours = "accounts.session.SignInSessionMiddleware"
     sessions = "django.contrib.sessions.middleware.SessionMiddleware"
     assert check_middleware(None) == []  # the demo project's order
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != ours]
-    assert ids(check_middleware(None)) == ["oidc_signin.W005"]
+    assert ids(check_middleware(None)) == ["oidc_signin.E010"]
     settings.MIDDLEWARE = [ours, sessions]  # before SessionMiddleware it would see no session
-    assert ids(check_middleware(None)) == ["oidc_signin.W005"]
+    assert ids(check_middleware(None)) == ["oidc_signin.E010"]
+
+
+def test_the_former_middleware_path_still_works(settings):
+    from accounts.middleware import ProviderSessionMiddleware
+    from accounts.session import SignInSessionMiddleware
+
+    former = "accounts.middleware.ProviderSessionMiddleware"
+    ours = "accounts.session.SignInSessionMiddleware"
+    settings.MIDDLEWARE = [former if m == ours else m for m in settings.MIDDLEWARE]
+    assert check_middleware(None) == []
+    assert ProviderSessionMiddleware is SignInSessionMiddleware
 
 
 def test_the_project_settings_pass_the_settings_check():

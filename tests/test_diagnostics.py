@@ -157,3 +157,27 @@ def test_the_shell_and_the_running_server_share_one_copy_of_each_document(tmp_pa
         status, username = site.finish_sign_in(site.start_sign_in(op, "test-op"))
         assert (status, username) == (302, DEFAULT_USER["preferred_username"]), site.log()[-3000:]
         assert op.hits["/jwks"] == 2  # the server adopted the refreshed key set instead of fetching its own
+
+
+def test_the_provider_side_codes_are_every_provider_side_failure():
+    """Counted by the errors' own flag, so no provider-side code is forgotten (``provider_error`` once was)."""
+    from accounts.diagnostics import PROVIDER_SIDE_CODES
+
+    assert set(PROVIDER_SIDE_CODES) == {
+        "par_failed",
+        "provider_error",
+        "provider_misconfigured",
+        "provider_timeout",
+        "provider_unavailable",
+    }
+
+
+def test_an_unknown_kid_is_recorded_under_its_own_code(client, op, provider):
+    """The health view counts unknown-kid failures by this code, not by reading the reason."""
+    from accounts.models import SignInEvent
+    from tests.conftest import sign_in
+
+    op.id_token_mutator = lambda header, claims: ({**header, "kid": "made-up"}, claims)
+    sign_in(client, op, provider)
+    event = SignInEvent.objects.get()
+    assert (event.code, event.reason) == ("unknown_key", "ID token kid 'made-up' matches no RS256 key of the provider")

@@ -47,3 +47,21 @@ def test_every_adapter_method_and_signal_is_in_the_customisation_guide():
     for name, value in vars(signals).items():
         if isinstance(value, Signal):
             assert f"| `{name}` |" in guide, f"signal {name} is not in docs/customisation.md"
+
+
+def test_the_readme_module_table_names_every_module_of_the_app():
+    """A newcomer finds each module in the README's table, and the table names no module that is gone."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    table = "\n".join(line for line in readme.splitlines() if line.startswith("| `accounts/"))
+    named = set(re.findall(r"`(accounts/[\w/]+\.py)`", table))
+    modules = {
+        str(path.relative_to(root))
+        for path in (root / "accounts").rglob("*.py")
+        if "migrations" not in path.parts and "management" not in path.parts and path.name != "__init__.py"
+    }
+    assert named <= modules, named - modules
+    assert modules - named == set()

@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from accounts import pending
+from tests.conftest import incompressible
 from tests.op_double import OpenIDProviderDouble
 from tests.sites import REQUEST_TIMEOUT, SiteProcess
-from tests.test_flow import incompressible
 
 
 @pytest.fixture

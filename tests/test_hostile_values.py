@@ -196,7 +196,7 @@ def test_a_crash_in_back_channel_logout_keeps_the_logout_token_out_of_the_report
         raise RuntimeError("a bug in ending sessions")
 
     # After the token is verified and its jti spent, so the report's frames hold the raw token, the claims and all.
-    monkeypatch.setattr("accounts.provider_sessions.end", crash)
+    monkeypatch.setattr("accounts.session.end", crash)
     token = logout_token(op)
     with caplog.at_level(logging.ERROR, logger="django.request"):
         response = Client(raise_request_exception=False).post(

@@ -15,7 +15,7 @@ from django.db import OperationalError
 from django.test import Client
 from joserfc.jwk import RSAKey
 
-from accounts import provider_sessions
+from accounts import session as sessions
 from accounts.errors import TokenRejected
 from accounts.models import Provider, ProviderSession, SignInEvent
 from accounts.oidc import discovery, tokens
@@ -395,12 +395,12 @@ def test_a_busy_database_is_a_503_the_provider_can_retry_with_the_same_token(op,
     """Section 2.8 lets the provider retry; the jti must not make that retry a refused replay."""
     victim = browser_signed_in_as(op, provider, "user-1", "op-session-1")
     token = logout_token(op, sid="op-session-1")
-    real_end = provider_sessions.end
+    real_end = sessions.end
 
     def busy(*args, **kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(provider_sessions, "end", busy)
+    monkeypatch.setattr(sessions, "end", busy)
     with caplog.at_level("WARNING", logger="accounts"):
         response = post_logout_token(token)
     assert response.status_code == 503 and response["Retry-After"] == "5"
@@ -408,7 +408,7 @@ def test_a_busy_database_is_a_503_the_provider_can_retry_with_the_same_token(op,
     assert "reason=database unavailable (OperationalError: database is locked)" in caplog.text
     assert signed_in(victim)
 
-    monkeypatch.setattr(provider_sessions, "end", real_end)  # the database is back: the provider retries
+    monkeypatch.setattr(sessions, "end", real_end)  # the database is back: the provider retries
     assert post_logout_token(token).status_code == 200
     assert not signed_in(victim)
     assert_logout_refused(post_logout_token(token), 400, code="invalid_request", reason=JTI_REPLAY)

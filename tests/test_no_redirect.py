@@ -471,9 +471,9 @@ def test_posted_tokens_with_made_up_kids_spend_the_strict_refetch_budget(op, gis
     for n in range(3):
         claims = claims_for(op, nonce=page_nonce(browser), jti=f"j-{n}")
         response = post_credential(browser, made_up_kid_token(claims, kid=f"invented-{n}"))
-        assert_error_page(response, 400, code="token_rejected", reason="matches no RS256 key")
+        assert_error_page(response, 400, code="unknown_key", reason="matches no RS256 key")
         body = {"id_token": made_up_kid_token(claims_for(op, aud=APP_CLIENT, nonce="n"), kid=f"x-{n}"), "nonce": "n"}
-        assert_json_refused(post_app(Client(), body), 400, code="token_rejected", reason="matches no RS256 key")
+        assert_json_refused(post_app(Client(), body), 400, code="unknown_key", reason="matches no RS256 key")
     assert op.hits["/jwks"] - fetched <= 1
 
 

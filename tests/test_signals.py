@@ -167,3 +167,22 @@ def test_successful_sign_in_announces_no_failure(client, op, provider, received,
     with committed():
         sign_in(client, op, provider)
     assert received["failed"] == []
+
+
+@pytest.mark.parametrize("path", ["/accounts/logout/", "/accounts/identities/1/disconnect/"])
+def test_a_busy_database_when_signing_out_or_disconnecting_is_no_failed_sign_in(
+    client, op, provider, received, committed, monkeypatch, path
+):
+    """``sign_in_failed`` announces failed sign-ins only: a sign-out or disconnect that met a busy database is none."""
+    from django.db import OperationalError
+
+    with committed():
+        sign_in(client, op, provider)
+
+    def busy(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr("accounts.session.auth_logout", busy)
+    monkeypatch.setattr("accounts.views.disconnect_identity", busy)
+    assert client.post(path).status_code == 503
+    assert received["failed"] == []

@@ -193,7 +193,7 @@ def test_the_wheel_installed_in_a_new_project_signs_in_end_to_end(tmp_path):
     assert Path(installed_at).is_relative_to(venv) and "site-packages" in Path(installed_at).parts, installed_at
     assert not Path(installed_at).is_relative_to(ROOT), installed_at
     assert (version, app_name) == ("0.1.0", "oidc_signin")
-    site.manage("check", "--fail-level", "WARNING")  # the documented wiring leaves no warning (oidc_signin.W005, ...)
+    site.manage("check", "--fail-level", "WARNING")  # the documented wiring leaves no warning (oidc_signin.E010, ...)
 
     with OpenIDProviderDouble() as op, site:  # start() migrates, then serves with runserver --noreload
         site.add_provider("test-op", op)

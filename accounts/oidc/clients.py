@@ -47,7 +47,7 @@ from ..errors import (
     UnknownProvider,
 )
 from . import discovery, dpop, github, tokens
-from .config import TokenAuthMethod, UserinfoPolicy
+from .config import ProviderKind, TokenAuthMethod, UserinfoPolicy
 from .http import ProviderHTTPError, Response, request_json, require_secure_url
 from .quirks import STANDARD, Quirks
 
@@ -802,9 +802,9 @@ class TokenIssuerClient(ProviderClient):
 
 #: The client class of each ``Provider.Kind`` value.
 CLIENT_CLASSES: dict[str, type[ProviderClient]] = {
-    "oidc": OpenIDConnectClient,
-    "github": GitHubClient,
-    "token-issuer": TokenIssuerClient,
+    ProviderKind.OIDC: OpenIDConnectClient,
+    ProviderKind.GITHUB: GitHubClient,
+    ProviderKind.TOKEN_ISSUER: TokenIssuerClient,
 }
 
 

@@ -9,6 +9,21 @@ from __future__ import annotations
 import enum
 from typing import Any, Protocol
 
+#: The longest subject an identity can store: OpenID Connect Core 2 limits ``sub`` to 255 ASCII
+#: characters, and ``Identity.subject`` (with every other stored subject) is a varchar of this length.
+MAX_SUBJECT_LENGTH = 255
+#: The longest issuer an identity can store (``Identity.issuer`` and every other stored issuer).
+MAX_ISSUER_LENGTH = 500
+
+
+class ProviderKind(enum.StrEnum):
+    """Which protocol a provider speaks: it chooses the client class (``clients.client_class``)."""
+
+    OIDC = "oidc"
+    GITHUB = "github"
+    #: Known by its issuer and JWKS URL alone: it signs access tokens for this site's APIs, nobody signs in with it.
+    TOKEN_ISSUER = "token-issuer"
+
 
 class UserinfoPolicy(enum.StrEnum):
     """When the OpenID Connect client calls userinfo (``Provider.userinfo`` stores these values)."""

@@ -25,16 +25,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
 from ..errors import ProviderMisconfigured, ProviderUnavailable
+from .config import MAX_SUBJECT_LENGTH
 from .http import ProviderHTTPError, request_json
 
 if TYPE_CHECKING:
     from .config import ProviderConfig as Provider
 
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
-#: The longest subject an identity can store (``Identity.subject`` is a varchar(255)), and the
-#: limit OpenID Connect Core 2 sets for ``sub``.
-MAX_SUBJECT_LENGTH = 255
-
 
 #: The final path segment that the default callback issuer drops from the authorization endpoint.
 AUTHORIZE_SEGMENT = "/authorize"

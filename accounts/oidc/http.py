@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 from django.conf import settings
+from django.utils.module_loading import import_string
 from django.views.decorators.debug import sensitive_variables
 from requests.structures import CaseInsensitiveDict
 
@@ -31,17 +32,31 @@ from . import safejson
 
 logger = logging.getLogger(__name__)
 
-_session = requests.Session()
-_session.headers["User-Agent"] = "django-accounts-oidc/1.0"
-# The session is shared by every login in the process: a cookie one provider answer sets would ride
-# along on other people's later calls (and let a provider link them). A policy that allows no
-# domain refuses every Set-Cookie and sends nothing; connections are still pooled and reused.
-_session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-# With ``trust_env`` requests reads the proxy and CA-bundle variables and ~/.netrc again on every
-# call: half a millisecond of each sign-in on a small machine. A process's environment does not
-# change while it runs, so ``_environment`` reads it once per provider origin instead. ~/.netrc is
-# not read at all: a provider's credentials are its configuration here, never ambient ones.
-_session.trust_env = False
+
+@functools.cache
+def session(factory: str = "") -> requests.Session:
+    """The process's one ``requests.Session`` for providers: the app's own, or the one ``factory`` makes.
+
+    ``factory`` is ``ACCOUNTS_OIDC_HTTP_SESSION`` (a dotted path to a callable), for a project that
+    needs a proxy of its own, client certificates, or instrumentation; the rules below apply to it
+    too, and are not the factory's to undo.
+    """
+    made = import_string(factory)() if factory else requests.Session()
+    if not isinstance(made, requests.Session):
+        raise ProviderMisconfigured(f"ACCOUNTS_OIDC_HTTP_SESSION {factory!r} returned no requests.Session")
+    if made.headers.get("User-Agent") == requests.utils.default_user_agent():  # not one the factory chose
+        made.headers["User-Agent"] = "django-accounts-oidc/1.0"
+    # The session is shared by every login in the process: a cookie one provider answer sets would ride
+    # along on other people's later calls (and let a provider link them). A policy that allows no
+    # domain refuses every Set-Cookie and sends nothing; connections are still pooled and reused.
+    made.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    # With ``trust_env`` requests reads the proxy and CA-bundle variables and ~/.netrc again on every
+    # call: half a millisecond of each sign-in on a small machine. A process's environment does not
+    # change while it runs, so ``_environment`` reads it once per provider origin instead. ~/.netrc is
+    # not read at all: a provider's credentials are its configuration here, never ambient ones.
+    made.trust_env = False
+    return made
+
 
 #: Waits that ran out, whoever noticed: requests before the answer, urllib3 while the body streams
 #: in (``ReadTimeoutError`` is not a ``requests`` exception), the socket itself.
@@ -161,7 +176,10 @@ def request_json(
     try:
         parts = urlsplit(url)
         proxies, verify = _environment(f"{parts.scheme}://{parts.netloc}")
-        with _session.request(
+        outbound = session(conf.OIDC_HTTP_SESSION)
+        if isinstance(outbound.verify, str):  # a CA bundle the supplied session chose (mTLS, a private CA)
+            verify = outbound.verify
+        with outbound.request(
             method,
             url,
             data=data,

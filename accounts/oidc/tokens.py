@@ -32,8 +32,9 @@ from joserfc.jws import JWSRegistry
 from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from ..conf import conf
-from ..errors import TokenRejected
+from ..errors import TokenRejected, UnknownKey
 from . import discovery, profiles, safejson
+from .config import MAX_ISSUER_LENGTH, MAX_SUBJECT_LENGTH
 from .discovery import KeyOrigin
 from .profiles import AudienceRule, TokenProfile
 
@@ -90,10 +91,16 @@ def verify_id_token(
     return claims
 
 
-#: The longest value each identity key may have: what its column holds (``Identity.issuer`` is a
-#: varchar(500), ``subject`` and ``ProviderSession.sid`` varchar(255)); Core 2 limits ``sub`` to 255.
+#: The longest value each identity key may have: what its column holds (``config.MAX_ISSUER_LENGTH``,
+#: ``config.MAX_SUBJECT_LENGTH``; ``ProviderSession.sid`` is as long as a subject).
 #: ``client_id`` and ``jti`` are not stored as such: their bounds only keep log lines and hashes small.
-KEY_LENGTHS = {"iss": 500, "sub": 255, "sid": 255, "client_id": 500, "jti": 1000}
+KEY_LENGTHS = {
+    "iss": MAX_ISSUER_LENGTH,
+    "sub": MAX_SUBJECT_LENGTH,
+    "sid": MAX_SUBJECT_LENGTH,
+    "client_id": 500,
+    "jti": 1000,
+}
 
 
 def key_problem(value: Any, name: str) -> str | None:
@@ -212,7 +219,7 @@ def _provider_key(header: dict[str, Any], alg: str, jwks_uri: str, what: str, or
         if doc is not None:
             candidates = matching_keys(doc.keys, header, alg)
     if not candidates:
-        raise TokenRejected(f"{what} kid {header.get('kid')!r} matches no {alg} key of the provider")
+        raise UnknownKey(f"{what} kid {header.get('kid')!r} matches no {alg} key of the provider")
     if len(candidates) > 1:
         raise TokenRejected(f"{what} has no kid and the provider has {len(candidates)} {alg} keys")
     return candidates[0]

@@ -177,3 +177,13 @@ def test_never_calls_userinfo_even_when_the_id_token_lacks_the_email(op, provide
     assert op.hits["/userinfo"] == 0
     identity = Identity.objects.get()
     assert (identity.email, identity.email_verified) == ("", False)
+
+
+def test_every_provider_kind_has_its_client_and_its_stored_choice():
+    """One vocabulary: the kinds the models store are the protocol's kinds, each with a client class."""
+    from accounts.choices import Kind, Userinfo
+    from accounts.oidc.clients import CLIENT_CLASSES
+    from accounts.oidc.config import ProviderKind, UserinfoPolicy
+
+    assert set(CLIENT_CLASSES) == set(ProviderKind) == set(Kind.values)
+    assert set(Userinfo.values) == set(UserinfoPolicy)

@@ -443,3 +443,36 @@ def test_a_ca_bundle_the_environment_names_is_used(environment):
     responses.get("https://provider.example/doc", json={})
     request_json("GET", "https://provider.example/doc", what="doc")
     assert responses.calls[0].request.req_kwargs["verify"] == "/etc/ssl/certs/company-ca.pem"
+
+
+# --- the session a project supplies (ACCOUNTS_OIDC_HTTP_SESSION) -----------------------------------
+
+#: Every request the supplied session sent, by URL: what an instrumenting project would record.
+INSTRUMENTED: list[str] = []
+
+
+def instrumented_session() -> requests.Session:
+    """A project's own session: it records each call and sets its own header (instrumentation)."""
+    made = requests.Session()
+    made.headers["X-Trace"] = "project"
+    made.hooks["response"].append(lambda response, *args, **kwargs: INSTRUMENTED.append(response.url))
+    return made
+
+
+def test_a_supplied_session_carries_every_call_and_keeps_the_apps_rules(settings):
+    settings.ACCOUNTS_OIDC_ALLOW_INSECURE_HTTP = True
+    settings.ACCOUNTS_OIDC_HTTP_SESSION = "tests.oidc.test_http.instrumented_session"
+    INSTRUMENTED.clear()
+    with recording_provider() as (base, seen):
+        request_json("GET", base + "/first", what="doc")
+        request_json("GET", base + "/second", what="doc")
+    recorded = list(INSTRUMENTED)
+    assert recorded == [base + "/first", base + "/second"]
+    # Its cookies are refused as the app's own session's are: no call carries another's state.
+    assert [(s.path, s.cookie) for s in seen] == [("/first", None), ("/second", None)]
+
+
+def test_a_supplied_factory_that_makes_no_session_is_a_configuration_error(settings):
+    settings.ACCOUNTS_OIDC_HTTP_SESSION = "builtins.dict"
+    with pytest.raises(ProviderMisconfigured, match=r"returned no requests\.Session"):
+        request_json("GET", URL, what="doc")

@@ -303,7 +303,7 @@ def test_signed_tokens_with_odd_members_raise_nothing_but_token_rejected(op, fuz
             assert verify(op, fuzz_provider, token) == claims  # odd, but signed: what was signed comes back
             outcomes["accepted"] += 1
         except SignInError as exc:
-            assert type(exc) is TokenRejected and exc.reason.startswith("ID token "), repr(exc)
+            assert isinstance(exc, TokenRejected) and exc.reason.startswith("ID token "), repr(exc)
             outcomes["rejected"] += 1
         for variant in (token[:-4], token + "A", token.replace(".", "..", 1)):  # these are no longer signed
             reason = reason_for(op, fuzz_provider, variant)

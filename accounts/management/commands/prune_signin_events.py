@@ -14,7 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from accounts import provider_sessions, replay
+from accounts import replay, session
 from accounts.models import SignInEvent
 
 
@@ -39,5 +39,5 @@ class Command(BaseCommand):
             return
         deleted, _ = old.delete()
         self.stdout.write(f"Deleted {deleted} event(s) older than {days} days.")
-        self.stdout.write(f"Forgot {provider_sessions.forget_dead()} link(s) to sessions that no longer exist.")
+        self.stdout.write(f"Forgot {session.forget_dead()} link(s) to sessions that no longer exist.")
         self.stdout.write(f"Forgot {replay.prune()} expired spent token(s).")

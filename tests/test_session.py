@@ -1,4 +1,4 @@
-"""accounts.login: Django's login() under a new key, the session written once, its cookie as Django's."""
+"""accounts.session: Django's login() under a new key, the session written once, its cookie as Django's."""
 
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ def test_a_new_sessions_key_that_exists_already_is_never_reused(op, provider, mo
     theirs["who"] = "someone else"
     theirs.create()
     taken = theirs.session_key
-    monkeypatch.setattr("accounts.login.get_random_string", lambda *args: taken)
+    monkeypatch.setattr("accounts.session.get_random_string", lambda *args: taken)
     browser = Client()
     assert sign_in(browser, op, provider).status_code == 302
     assert browser.session.session_key != taken
