@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
@@ -87,23 +88,41 @@ def sign_in_identity(
 def _sign_in_returning(
     *, request: HttpRequest | None, provider: Provider, identity: Identity, claims: dict[str, Any]
 ) -> SignInResult:
-    email, email_verified = verified_email(claims)
     user = identity.user
     admit_user(user)
+    # The caller's transaction, or one of its own: a conflict ends the whole sign-in.
+    _apply_claims(request, provider, identity, claims, last_login_at=timezone.now(), savepoint=False)
+    return SignInResult(user, identity, user_created=False, identity_created=False)
+
+
+def _apply_claims(
+    request: HttpRequest | None,
+    provider: Provider,
+    identity: Identity,
+    claims: dict[str, Any],
+    *,
+    last_login_at: datetime | None,
+    savepoint: bool,
+) -> None:
+    """A returning identity's claims stored, and its user's profile updated as its provider says.
+
+    Raises ``AccountConflict`` when what the claims (or the adapter) asked to store collides with
+    another account's unique field, say an email that account already has: nothing to retry, the
+    identity exists.
+    """
+    email, email_verified = verified_email(claims)
+    user = identity.user
     try:
-        with transaction.atomic(savepoint=False):  # the caller's transaction, or one of its own
-            _refresh(identity, claims, email, email_verified, timezone.now())
+        with transaction.atomic(savepoint=savepoint):
+            _refresh(identity, claims, email, email_verified, last_login_at)
             if provider.profile_sync == Provider.ProfileSync.FOLLOW:
                 _sync_profile(request, user, claims, email_verified)
             _update_user(request, user, claims, created=False)
     except IntegrityError:
-        # Nothing to retry: the identity exists. What the claims (or the adapter) asked to store
-        # collides with another account's unique field, say an email that account already has.
         raise AccountConflict(
             f"updating user {user.pk} from {provider.slug} collides with another account's unique field",
             message=_("Your profile from this provider matches another account on this site, so it was not updated."),
         ) from None
-    return SignInResult(user, identity, user_created=False, identity_created=False)
 
 
 def _sign_in_new(
@@ -221,19 +240,7 @@ def update_from_provider(*, request: HttpRequest | None, identity: Identity, cla
     provider's ``profile_sync`` says so, and the adapter's ``update_user`` runs. The last sign-in
     time is left alone: nobody signed in.
     """
-    email, email_verified = verified_email(claims)
-    user = identity.user
-    try:
-        with transaction.atomic():
-            _refresh(identity, claims, email, email_verified, identity.last_login_at)
-            if identity.provider.profile_sync == Provider.ProfileSync.FOLLOW:
-                _sync_profile(request, user, claims, email_verified)
-            _update_user(request, user, claims, created=False)
-    except IntegrityError:
-        raise AccountConflict(
-            f"updating user {user.pk} from {identity.provider.slug} collides with another account's unique field",
-            message=_("Your profile from this provider matches another account on this site, so it was not updated."),
-        ) from None
+    _apply_claims(request, identity.provider, identity, claims, last_login_at=identity.last_login_at, savepoint=True)
 
 
 @dataclass(frozen=True)
