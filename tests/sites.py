@@ -10,16 +10,20 @@ Every wait is bounded and the process is always stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,3 +184,32 @@ class SiteProcess:
         response = flow.browser.get(flow.callback_url, allow_redirects=False, timeout=REQUEST_TIMEOUT)
         session = flow.browser.get(f"{self.url}{self.prefix}/session/", timeout=REQUEST_TIMEOUT).json()
         return response.status_code, (session["user"] or {}).get("username")
+
+
+#: The PostgreSQL server on this machine (trust auth) that site processes share in the services tests.
+POSTGRES = "postgres://postgres@127.0.0.1:5432"
+
+
+@contextlib.contextmanager
+def shared_services(prefix: str, redis_db: int) -> Iterator[dict[str, str]]:
+    """A database of their own on the PostgreSQL server and an emptied Redis database, for site processes.
+
+    Yields the ``DATABASE_URL`` and ``CACHE_URL`` to hand to ``SiteProcess``; skips the test when
+    either service is unreachable; drops the database and empties the Redis database afterwards.
+    """
+    psycopg = pytest.importorskip("psycopg")
+    redis = pytest.importorskip("redis")
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=3)
+        cache = redis.Redis(host="127.0.0.1", port=6379, db=redis_db, socket_timeout=3)
+        cache.flushdb()
+    except (psycopg.OperationalError, redis.ConnectionError) as exc:
+        pytest.skip(f"PostgreSQL or Redis is not reachable on 127.0.0.1: {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"DATABASE_URL": f"{POSTGRES}/{name}", "CACHE_URL": f"redis://127.0.0.1:6379/{redis_db}"}
+    finally:
+        cache.flushdb()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

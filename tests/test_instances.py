@@ -11,7 +11,6 @@ second pass of ``make test``; each test's waits are bounded.
 
 from __future__ import annotations
 
-import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,34 +18,20 @@ import pytest
 import requests
 from django.db import connection
 
+from tests import sites
 from tests.op_double import DEFAULT_USER, OpenIDProviderDouble
 from tests.sites import SiteProcess
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 PARALLEL = 20
-POSTGRES = "postgres://postgres@127.0.0.1:5432"
 REDIS_DB = 14  # the suite's own cache uses 15
 
 
 @pytest.fixture(scope="module")
 def shared_services():
     """A database of their own on the PostgreSQL server, and an emptied Redis database."""
-    psycopg = pytest.importorskip("psycopg")
-    redis = pytest.importorskip("redis")
-    name = f"oidc_signin_instances_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(f"{POSTGRES}/test", autocommit=True, connect_timeout=3)
-        cache = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB, socket_timeout=3)
-        cache.flushdb()
-    except (psycopg.OperationalError, redis.ConnectionError) as exc:
-        pytest.skip(f"PostgreSQL or Redis is not reachable on 127.0.0.1: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield {"DATABASE_URL": f"{POSTGRES}/{name}", "CACHE_URL": f"redis://127.0.0.1:6379/{REDIS_DB}"}
-    finally:
-        cache.flushdb()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with sites.shared_services("oidc_signin_instances", REDIS_DB) as services:
+        yield services
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ PostgreSQL and Redis, the change made by a third process.
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 from django.db import connection
 from django.test import Client
@@ -17,11 +15,11 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts import provider_cache
 from accounts.models import Provider
+from tests import sites
 from tests.conftest import sign_in
 from tests.op_double import OpenIDProviderDouble
 from tests.sites import SiteProcess
 
-POSTGRES = "postgres://postgres@127.0.0.1:5432"
 REDIS_DB = 13  # the instances tests use 14, the suite's second pass 15
 
 
@@ -83,22 +81,8 @@ def test_the_version_is_bumped_again_when_the_change_commits(provider):
 
 @pytest.fixture(scope="module")
 def shared_services():
-    psycopg = pytest.importorskip("psycopg")
-    redis = pytest.importorskip("redis")
-    name = f"oidc_signin_provider_cache_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=3)
-        cache = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB, socket_timeout=3)
-        cache.flushdb()
-    except (psycopg.OperationalError, redis.ConnectionError) as exc:
-        pytest.skip(f"PostgreSQL or Redis is not reachable on 127.0.0.1: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield {"DATABASE_URL": f"{POSTGRES}/{name}", "CACHE_URL": f"redis://127.0.0.1:6379/{REDIS_DB}"}
-    finally:
-        cache.flushdb()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with sites.shared_services("oidc_signin_provider_cache", REDIS_DB) as services:
+        yield services
 
 
 def starts(site: SiteProcess, times: int = 6) -> set[int]:
